@@ -1,0 +1,3 @@
+from sagas.replay import main
+
+main()

@@ -1,0 +1,47 @@
+"""Domain errors. Business rejections end a saga at once; StoreUnavailable is transient."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A business rule said no. The request was understood; retrying will not help."""
+
+
+class CouponNotFound(DomainError):
+    pass
+
+
+class CouponExists(DomainError):
+    pass
+
+
+class AlreadyClaimed(DomainError):
+    pass
+
+
+class OutOfStock(DomainError):
+    pass
+
+
+class StoreUnavailable(Exception):
+    """A store did not answer in time or dropped the connection: transient, retryable.
+
+    `maybe_applied` is False only when the request provably never reached the store
+    (no connection could be made); otherwise the call may have taken effect.
+    """
+
+    def __init__(self, store: str, *, maybe_applied: bool = True) -> None:
+        super().__init__(f"{store} is unavailable")
+        self.store = store
+        self.maybe_applied = maybe_applied
+
+
+def may_have_applied(error: BaseException) -> bool:
+    """Whether a failed action may still have changed its store (so it must be undone)."""
+    if isinstance(error, DomainError):
+        return False
+    return not isinstance(error, StoreUnavailable) or error.maybe_applied
+
+
+class SagaConflict(Exception):
+    """A saga action found state another run of the same saga left (e.g. confirm after release)."""

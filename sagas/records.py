@@ -1,0 +1,55 @@
+"""What the saga log keeps about a saga: its record and the events of its history."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+class SagaStatus(enum.StrEnum):
+    RUNNING = "running"
+    COMPENSATING = "compensating"
+    COMPLETED = "completed"
+    COMPENSATED = "compensated"
+    FAILED = "failed"  # parked for an operator
+
+    @property
+    def in_flight(self) -> bool:
+        return self in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+
+
+class Phase(enum.StrEnum):
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True)
+class SagaEvent:
+    at: float
+    step: str
+    phase: Phase
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SagaRecord:
+    saga_id: str
+    name: str
+    payload: dict[str, Any]
+    status: SagaStatus
+    step: str
+    created_at: float
+    updated_at: float
+    attempts: int = 0
+    error: str = ""
+    # The steps whose actions have completed, in order: what a compensation must undo.
+    done: tuple[str, ...] = field(default=())
+
+    def moved(self, at: float, **changes: Any) -> SagaRecord:
+        return replace(self, updated_at=at, **changes)
