@@ -1,0 +1,76 @@
+"""The one list of store errors that are transient: they become StoreUnavailable (HTTP 503)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import asyncpg
+import pymongo.errors
+import redis.exceptions
+
+from sagas.errors import StoreUnavailable
+
+_TRANSIENT: dict[str, tuple[type[BaseException], ...]] = {
+    "postgresql": (
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.TooManyConnectionsError,
+        asyncpg.OperatorInterventionError,  # admin shutdown, crash shutdown
+        asyncpg.DeadlockDetectedError,
+        asyncpg.SerializationError,
+    ),
+    "mongodb": (
+        OSError,
+        TimeoutError,
+        pymongo.errors.ConnectionFailure,  # AutoReconnect, NetworkTimeout, server selection
+        pymongo.errors.ExecutionTimeout,
+        pymongo.errors.WTimeoutError,
+    ),
+    "redis": (
+        OSError,
+        TimeoutError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+    ),
+}
+
+
+def _never_sent(error: BaseException) -> bool:
+    """True when no connection was made, so the request cannot have reached the server."""
+    if isinstance(error, pymongo.errors.ServerSelectionTimeoutError):
+        return True
+    if isinstance(error, pymongo.errors.PyMongoError) and error.has_error_label("NoWritesPerformed"):
+        return True
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, (ConnectionRefusedError, socket.gaierror,
+                              asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _is_transient(store: str, error: BaseException) -> bool:
+    if isinstance(error, _TRANSIENT[store]):
+        return True
+    # PyMongo marks client-side operation timeouts (timeoutMS) on the error itself.
+    return isinstance(error, pymongo.errors.PyMongoError) and error.timeout
+
+
+@contextmanager
+def unavailable_on_failure(store: str) -> Iterator[None]:
+    """Turn a transient driver error of `store` into StoreUnavailable; let others through."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:
+        if _is_transient(store, error):
+            raise StoreUnavailable(store, maybe_applied=not _never_sent(error)) from error
+        raise

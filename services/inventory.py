@@ -1,0 +1,108 @@
+"""Inventory in PostgreSQL: coupons with their stock, and one hold row per claim saga."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from sagas.errors import AlreadyClaimed, CouponExists, CouponNotFound, OutOfStock, SagaConflict
+from sagas.ports import CouponStock
+from services.failures import unavailable_on_failure
+
+# Any fixed number: every replica takes the same lock, so the schema is applied once at a time.
+_SCHEMA_LOCK_ID = 0x636F75706F6E  # "coupon"
+
+_RESERVE_REJECTIONS: dict[str, type[Exception]] = {
+    "already_claimed": AlreadyClaimed,
+    "out_of_stock": OutOfStock,
+    "coupon_not_found": CouponNotFound,
+}
+
+_RELEASE = """
+WITH released AS (
+    UPDATE holds SET status = 'released', updated_at = now()
+    WHERE saga_id = $1 AND status = 'held'
+    RETURNING coupon_name
+)
+UPDATE coupons SET remaining_amount = remaining_amount + 1
+FROM released WHERE coupons.name = released.coupon_name
+RETURNING 1
+"""
+
+_CONFIRM = """
+WITH confirmed AS (
+    UPDATE holds SET status = 'confirmed', updated_at = now()
+    WHERE saga_id = $1 AND status = 'held'
+    RETURNING status
+)
+SELECT status FROM confirmed
+UNION ALL
+SELECT status FROM holds WHERE saga_id = $1 AND NOT EXISTS (SELECT 1 FROM confirmed)
+"""
+
+
+async def apply_schema(pool: asyncpg.Pool) -> None:
+    """Create tables, indexes and functions; safe with many replicas starting at once."""
+    schema = resources.files("services").joinpath("inventory_schema.sql").read_text()
+    with unavailable_on_failure("postgresql"):
+        async with pool.acquire() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK_ID)
+            await connection.execute(schema)
+
+
+class PostgresInventory:
+    """Every operation is one statement (one round trip, one short transaction).
+
+    READ COMMITTED is enough: the stock changes only through guarded UPDATEs that take
+    the row lock and re-check their condition, and holds are serialised per user by the
+    partial unique index.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create_coupon(self, name: str, amount: int) -> CouponStock:
+        with unavailable_on_failure("postgresql"):
+            created = await self._pool.fetchval(
+                "INSERT INTO coupons (name, amount, remaining_amount) VALUES ($1, $2, $2) "
+                "ON CONFLICT (name) DO NOTHING RETURNING true",
+                name, amount,
+            )
+        if not created:
+            raise CouponExists(name)
+        return CouponStock(name, amount, amount)
+
+    async def get_coupon(self, name: str) -> CouponStock | None:
+        with unavailable_on_failure("postgresql"):
+            row = await self._pool.fetchrow(
+                "SELECT name, amount, remaining_amount FROM coupons WHERE name = $1", name
+            )
+        return None if row is None else _stock(row)
+
+    async def reserve(self, saga_id: str, coupon_name: str, user_id: str) -> None:
+        with unavailable_on_failure("postgresql"):
+            outcome = await self._pool.fetchval(
+                "SELECT reserve_unit($1::uuid, $2, $3)", saga_id, coupon_name, user_id
+            )
+        if outcome == "reserved":
+            return
+        if outcome == "released":
+            raise SagaConflict(f"saga {saga_id} was compensated; its hold is released")
+        raise _RESERVE_REJECTIONS[outcome](coupon_name)
+
+    async def release(self, saga_id: str) -> bool:
+        """True if this call gave the unit back; False if it was not held (already released)."""
+        with unavailable_on_failure("postgresql"):
+            return bool(await self._pool.fetchval(_RELEASE, saga_id))
+
+    async def confirm(self, saga_id: str) -> None:
+        with unavailable_on_failure("postgresql"):
+            status = await self._pool.fetchval(_CONFIRM, saga_id)
+        if status != "confirmed":
+            raise SagaConflict(f"saga {saga_id} has no hold to confirm (status {status})")
+
+
+def _stock(row: Any) -> CouponStock:
+    return CouponStock(row["name"], row["amount"], row["remaining_amount"])

@@ -1,0 +1,63 @@
+-- Inventory schema. Applied at every start under an advisory lock; every statement is idempotent.
+
+CREATE TABLE IF NOT EXISTS coupons (
+    name             text        PRIMARY KEY,
+    amount           bigint      NOT NULL CHECK (amount >= 0),
+    remaining_amount bigint      NOT NULL CHECK (remaining_amount >= 0 AND remaining_amount <= amount),
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per claim saga. No foreign key to coupons on purpose: its FOR KEY SHARE lock
+-- on the hot coupon row would turn every reserve into a MultiXact on that row.
+-- reserve_unit() checks that the coupon exists; coupons are never deleted.
+CREATE TABLE IF NOT EXISTS holds (
+    saga_id     uuid        PRIMARY KEY,
+    coupon_name text        NOT NULL,
+    user_id     text        NOT NULL,
+    status      text        NOT NULL CHECK (status IN ('held', 'confirmed', 'released')),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- The semantic lock: one live hold per user and coupon. A second attempt by the same user
+-- is refused here, before it touches the stock row.
+CREATE UNIQUE INDEX IF NOT EXISTS holds_one_live_per_user
+    ON holds (coupon_name, user_id) WHERE status <> 'released';
+
+CREATE INDEX IF NOT EXISTS holds_held_by_age ON holds (updated_at) WHERE status = 'held';
+
+-- Reserve one unit for a saga in one round trip and one transaction.
+-- Returns 'reserved' (also on a replay of the same saga), 'already_claimed',
+-- 'out_of_stock', 'coupon_not_found' or 'released' (this saga was compensated already).
+CREATE OR REPLACE FUNCTION reserve_unit(p_saga_id uuid, p_coupon text, p_user text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_status text;
+BEGIN
+    PERFORM 1 FROM coupons WHERE name = p_coupon;
+    IF NOT FOUND THEN
+        RETURN 'coupon_not_found';
+    END IF;
+
+    INSERT INTO holds (saga_id, coupon_name, user_id, status)
+    VALUES (p_saga_id, p_coupon, p_user, 'held')
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        SELECT status INTO v_status FROM holds WHERE saga_id = p_saga_id;
+        IF NOT FOUND THEN
+            RETURN 'already_claimed';
+        END IF;
+        RETURN CASE v_status WHEN 'released' THEN 'released' ELSE 'reserved' END;
+    END IF;
+
+    -- The guarded UPDATE takes the row lock; under READ COMMITTED a waiter re-checks
+    -- remaining_amount > 0 against the newest row version once the lock is free.
+    UPDATE coupons SET remaining_amount = remaining_amount - 1
+    WHERE name = p_coupon AND remaining_amount > 0;
+    IF NOT FOUND THEN
+        DELETE FROM holds WHERE saga_id = p_saga_id;
+        RETURN 'out_of_stock';
+    END IF;
+    RETURN 'reserved';
+END;
+$$;
