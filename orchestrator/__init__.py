@@ -1,0 +1,1 @@
+"""The aiohttp gateway: app factory, routes, models, error mapping, settings, saga engine."""

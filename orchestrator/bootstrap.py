@@ -1,0 +1,107 @@
+"""The one place that opens the stores and builds the service, for the app, the CLI and tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from pymongo import AsyncMongoClient
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from orchestrator.coupons import CouponService
+from orchestrator.engine import SagaEngine
+from orchestrator.settings import Settings
+from services.claims import MongoClaims
+from services.failures import unavailable_on_failure
+from services.inventory import PostgresInventory, apply_schema
+from services.saga_log import RedisSagaLog
+
+
+@asynccontextmanager
+async def postgres_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    with unavailable_on_failure("postgresql"):
+        pool = await asyncpg.create_pool(
+            settings.database_url,
+            min_size=1,
+            max_size=settings.pg_pool_size,
+            command_timeout=settings.store_timeout_seconds,
+            timeout=settings.store_timeout_seconds,
+        )
+    try:
+        await apply_schema(pool)
+        yield pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def mongo_client(settings: Settings) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    timeout_ms = int(settings.store_timeout_seconds * 1000)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        settings.mongo_url,
+        maxPoolSize=settings.mongo_pool_size,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        timeoutMS=timeout_ms,
+        tz_aware=True,
+    )
+    try:
+        await MongoClaims(client[settings.mongo_db]).ensure_indexes()
+        yield client
+    finally:
+        await client.close()
+
+
+@asynccontextmanager
+async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    # Blocking pool: past its size a command waits for a connection instead of failing.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_pool_size,
+        timeout=settings.store_timeout_seconds,
+        socket_timeout=settings.store_timeout_seconds,
+        socket_connect_timeout=settings.store_timeout_seconds,
+        decode_responses=True,
+        # A few quick retries of a dropped connection; a store that stays down is a 503.
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), retries=2),
+    )
+    client = aioredis.Redis(connection_pool=pool)
+    try:
+        with unavailable_on_failure("redis"):
+            await client.ping()
+        yield client
+    finally:
+        await client.aclose()
+        await pool.aclose()
+
+
+@dataclass(frozen=True)
+class Stores:
+    pg_pool: asyncpg.Pool
+    mongo: AsyncMongoClient[dict[str, Any]]
+    redis: aioredis.Redis
+
+
+def build_service(settings: Settings, stores: Stores) -> CouponService:
+    inventory = PostgresInventory(stores.pg_pool)
+    claims = MongoClaims(stores.mongo[settings.mongo_db])
+    saga_log = RedisSagaLog(stores.redis, settings.saga_retention_seconds)
+    engine = SagaEngine(saga_log, store_attempts=settings.saga_store_attempts)
+    return CouponService(inventory, claims, saga_log, engine)
+
+
+@asynccontextmanager
+async def open_service(settings: Settings) -> AsyncIterator[CouponService]:
+    """All three stores and the service on top, for the replay tool and tests."""
+    async with AsyncExitStack() as stack:
+        stores = Stores(
+            await stack.enter_async_context(postgres_pool(settings)),
+            await stack.enter_async_context(mongo_client(settings)),
+            await stack.enter_async_context(redis_client(settings)),
+        )
+        yield build_service(settings, stores)

@@ -1,0 +1,53 @@
+"""The service layer: what the HTTP views (and the replay tool) ask for."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sagas.claim import ClaimPayload, claim_saga
+from sagas.errors import CouponNotFound
+from sagas.ports import ClaimLedger, CouponStock, Inventory, SagaLog
+from orchestrator.engine import SagaEngine
+
+
+@dataclass(frozen=True)
+class CouponDetails:
+    stock: CouponStock
+    claimed_by: list[str]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    saga_id: str
+    user_id: str
+    coupon_name: str
+    claimed_at: datetime
+
+
+class CouponService:
+    def __init__(self, inventory: Inventory, claims: ClaimLedger, saga_log: SagaLog,
+                 engine: SagaEngine) -> None:
+        self.inventory = inventory
+        self.claims = claims
+        self.saga_log = saga_log
+        self._engine = engine
+        self._claim_saga = claim_saga(inventory, claims)
+
+    async def create(self, name: str, amount: int) -> CouponStock:
+        return await self.inventory.create_coupon(name, amount)
+
+    async def details(self, name: str) -> CouponDetails:
+        stock = await self.inventory.get_coupon(name)
+        if stock is None:
+            raise CouponNotFound(name)
+        return CouponDetails(stock, await self.claims.claimants(name))
+
+    async def claim(self, user_id: str, coupon_name: str) -> Claimed:
+        # Millisecond precision: what MongoDB stores is what the client is told.
+        now = datetime.now(UTC)
+        payload = ClaimPayload(user_id, coupon_name, now.replace(microsecond=now.microsecond // 1000 * 1000))
+        # Shielded: a client that hangs up must not cut a saga (or its compensation) short.
+        record = await asyncio.shield(self._engine.run(self._claim_saga, payload.to_dict()))
+        return Claimed(record.saga_id, user_id, coupon_name, payload.claimed_at)

@@ -1,0 +1,70 @@
+"""The one place that maps outcomes to the contract's status codes and error bodies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from orchestrator.responses import error_response
+from sagas.errors import AlreadyClaimed, CouponExists, CouponNotFound, OutOfStock, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class InvalidRequest(Exception):
+    """The body or a field breaks the contract; the message is safe to show the client."""
+
+
+_DOMAIN: dict[type[Exception], tuple[int, str, str]] = {
+    CouponNotFound: (404, "coupon_not_found", "No coupon has that name."),
+    CouponExists: (409, "coupon_exists", "A coupon with that name already exists."),
+    AlreadyClaimed: (409, "already_claimed", "This user already holds this coupon."),
+    OutOfStock: (409, "out_of_stock", "This coupon has no stock left."),
+}
+
+_HTTP: dict[int, tuple[str, str]] = {
+    400: ("invalid_request", "The request could not be read."),
+    404: ("not_found", "There is nothing at this path."),
+    405: ("method_not_allowed", "This path does not accept that method."),
+    413: ("payload_too_large", "The request body is larger than 64 KiB."),
+}
+
+RETRY_AFTER_SECONDS = "1"
+
+
+def _validation_message(error: ValidationError) -> str:
+    first = error.errors(include_url=False, include_input=False)[0]
+    if not first["loc"]:
+        return "The body must be a JSON object."
+    field = ".".join(str(part) for part in first["loc"])
+    reason = first["msg"].removeprefix("Value error, ")
+    return f"Invalid field '{field}': {reason[0].lower()}{reason[1:]}."
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ValidationError as error:
+        return error_response(400, "invalid_request", _validation_message(error))
+    except InvalidRequest as error:
+        return error_response(400, "invalid_request", str(error))
+    except StoreUnavailable as error:
+        log.warning("%s %s: %s", request.method, request.path, error)
+        return error_response(503, "unavailable", "A data store is unavailable; try again shortly.",
+                              headers={"Retry-After": RETRY_AFTER_SECONDS})
+    except web.HTTPException as error:
+        code, message = _HTTP.get(error.status, ("internal", error.reason))
+        headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+        return error_response(error.status, code, message, headers=headers)
+    except tuple(_DOMAIN) as error:
+        status, code, message = _DOMAIN[type(error)]
+        return error_response(status, code, message)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal", "The server failed to handle this request.")

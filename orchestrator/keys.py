@@ -1,0 +1,17 @@
+"""Typed keys for everything the app keeps in its state."""
+
+from __future__ import annotations
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+from pymongo import AsyncMongoClient
+
+from orchestrator.coupons import CouponService
+from orchestrator.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
+MONGO_CLIENT = web.AppKey("mongo_client", AsyncMongoClient)
+REDIS = web.AppKey("redis", aioredis.Redis)
+COUPONS = web.AppKey("coupons", CouponService)

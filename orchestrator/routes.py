@@ -1,0 +1,14 @@
+"""Every route of the gateway, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from orchestrator import views
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/api/coupons", views.create_coupon)
+    app.router.add_post("/api/coupons/claim", views.claim_coupon)
+    app.router.add_get("/api/coupons/{name}", views.get_coupon)
+    app.router.add_get("/health", views.health)

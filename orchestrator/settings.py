@@ -1,0 +1,32 @@
+"""All settings, from the environment (and an optional .env file), in one object."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    log_level: str = "info"
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/coupons"
+    mongo_url: str = "mongodb://127.0.0.1:27017"
+    mongo_db: str = "coupons"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Few connections on purpose: the hot stock row gets slower as more transactions
+    # queue on its lock, so extra claims wait in the pool instead of in PostgreSQL.
+    pg_pool_size: int = Field(16, ge=1)
+    redis_pool_size: int = Field(64, ge=1)
+    mongo_pool_size: int = Field(64, ge=1)
+    # How long one store call may take before it counts as unavailable.
+    store_timeout_seconds: float = Field(5.0, gt=0)
+
+    max_body_bytes: int = Field(64 * 1024, ge=1)
+    saga_retention_seconds: int = Field(7 * 24 * 3600, ge=60)
+    saga_store_attempts: int = Field(3, ge=1)

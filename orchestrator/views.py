@@ -1,0 +1,65 @@
+"""HTTP views: parse into a model, call the service, serialize. Errors go to the middleware."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from orchestrator.errors import InvalidRequest
+from orchestrator.keys import COUPONS
+from orchestrator.models import (
+    ClaimRequest,
+    ClaimResponse,
+    CouponResponse,
+    CreateCouponRequest,
+    coupon_name_adapter,
+)
+from orchestrator.responses import json_response
+from sagas.errors import CouponNotFound
+
+
+async def _json_body(request: web.Request) -> Any:
+    """The body as JSON whatever the Content-Type says (the contract does not promise one)."""
+    body = await request.read()  # raises 413 past client_max_size
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The body is not valid JSON.") from None
+
+
+async def create_coupon(request: web.Request) -> web.Response:
+    command = CreateCouponRequest.model_validate(await _json_body(request))
+    stock = await request.app[COUPONS].create(command.name, command.amount)
+    body = CouponResponse(name=stock.name, amount=stock.amount,
+                          remaining_amount=stock.remaining_amount, claimed_by=[])
+    return json_response(body, status=201,
+                         headers={"Location": f"/api/coupons/{quote(stock.name, safe='')}"})
+
+
+async def claim_coupon(request: web.Request) -> web.Response:
+    command = ClaimRequest.model_validate(await _json_body(request))
+    claimed = await request.app[COUPONS].claim(command.user_id, command.coupon_name)
+    body = ClaimResponse(user_id=claimed.user_id, coupon_name=claimed.coupon_name,
+                         claimed_at=claimed.claimed_at.isoformat(timespec="milliseconds")
+                         .replace("+00:00", "Z"))
+    return json_response(body, headers={"X-Saga-Id": claimed.saga_id})
+
+
+async def get_coupon(request: web.Request) -> web.Response:
+    try:
+        name = coupon_name_adapter.validate_python(request.match_info["name"])
+    except ValidationError:
+        raise CouponNotFound(request.match_info["name"]) from None  # no coupon can have it
+    details = await request.app[COUPONS].details(name)
+    stock = details.stock
+    body = CouponResponse(name=stock.name, amount=stock.amount,
+                          remaining_amount=stock.remaining_amount, claimed_by=details.claimed_by)
+    return json_response(body)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"}, dumps=lambda value: orjson.dumps(value).decode())
