@@ -1,0 +1,133 @@
+"""Whatever a client sends, a clear 4xx and no store changed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import uuid
+
+from tests.support.api import claim, create
+
+CREATE, CLAIM = "/api/coupons", "/api/coupons/claim"
+
+
+async def store_snapshot(pg, mongo, redis) -> tuple[object, ...]:
+    coupons = await pg.fetchrow("SELECT count(*) AS n, coalesce(sum(remaining_amount), 0) AS left "
+                                "FROM coupons")
+    holds = await pg.fetchval("SELECT count(*) FROM holds")
+    claims = await mongo.claims.count_documents({})
+    return coupons["n"], coupons["left"], holds, claims, await redis.dbsize()
+
+
+def body(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+BAD_CREATES = {
+    "malformed json": b'{"name": "x", "amount": ',
+    "empty body": b"",
+    "json array": b"[1, 2]",
+    "json string": b'"PROMO"',
+    "missing amount": body(name="BAD_A"),
+    "missing name": body(amount=5),
+    "amount as string": body(name="BAD_A", amount="5"),
+    "amount as float": body(name="BAD_A", amount=5.5),
+    "amount 5.0": b'{"name": "BAD_A", "amount": 5.0}',
+    "amount true": body(name="BAD_A", amount=True),
+    "amount null": body(name="BAD_A", amount=None),
+    "amount -1": body(name="BAD_A", amount=-1),
+    "amount 2**63": body(name="BAD_A", amount=2**63),
+    "amount over a billion": body(name="BAD_A", amount=1_000_000_001),
+    "huge integer": b'{"name": "BAD_A", "amount": 1' + b"0" * 400 + b"}",
+    "NaN": b'{"name": "BAD_A", "amount": NaN}',
+    "name blank": body(name="", amount=1),
+    "name only spaces": body(name="   ", amount=1),
+    "name leading space": body(name=" BAD", amount=1),
+    "name trailing tab": body(name="BAD\t", amount=1),
+    "name 129 chars": body(name="N" * 129, amount=1),
+    "name with slash": body(name="a/b", amount=1),
+    "name with NUL": body(name="a\u0000b", amount=1),
+    "name with newline": body(name="a\nb", amount=1),
+    "name with DEL": body(name="a\u007fb", amount=1),
+    "name as number": body(name=5, amount=1),
+    "name as object": body(name={"$ne": None}, amount=1),
+    "name lone surrogate": b'{"name": "\\ud800", "amount": 1}',
+    "invalid utf-8": b'{"name": "\xff\xfe", "amount": 1}',
+}
+
+BAD_CLAIMS = {
+    "malformed json": b"{",
+    "missing user": body(coupon_name="BAD_C"),
+    "missing coupon": body(user_id="u"),
+    "user as number": body(user_id=5, coupon_name="BAD_C"),
+    "user as bool": body(user_id=True, coupon_name="BAD_C"),
+    "user operator object": body(user_id={"$ne": None}, coupon_name="BAD_C"),
+    "coupon operator object": body(user_id="u", coupon_name={"$gt": ""}),
+    "user as list": body(user_id=["u"], coupon_name="BAD_C"),
+    "user blank": body(user_id="", coupon_name="BAD_C"),
+    "user 129 chars": body(user_id="u" * 129, coupon_name="BAD_C"),
+    "user with control char": body(user_id="u\u0001", coupon_name="BAD_C"),
+    "coupon 129 chars": body(user_id="u", coupon_name="C" * 129),
+    "coupon blank": body(user_id="u", coupon_name=""),
+}
+
+
+@pytest.mark.parametrize("payload", BAD_CREATES.values(), ids=BAD_CREATES.keys())
+async def test_bad_create_is_400_and_changes_nothing(http, gateway, pg, mongo, redis, payload):
+    before = await store_snapshot(pg, mongo, redis)
+    async with http.post(f"{gateway}{CREATE}", data=payload) as response:
+        assert response.status == 400
+        assert (await response.json())["error"] == "invalid_request"
+    assert await store_snapshot(pg, mongo, redis) == before
+
+
+@pytest.mark.parametrize("payload", BAD_CLAIMS.values(), ids=BAD_CLAIMS.keys())
+async def test_bad_claim_is_400_and_changes_nothing(http, gateway, pg, mongo, redis, payload):
+    before = await store_snapshot(pg, mongo, redis)
+    async with http.post(f"{gateway}{CLAIM}", data=payload,
+                         headers={"Content-Type": "application/json"}) as response:
+        assert response.status == 400
+        assert (await response.json())["error"] == "invalid_request"
+    assert await store_snapshot(pg, mongo, redis) == before
+
+
+async def test_body_over_64_kib_is_413_and_changes_nothing(http, gateway, pg, mongo, redis, name):
+    before = await store_snapshot(pg, mongo, redis)
+    padded = body(name=name, amount=1, padding="x" * (64 * 1024))
+    async with http.post(f"{gateway}{CREATE}", data=padded) as response:
+        assert response.status == 413
+        assert (await response.json())["error"] == "payload_too_large"
+    assert await store_snapshot(pg, mongo, redis) == before
+
+
+async def test_body_of_exactly_64_kib_is_read(http, gateway, name):
+    start = body(name=name, amount=1, padding="")[:-2]
+    payload = start + b"x" * (64 * 1024 - len(start) - 2) + b'"}'
+    assert len(payload) == 64 * 1024
+    async with http.post(f"{gateway}{CREATE}", data=payload) as response:
+        assert response.status == 201
+
+
+@pytest.mark.parametrize("edge", ["emoji 🎟️ ok", "rtl \u202e mark", "quote ' and \" ; --",
+                                  "percent %20 and ?query#hash", "$where", "in\u00a0side\u3000wide"])
+async def test_unusual_but_valid_names_work(http, gateway, edge):
+    name = f"{edge} {uuid.uuid4().hex[:8]}"
+    await create(http, gateway, name, 1)
+    assert (await claim(http, gateway, "u1", name))[0] == 200
+    assert (await claim(http, gateway, edge, name))[1]["error"] == "out_of_stock"
+
+
+async def test_a_name_of_exactly_128_characters_works(http, gateway):
+    name = ("N" * 96 + uuid.uuid4().hex)[:128]
+    assert len(name) == 128
+    await create(http, gateway, name, 1)
+    assert (await claim(http, gateway, "u" * 128, name))[0] == 200
+
+
+async def test_an_impossible_name_in_the_path_is_404(http, gateway):
+    for path in ["a%00b", "%ff%fe", "N" * 129, "%20leading"]:
+        async with http.get(f"{gateway}/api/coupons/{path}") as response:
+            assert response.status == 404
+            assert (await response.json())["error"] == "coupon_not_found"

@@ -1,0 +1,80 @@
+"""Flash-sale and double-dip attacks, fired at once, then checked against the stores."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.api import claim_all, create, details, outcomes
+from tests.support.invariants import assert_invariants
+
+
+@pytest.mark.parametrize(("claims", "stock"), [(50, 5), (1000, 100)])
+async def test_flash_sale_has_exactly_stock_winners(http, gateway, pg, mongo, name, claims, stock):
+    await create(http, gateway, name, stock)
+    users = [f"user_{n}" for n in range(claims)]
+
+    results = await claim_all(http, gateway, [(user, name) for user in users])
+
+    assert outcomes(results) == {"claimed": stock, "out_of_stock": claims - stock}
+    winners = [body["user_id"] for status, body in results if status == 200]
+    coupon = await details(http, gateway, name)
+    assert coupon["remaining_amount"] == 0
+    assert sorted(coupon["claimed_by"]) == sorted(winners)
+    facts = await assert_invariants(pg, mongo, name)
+    assert sorted(facts.claims.values()) == sorted(winners)
+
+
+async def test_double_dip_gives_one_claim(http, gateway, pg, mongo, name):
+    await create(http, gateway, name, 5)
+
+    results = await claim_all(http, gateway, [("dipper", name)] * 10)
+
+    assert outcomes(results) == {"claimed": 1, "already_claimed": 9}
+    coupon = await details(http, gateway, name)
+    assert (coupon["remaining_amount"], coupon["claimed_by"]) == (4, ["dipper"])
+    await assert_invariants(pg, mongo, name)
+
+
+async def test_double_dip_on_the_last_unit_is_already_claimed(http, gateway, pg, mongo, name):
+    await create(http, gateway, name, 1)
+
+    results = await claim_all(http, gateway, [("dipper", name)] * 10)
+
+    assert outcomes(results) == {"claimed": 1, "already_claimed": 9}
+    await assert_invariants(pg, mongo, name)
+
+
+async def test_duplicates_never_crowd_out_other_users(http, gateway, pg, mongo, name):
+    """Invariant 5: a user's 40 duplicates never take stock that 4 others are owed."""
+    await create(http, gateway, name, 5)
+    attempts = [("greedy", name)] * 40 + [(f"fair_{n}", name) for n in range(4)]
+
+    results = await claim_all(http, gateway, attempts)
+
+    fair = [status for (user, _), (status, _) in zip(attempts, results, strict=True)
+            if user.startswith("fair")]
+    assert fair == [200] * 4
+    assert outcomes(results) == {"claimed": 5, "already_claimed": 39}
+    coupon = await details(http, gateway, name)
+    assert coupon["remaining_amount"] == 0
+    assert sorted(coupon["claimed_by"]) == sorted(["greedy", "fair_0", "fair_1", "fair_2", "fair_3"])
+    await assert_invariants(pg, mongo, name)
+
+
+async def test_many_users_many_coupons_at_once(http, gateway, pg, mongo, name):
+    coupons = [f"{name}_{n}" for n in range(4)]
+    for coupon in coupons:
+        await create(http, gateway, coupon, 10)
+    attempts = [(f"user_{u}", coupon) for u in range(30) for coupon in coupons]
+    attempts += attempts[:40]  # some double dips mixed in
+
+    results = await claim_all(http, gateway, attempts)
+
+    # A duplicate is already_claimed or out_of_stock depending on its twin's luck; the
+    # winners are exact: ten a coupon, nobody twice.
+    counts = outcomes(results)
+    assert counts["claimed"] == 40
+    assert set(counts) <= {"claimed", "out_of_stock", "already_claimed"}
+    for coupon in coupons:
+        facts = await assert_invariants(pg, mongo, coupon)
+        assert facts.remaining_amount == 0

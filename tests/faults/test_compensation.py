@@ -1,0 +1,148 @@
+"""When the record step fails, the hold is released and the saga ends compensated.
+
+Outages are made with a proxy between the app and a real store; the stores themselves run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from orchestrator.settings import Settings
+from sagas.records import SagaStatus
+from tests.support.api import claim, create, details
+from tests.support.invariants import assert_invariants, read_facts
+from tests.support.proxy import CuttableProxy
+from tests.support.servers import app_in_process
+
+
+@pytest.fixture
+async def mongo_proxy(settings: Settings) -> AsyncIterator[CuttableProxy]:
+    proxy = CuttableProxy.for_url(settings.mongo_url)
+    await proxy.start()
+    yield proxy
+    await proxy.close()
+
+
+@pytest.fixture
+async def redis_proxy(settings: Settings) -> AsyncIterator[CuttableProxy]:
+    proxy = CuttableProxy.for_url(settings.redis_url)
+    await proxy.start()
+    yield proxy
+    await proxy.close()
+
+
+async def saga_of(pg, service, coupon: str, user: str):
+    saga_id = await pg.fetchval(
+        "SELECT saga_id::text FROM holds WHERE coupon_name = $1 AND user_id = $2", coupon, user)
+    assert saga_id is not None, "the reserve step never ran"
+    return await service.saga_log.load(saga_id), await pg.fetchval(
+        "SELECT status FROM holds WHERE saga_id = $1::uuid", saga_id)
+
+
+async def cut_and_notice(proxy: CuttableProxy, http, base: str, name: str) -> None:
+    """Cut the store and let the driver notice, through a read that changes nothing.
+
+    The first call after a drop may have reached the store before the connection died;
+    from then on the driver fails before any connection is made, which is what a client
+    meets during an outage.
+    """
+    await proxy.cut()
+    async with http.get(f"{base}/api/coupons/{name}") as response:
+        assert response.status == 503
+
+
+def through(settings: Settings, **proxies: CuttableProxy) -> Settings:
+    """The settings with the named store URLs routed through their proxies."""
+    changes: dict[str, object] = {"store_timeout_seconds": 1.0}
+    for field, proxy in proxies.items():
+        changes[field] = proxy.url_through(getattr(settings, field))
+    return settings.model_copy(update=changes)
+
+
+async def test_mongodb_down_at_record_releases_the_hold(http, settings, service, pg, mongo,
+                                                        mongo_proxy, name):
+    async with app_in_process(through(settings, mongo_url=mongo_proxy)) as base:
+        await create(http, base, name, 3)
+        await cut_and_notice(mongo_proxy, http, base, name)
+
+        status, body = await claim(http, base, "unlucky", name)
+
+        assert (status, body["error"]) == (503, "unavailable")
+    record, hold_status = await saga_of(pg, service, name, "unlucky")
+    assert record.status is SagaStatus.COMPENSATED, record.error
+    assert "mongodb" in record.error
+    assert hold_status == "released"
+    assert (await pg.fetchval("SELECT remaining_amount FROM coupons WHERE name = $1", name)) == 3
+    await assert_invariants(pg, mongo, name)
+
+
+async def test_mongodb_dropping_under_a_claim_never_loses_a_unit(http, settings, service, pg,
+                                                                 mongo, mongo_proxy, name):
+    """The first claim after a drop cannot know whether its insert landed.
+
+    Either it proved the claim absent and gave the unit back, or it kept the unit held
+    and parked the saga as failed for recovery. Never a unit lost or a claim without stock.
+    """
+    async with app_in_process(through(settings, mongo_url=mongo_proxy)) as base:
+        await create(http, base, name, 3)
+        await mongo_proxy.cut()
+
+        status, body = await claim(http, base, "in_flight", name)
+
+        assert (status, body["error"]) == (503, "unavailable")
+    record, hold_status = await saga_of(pg, service, name, "in_flight")
+    assert (record.status, hold_status) in {(SagaStatus.COMPENSATED, "released"),
+                                            (SagaStatus.FAILED, "held")}, record.error
+    if record.status is SagaStatus.FAILED:
+        failed = await service.saga_log.find(SagaStatus.FAILED, limit=1000)
+        assert record.saga_id in {r.saga_id for r in failed}
+    facts = await read_facts(pg, mongo, name)
+    assert facts.claims == {}
+    assert facts.remaining_amount + len(facts.live_holds) == facts.amount
+
+
+async def test_conflicting_claim_document_releases_the_hold(http, gateway, service, pg, mongo, name):
+    await create(http, gateway, name, 2)
+    # A claim for this user that the inventory knows nothing about, as if left by an old bug.
+    await mongo.claims.insert_one({"user_id": "planted", "coupon_name": name,
+                                   "saga_id": "planted-saga", "claimed_at": datetime.now(UTC)})
+
+    status, body = await claim(http, gateway, "planted", name)
+
+    assert (status, body["error"]) == (409, "already_claimed")
+    record, hold_status = await saga_of(pg, service, name, "planted")
+    assert record.status is SagaStatus.COMPENSATED
+    assert "AlreadyClaimed" in record.error
+    assert record.done == ()
+    assert hold_status == "released"
+    coupon = await details(http, gateway, name)
+    assert (coupon["remaining_amount"], coupon["claimed_by"]) == (2, ["planted"])
+    # The planted document is the only claim: conservation holds over the released hold.
+    assert await pg.fetchval("SELECT count(*) FROM holds WHERE coupon_name = $1 "
+                             "AND status <> 'released'", name) == 0
+
+
+async def test_redis_down_refuses_before_touching_stock(http, settings, pg, redis_proxy, name):
+    async with app_in_process(through(settings, redis_url=redis_proxy)) as base:
+        await create(http, base, name, 3)
+        await redis_proxy.cut()
+
+        status, body = await claim(http, base, "early", name)
+
+        assert (status, body["error"]) == (503, "unavailable")
+    assert await pg.fetchval("SELECT count(*) FROM holds WHERE coupon_name = $1", name) == 0
+    assert await pg.fetchval("SELECT remaining_amount FROM coupons WHERE name = $1", name) == 3
+
+
+async def test_service_recovers_when_the_store_comes_back(http, settings, pg, mongo, mongo_proxy,
+                                                          name):
+    async with app_in_process(through(settings, mongo_url=mongo_proxy)) as base:
+        await create(http, base, name, 2)
+        await cut_and_notice(mongo_proxy, http, base, name)
+        assert (await claim(http, base, "first", name))[0] == 503
+        await mongo_proxy.restore()
+        assert (await claim(http, base, "first", name))[0] == 200
+    await assert_invariants(pg, mongo, name)
