@@ -10,10 +10,7 @@ def main() -> None:
         for name, value in urls.as_env().items():
             print(f"export {name}={value}")
         print("# stores are up; Ctrl-C stops them and deletes their data", flush=True)
-        try:
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
-        except KeyboardInterrupt:
-            pass
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
 
 
 if __name__ == "__main__":

@@ -29,8 +29,12 @@ def ferretdb_binary() -> Path:
 def build_ferretdb(target_dir: Path) -> None:
     go = shutil.which("go") or "/usr/local/go/bin/go"
     target_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run([go, "install", "."], cwd=_TOOL_MODULE, check=True,
-                   env={**os.environ, "GOBIN": str(target_dir), "GOFLAGS": "-mod=mod"})
+    subprocess.run(
+        [go, "install", "."],
+        cwd=_TOOL_MODULE,
+        check=True,
+        env={**os.environ, "GOBIN": str(target_dir), "GOFLAGS": "-mod=mod"},
+    )
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _spawn(name: str, argv: list[str], log_path: Path, *, user: str | None = None) -> subprocess.Popen[bytes]:
+def _spawn(
+    name: str, argv: list[str], log_path: Path, *, user: str | None = None
+) -> subprocess.Popen[bytes]:
     log = log_path.open("ab")
     try:
         return subprocess.Popen(
@@ -75,16 +77,22 @@ def _spawn(name: str, argv: list[str], log_path: Path, *, user: str | None = Non
         log.close()
 
 
-def _wait_until(name: str, server_ready: Callable[[], bool], process: subprocess.Popen[bytes], log_path: Path) -> None:
+def _wait_until(
+    name: str, server_ready: Callable[[], bool], process: subprocess.Popen[bytes], log_path: Path
+) -> None:
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise StackError(f"{name} exited with {process.returncode}:\n{log_path.read_text()[-2000:]}")
+            raise StackError(
+                f"{name} exited with {process.returncode}:\n{log_path.read_text()[-2000:]}"
+            )
         if server_ready():
             return
         time.sleep(0.1)
     process.kill()
-    raise StackError(f"{name} did not start within {_START_TIMEOUT:.0f}s:\n{log_path.read_text()[-2000:]}")
+    raise StackError(
+        f"{name} did not start within {_START_TIMEOUT:.0f}s:\n{log_path.read_text()[-2000:]}"
+    )
 
 
 def _accepts_tcp(port: int) -> Callable[[], bool]:
@@ -125,8 +133,24 @@ def start_postgres(root: Path, databases: tuple[str, ...]) -> Server:
     if user:
         shutil.chown(data, user, user)
     log_path = root / "postgres.log"
-    init = _spawn("initdb", [initdb, "-D", str(data), "-U", "postgres", "-A", "trust",
-                             "-E", "UTF8", "--locale=C", "--no-sync"], log_path, user=user)
+    init = _spawn(
+        "initdb",
+        [
+            initdb,
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+        log_path,
+        user=user,
+    )
     if init.wait() != 0:
         raise StackError(f"initdb failed:\n{log_path.read_text()[-2000:]}")
     port = free_port()
@@ -144,14 +168,43 @@ def start_postgres(root: Path, databases: tuple[str, ...]) -> Server:
     process = _spawn("postgres", argv, log_path, user=user)
 
     def ready() -> bool:
-        probe = subprocess.run([psql, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                                "-d", "postgres", "-Atqc", "SELECT 1"], capture_output=True)
+        probe = subprocess.run(
+            [
+                psql,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-Atqc",
+                "SELECT 1",
+            ],
+            capture_output=True,
+        )
         return probe.returncode == 0
 
     _wait_until("postgres", ready, process, log_path)
     for database in databases:
-        subprocess.run([psql, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres",
-                        "-qc", f'CREATE DATABASE "{database}"'], check=True, capture_output=True)
+        subprocess.run(
+            [
+                psql,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qc",
+                f'CREATE DATABASE "{database}"',
+            ],
+            check=True,
+            capture_output=True,
+        )
     return Server("postgres", f"postgresql://postgres@127.0.0.1:{port}", process, log_path)
 
 
@@ -160,8 +213,23 @@ def start_redis(root: Path) -> Server:
     data = root / "redis"
     data.mkdir()
     log_path = root / "redis.log"
-    argv = [_find("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-            "--save", "", "--appendonly", "no", "--daemonize", "no", "--maxclients", "4096"]
+    argv = [
+        _find("redis-server"),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--maxclients",
+        "4096",
+    ]
     process = _spawn("redis", argv, log_path)
     _wait_until("redis", _accepts_tcp(port), process, log_path)
     return Server("redis", f"redis://127.0.0.1:{port}/0", process, log_path)
@@ -171,8 +239,13 @@ def start_ferretdb(root: Path, postgres_url: str) -> Server:
     """FerretDB v1 on the PostgreSQL backend (database `ferretdb` of the given server)."""
     port = free_port()
     log_path = root / "ferretdb.log"
-    argv = [str(ferretdb_binary()), f"--listen-addr=127.0.0.1:{port}", "--handler=postgresql",
-            f"--postgresql-url={postgres_url}/ferretdb", "--log-level=warn"]
+    argv = [
+        str(ferretdb_binary()),
+        f"--listen-addr=127.0.0.1:{port}",
+        "--handler=postgresql",
+        f"--postgresql-url={postgres_url}/ferretdb",
+        "--log-level=warn",
+    ]
     process = _spawn("ferretdb", argv, log_path)
     _wait_until("ferretdb", _accepts_tcp(port), process, log_path)
     return Server("ferretdb", f"mongodb://127.0.0.1:{port}", process, log_path)
@@ -183,8 +256,16 @@ def start_mongod(root: Path) -> Server:
     data = root / "mongod"
     data.mkdir()
     log_path = root / "mongod.log"
-    argv = [_find("mongod"), "--port", str(port), "--bind_ip", "127.0.0.1", "--dbpath", str(data),
-            "--quiet"]
+    argv = [
+        _find("mongod"),
+        "--port",
+        str(port),
+        "--bind_ip",
+        "127.0.0.1",
+        "--dbpath",
+        str(data),
+        "--quiet",
+    ]
     process = _spawn("mongod", argv, log_path)
     _wait_until("mongod", _accepts_tcp(port), process, log_path)
     return Server("mongod", f"mongodb://127.0.0.1:{port}", process, log_path)

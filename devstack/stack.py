@@ -23,8 +23,11 @@ class StackUrls:
     mongo_flavour: str  # "ferretdb", "mongod" or "external": tests skip what a flavour lacks
 
     def as_env(self) -> dict[str, str]:
-        return {"DATABASE_URL": self.database_url, "MONGO_URL": self.mongo_url,
-                "REDIS_URL": self.redis_url}
+        return {
+            "DATABASE_URL": self.database_url,
+            "MONGO_URL": self.mongo_url,
+            "REDIS_URL": self.redis_url,
+        }
 
 
 def _mongo_choice() -> str:

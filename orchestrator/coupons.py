@@ -6,10 +6,10 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from orchestrator.engine import SagaEngine
 from sagas.claim import ClaimPayload, claim_saga
 from sagas.errors import CouponNotFound
 from sagas.ports import ClaimLedger, CouponStock, Inventory, SagaLog
-from orchestrator.engine import SagaEngine
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,9 @@ class Claimed:
 
 
 class CouponService:
-    def __init__(self, inventory: Inventory, claims: ClaimLedger, saga_log: SagaLog,
-                 engine: SagaEngine) -> None:
+    def __init__(
+        self, inventory: Inventory, claims: ClaimLedger, saga_log: SagaLog, engine: SagaEngine
+    ) -> None:
         self.inventory = inventory
         self.claims = claims
         self.saga_log = saga_log
@@ -47,7 +48,9 @@ class CouponService:
     async def claim(self, user_id: str, coupon_name: str) -> Claimed:
         # Millisecond precision: what MongoDB stores is what the client is told.
         now = datetime.now(UTC)
-        payload = ClaimPayload(user_id, coupon_name, now.replace(microsecond=now.microsecond // 1000 * 1000))
+        payload = ClaimPayload(
+            user_id, coupon_name, now.replace(microsecond=now.microsecond // 1000 * 1000)
+        )
         # Shielded: a client that hangs up must not cut a saga (or its compensation) short.
         record = await asyncio.shield(self._engine.run(self._claim_saga, payload.to_dict()))
         return Claimed(record.saga_id, user_id, coupon_name, payload.claimed_at)

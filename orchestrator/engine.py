@@ -55,9 +55,15 @@ class SagaEngine:
         """
         now = self._clock()
         first = definition.steps[0]
-        record = SagaRecord(saga_id=str(uuid.uuid4()), name=definition.name, payload=dict(payload),
-                            status=SagaStatus.RUNNING, step=first.name, created_at=now,
-                            updated_at=now)
+        record = SagaRecord(
+            saga_id=str(uuid.uuid4()),
+            name=definition.name,
+            payload=dict(payload),
+            status=SagaStatus.RUNNING,
+            step=first.name,
+            created_at=now,
+            updated_at=now,
+        )
         await self._log.save(record, [SagaEvent(now, first.name, Phase.STARTED)])
         return await self._drive(definition, record)
 
@@ -74,8 +80,9 @@ class SagaEngine:
                     return await self._park(record, step, error)
                 # A business rejection, or a store never reached, means the step did nothing;
                 # any other error leaves its outcome unknown, so its own compensation runs too.
-                await self._compensate(definition, record, step, error,
-                                       undo_failed_step=may_have_applied(error))
+                await self._compensate(
+                    definition, record, step, error, undo_failed_step=may_have_applied(error)
+                )
                 raise
             at = self._clock()
             record = record.moved(at, done=(*record.done, step.name), attempts=0)
@@ -124,14 +131,23 @@ class SagaEngine:
                     raise
                 await self._back_off(record, f"undo {step.name}", attempt, error)
 
-    async def _back_off(self, record: SagaRecord, what: str, attempt: int,
-                        error: StoreUnavailable) -> None:
-        log.warning("saga %s: %s attempt %d failed: %s", record.saga_id, what, attempt,
-                    describe(error))
+    async def _back_off(
+        self, record: SagaRecord, what: str, attempt: int, error: StoreUnavailable
+    ) -> None:
+        log.warning(
+            "saga %s: %s attempt %d failed: %s", record.saga_id, what, attempt, describe(error)
+        )
         await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
 
-    async def _compensate(self, definition: SagaDefinition, record: SagaRecord,
-                          failed: Step | None, error: Exception, *, undo_failed_step: bool) -> None:
+    async def _compensate(
+        self,
+        definition: SagaDefinition,
+        record: SagaRecord,
+        failed: Step | None,
+        error: Exception,
+        *,
+        undo_failed_step: bool,
+    ) -> None:
         at = self._clock()
         record = record.moved(at, status=SagaStatus.COMPENSATING, error=describe(error))
         events = []
@@ -153,11 +169,22 @@ class SagaEngine:
                 await self._undo(step, record)
             except Exception as undo_error:
                 error.add_note(f"compensation {step.name} failed: {describe(undo_error)}")
-                parked = record.moved(self._clock(), status=SagaStatus.FAILED,
-                                      error=f"{describe(error)}; undo {step.name} failed: "
-                                            f"{describe(undo_error)}")
-                await self._save_best_effort(parked, [SagaEvent(
-                    parked.updated_at, step.name, Phase.COMPENSATION_FAILED, describe(undo_error))])
+                parked = record.moved(
+                    self._clock(),
+                    status=SagaStatus.FAILED,
+                    error=f"{describe(error)}; undo {step.name} failed: {describe(undo_error)}",
+                )
+                await self._save_best_effort(
+                    parked,
+                    [
+                        SagaEvent(
+                            parked.updated_at,
+                            step.name,
+                            Phase.COMPENSATION_FAILED,
+                            describe(undo_error),
+                        )
+                    ],
+                )
                 return
             at = self._clock()
             record = record.moved(at, done=tuple(n for n in record.done if n != step.name))
@@ -172,13 +199,15 @@ class SagaEngine:
         at = self._clock()
         record = record.moved(at, status=SagaStatus.FAILED, step=step.name, error=describe(error))
         log.error("saga %s parked as failed at %s: %s", record.saga_id, step.name, describe(error))
-        await self._save_best_effort(record, [SagaEvent(at, step.name, Phase.FAILED,
-                                                        describe(error))])
+        await self._save_best_effort(
+            record, [SagaEvent(at, step.name, Phase.FAILED, describe(error))]
+        )
         return record
 
     async def _save_best_effort(self, record: SagaRecord, events: list[SagaEvent]) -> None:
         try:
             await self._log.save(record, events)
         except StoreUnavailable as error:
-            log.warning("saga %s: log write failed (%s); left for recovery", record.saga_id,
-                        describe(error))
+            log.warning(
+                "saga %s: log write failed (%s); left for recovery", record.saga_id, describe(error)
+            )

@@ -56,8 +56,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(400, "invalid_request", str(error))
     except StoreUnavailable as error:
         log.warning("%s %s: %s", request.method, request.path, error)
-        return error_response(503, "unavailable", "A data store is unavailable; try again shortly.",
-                              headers={"Retry-After": RETRY_AFTER_SECONDS})
+        return error_response(
+            503,
+            "unavailable",
+            "A data store is unavailable; try again shortly.",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
     except web.HTTPException as error:
         code, message = _HTTP.get(error.status, ("internal", error.reason))
         headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None

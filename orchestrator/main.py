@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import sys
 
@@ -21,15 +22,27 @@ log = logging.getLogger(__name__)
 def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     configure_logging(settings.log_level)
     log.info("listening on %s:%d", settings.host, settings.port)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port,
-                reuse_port=reuse_port, access_log=None, print=None, loop=uvloop.new_event_loop())
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        reuse_port=reuse_port,
+        access_log=None,
+        print=None,
+        loop=uvloop.new_event_loop(),
+    )
 
 
 def _run_workers(settings: Settings) -> int:
-    """Fork WORKERS processes bound with SO_REUSEPORT; stop all when one stops."""
+    """Fork worker processes bound with SO_REUSEPORT; stop all when one stops."""
     context = multiprocessing.get_context("fork")  # before any event loop exists: safe
-    workers = [context.Process(target=serve, args=(settings,), kwargs={"reuse_port": True},
-                               name=f"worker-{n}") for n in range(settings.workers)]
+    count = settings.workers or os.cpu_count() or 1
+    workers = [
+        context.Process(
+            target=serve, args=(settings,), kwargs={"reuse_port": True}, name=f"worker-{n}"
+        )
+        for n in range(count)
+    ]
     for worker in workers:
         worker.start()
 

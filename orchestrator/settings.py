@@ -11,7 +11,7 @@ class Settings(BaseSettings):
 
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
-    workers: int = Field(1, ge=1)
+    workers: int = Field(1, ge=0)  # 0: one process per CPU
     log_level: str = "info"
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/coupons"

@@ -34,18 +34,22 @@ async def _json_body(request: web.Request) -> Any:
 async def create_coupon(request: web.Request) -> web.Response:
     command = CreateCouponRequest.model_validate(await _json_body(request))
     stock = await request.app[COUPONS].create(command.name, command.amount)
-    body = CouponResponse(name=stock.name, amount=stock.amount,
-                          remaining_amount=stock.remaining_amount, claimed_by=[])
-    return json_response(body, status=201,
-                         headers={"Location": f"/api/coupons/{quote(stock.name, safe='')}"})
+    body = CouponResponse(
+        name=stock.name, amount=stock.amount, remaining_amount=stock.remaining_amount, claimed_by=[]
+    )
+    return json_response(
+        body, status=201, headers={"Location": f"/api/coupons/{quote(stock.name, safe='')}"}
+    )
 
 
 async def claim_coupon(request: web.Request) -> web.Response:
     command = ClaimRequest.model_validate(await _json_body(request))
     claimed = await request.app[COUPONS].claim(command.user_id, command.coupon_name)
-    body = ClaimResponse(user_id=claimed.user_id, coupon_name=claimed.coupon_name,
-                         claimed_at=claimed.claimed_at.isoformat(timespec="milliseconds")
-                         .replace("+00:00", "Z"))
+    body = ClaimResponse(
+        user_id=claimed.user_id,
+        coupon_name=claimed.coupon_name,
+        claimed_at=claimed.claimed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    )
     return json_response(body, headers={"X-Saga-Id": claimed.saga_id})
 
 
@@ -56,8 +60,12 @@ async def get_coupon(request: web.Request) -> web.Response:
         raise CouponNotFound(request.match_info["name"]) from None  # no coupon can have it
     details = await request.app[COUPONS].details(name)
     stock = details.stock
-    body = CouponResponse(name=stock.name, amount=stock.amount,
-                          remaining_amount=stock.remaining_amount, claimed_by=details.claimed_by)
+    body = CouponResponse(
+        name=stock.name,
+        amount=stock.amount,
+        remaining_amount=stock.remaining_amount,
+        claimed_by=details.claimed_by,
+    )
     return json_response(body)
 
 

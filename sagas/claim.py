@@ -27,13 +27,19 @@ class ClaimPayload:
     claimed_at: datetime  # fixed when the saga starts, so every replay records the same claim
 
     def to_dict(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "coupon_name": self.coupon_name,
-                "claimed_at": self.claimed_at.isoformat()}
+        return {
+            "user_id": self.user_id,
+            "coupon_name": self.coupon_name,
+            "claimed_at": self.claimed_at.isoformat(),
+        }
 
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any]) -> ClaimPayload:
-        return cls(str(payload["user_id"]), str(payload["coupon_name"]),
-                   datetime.fromisoformat(str(payload["claimed_at"])))
+        return cls(
+            str(payload["user_id"]),
+            str(payload["coupon_name"]),
+            datetime.fromisoformat(str(payload["claimed_at"])),
+        )
 
 
 class ClaimSteps:

@@ -18,7 +18,7 @@ class Step:
 
 @dataclass(frozen=True)
 class SagaDefinition:
-    """Steps up to and including `pivot` are undone on failure; after it the saga only goes forward."""
+    """Steps up to and including `pivot` are undone on failure; after it, only forward."""
 
     name: str
     steps: tuple[Step, ...]

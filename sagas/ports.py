@@ -30,8 +30,9 @@ class Inventory(Protocol):
 
 
 class ClaimLedger(Protocol):
-    async def record(self, saga_id: str, user_id: str, coupon_name: str,
-                     claimed_at: datetime) -> datetime: ...
+    async def record(
+        self, saga_id: str, user_id: str, coupon_name: str, claimed_at: datetime
+    ) -> datetime: ...
 
     async def erase(self, saga_id: str) -> bool: ...
 

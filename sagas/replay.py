@@ -21,60 +21,100 @@ OK, PROBLEMS, USAGE = 0, 1, 2
 
 
 def _when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def _record_json(record: SagaRecord) -> dict[str, Any]:
-    return {"saga_id": record.saga_id, "name": record.name, "status": record.status.value,
-            "step": record.step, "attempts": record.attempts, "error": record.error,
-            "done": list(record.done), "payload": record.payload,
-            "created_at": _when(record.created_at), "updated_at": _when(record.updated_at)}
+    return {
+        "saga_id": record.saga_id,
+        "name": record.name,
+        "status": record.status.value,
+        "step": record.step,
+        "attempts": record.attempts,
+        "error": record.error,
+        "done": list(record.done),
+        "payload": record.payload,
+        "created_at": _when(record.created_at),
+        "updated_at": _when(record.updated_at),
+    }
 
 
 def _event_json(event: SagaEvent) -> dict[str, Any]:
-    return {"at": _when(event.at), "step": event.step, "phase": event.phase.value,
-            "error": event.error}
+    return {
+        "at": _when(event.at),
+        "step": event.step,
+        "phase": event.phase.value,
+        "error": event.error,
+    }
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(line.rstrip() for line in lines)
 
 
-async def list_sagas(saga_log: SagaLog, status: SagaStatus | None, coupon: str | None,
-                     limit: int, as_json: bool) -> int:
+async def list_sagas(
+    saga_log: SagaLog, status: SagaStatus | None, coupon: str | None, limit: int, as_json: bool
+) -> int:
     records = await saga_log.find(status, limit if coupon is None else 100_000)
     if coupon is not None:
         records = [r for r in records if r.payload.get("coupon_name") == coupon][:limit]
     if as_json:
         print(json.dumps([_record_json(r) for r in records], ensure_ascii=False, indent=2))
     else:
-        print(_table(["SAGA", "STATUS", "STEP", "COUPON", "USER", "UPDATED", "ERROR"],
-                     [[r.saga_id, r.status.value, r.step, str(r.payload.get("coupon_name", "")),
-                       str(r.payload.get("user_id", "")), _when(r.updated_at), r.error[:60]]
-                      for r in records]))
+        print(
+            _table(
+                ["SAGA", "STATUS", "STEP", "COUPON", "USER", "UPDATED", "ERROR"],
+                [
+                    [
+                        r.saga_id,
+                        r.status.value,
+                        r.step,
+                        str(r.payload.get("coupon_name", "")),
+                        str(r.payload.get("user_id", "")),
+                        _when(r.updated_at),
+                        r.error[:60],
+                    ]
+                    for r in records
+                ],
+            )
+        )
     return PROBLEMS if status is SagaStatus.FAILED and records else OK
 
 
 async def show_saga(saga_log: SagaLog, saga_id: str, as_json: bool) -> int:
     record = await saga_log.load(saga_id)
     if record is None:
-        print(f"no saga {saga_id} in the log (finished sagas expire after the retention period)",
-              file=sys.stderr)
+        print(
+            f"no saga {saga_id} in the log (finished sagas expire after the retention period)",
+            file=sys.stderr,
+        )
         return PROBLEMS
     events = await saga_log.history(saga_id)
     if as_json:
-        print(json.dumps({**_record_json(record), "events": [_event_json(e) for e in events]},
-                         ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {**_record_json(record), "events": [_event_json(e) for e in events]},
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return OK
     for key, value in _record_json(record).items():
         print(f"{key + ':':12} {value}")
     print()
-    print(_table(["AT", "STEP", "PHASE", "ERROR"],
-                 [[_when(e.at), e.step, e.phase.value, e.error] for e in events]))
+    print(
+        _table(
+            ["AT", "STEP", "PHASE", "ERROR"],
+            [[_when(e.at), e.step, e.phase.value, e.error] for e in events],
+        )
+    )
     return OK
 
 

@@ -29,7 +29,8 @@ class MongoClaims:
         with unavailable_on_failure("mongodb"):
             await self._claims.create_index(
                 [("user_id", ASCENDING), ("coupon_name", ASCENDING)],
-                unique=True, name="one_claim_per_user",
+                unique=True,
+                name="one_claim_per_user",
             )
             await self._claims.create_index([("saga_id", ASCENDING)], unique=True, name="saga_id")
             await self._claims.create_index(
@@ -37,11 +38,16 @@ class MongoClaims:
                 name="claims_by_coupon_oldest_first",
             )
 
-    async def record(self, saga_id: str, user_id: str, coupon_name: str,
-                     claimed_at: datetime) -> datetime:
+    async def record(
+        self, saga_id: str, user_id: str, coupon_name: str, claimed_at: datetime
+    ) -> datetime:
         """Insert the claim; a duplicate carrying this saga id is a replay and succeeds."""
-        document = {"user_id": user_id, "coupon_name": coupon_name, "saga_id": saga_id,
-                    "claimed_at": claimed_at}
+        document = {
+            "user_id": user_id,
+            "coupon_name": coupon_name,
+            "saga_id": saga_id,
+            "claimed_at": claimed_at,
+        }
         with unavailable_on_failure("mongodb"):
             try:
                 await self._claims.insert_one(document)
@@ -59,9 +65,9 @@ class MongoClaims:
 
     async def claimants(self, coupon_name: str) -> list[str]:
         """User ids holding the coupon, oldest claim first."""
-        cursor = self._claims.find(
-            {"coupon_name": coupon_name}, {"user_id": 1, "_id": 0}
-        ).sort([("claimed_at", ASCENDING), ("_id", ASCENDING)])
+        cursor = self._claims.find({"coupon_name": coupon_name}, {"user_id": 1, "_id": 0}).sort(
+            [("claimed_at", ASCENDING), ("_id", ASCENDING)]
+        )
         with unavailable_on_failure("mongodb"):
             return [document["user_id"] async for document in cursor]
 

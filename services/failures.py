@@ -45,12 +45,21 @@ def _never_sent(error: BaseException) -> bool:
     """True when no connection was made, so the request cannot have reached the server."""
     if isinstance(error, pymongo.errors.ServerSelectionTimeoutError):
         return True
-    if isinstance(error, pymongo.errors.PyMongoError) and error.has_error_label("NoWritesPerformed"):
+    if isinstance(error, pymongo.errors.PyMongoError) and error.has_error_label(
+        "NoWritesPerformed"
+    ):
         return True
     cause: BaseException | None = error
     while cause is not None:
-        if isinstance(cause, (ConnectionRefusedError, socket.gaierror,
-                              asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)):
+        if isinstance(
+            cause,
+            (
+                ConnectionRefusedError,
+                socket.gaierror,
+                asyncpg.CannotConnectNowError,
+                asyncpg.TooManyConnectionsError,
+            ),
+        ):
             return True
         cause = cause.__cause__ or cause.__context__
     return False

@@ -68,7 +68,8 @@ class PostgresInventory:
             created = await self._pool.fetchval(
                 "INSERT INTO coupons (name, amount, remaining_amount) VALUES ($1, $2, $2) "
                 "ON CONFLICT (name) DO NOTHING RETURNING true",
-                name, amount,
+                name,
+                amount,
             )
         if not created:
             raise CouponExists(name)

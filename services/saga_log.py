@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import cast
 
 import orjson
 import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
 
 from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 from services import redis_keys as keys
@@ -45,12 +46,15 @@ class RedisSagaLog:
 
     async def load(self, saga_id: str) -> SagaRecord | None:
         with unavailable_on_failure("redis"):
-            fields = await self._redis.hgetall(keys.saga(saga_id))
+            fields = cast(dict[str, str], await self._redis.hgetall(keys.saga(saga_id)))
         return _decode(saga_id, fields) if fields else None
 
     async def history(self, saga_id: str) -> list[SagaEvent]:
         with unavailable_on_failure("redis"):
-            entries = await self._redis.xrange(keys.saga_events(saga_id))
+            entries = cast(
+                list[tuple[str, dict[str, str]]],
+                await self._redis.xrange(keys.saga_events(saga_id)),
+            )
         return [_decode_event(fields) for _, fields in entries]
 
     async def find(self, status: SagaStatus | None, limit: int) -> list[SagaRecord]:
@@ -66,20 +70,26 @@ class RedisSagaLog:
         with unavailable_on_failure("redis"):
             ids: list[tuple[str, float]] = []
             for index in indexes:
-                ids += await self._redis.zrevrange(index, 0, -1, withscores=True)
+                ids += cast(
+                    list[tuple[str, float]],
+                    await self._redis.zrevrange(index, 0, -1, withscores=True),
+                )
             ids.sort(key=lambda pair: pair[1], reverse=True)
             pipe = self._redis.pipeline(transaction=False)
             for saga_id, _ in ids:
                 pipe.hgetall(keys.saga(saga_id))
             rows = await pipe.execute() if ids else []
-        records = [_decode(saga_id, fields) for (saga_id, _), fields in zip(ids, rows, strict=True)
-                   if fields]
+        records = [
+            _decode(saga_id, fields)
+            for (saga_id, _), fields in zip(ids, rows, strict=True)
+            if fields
+        ]
         if status is not None:
             records = [record for record in records if record.status is status]
         return records[:limit]
 
 
-def _encode(record: SagaRecord) -> dict[str, Any]:
+def _encode(record: SagaRecord) -> dict[FieldT, EncodableT]:
     return {
         "name": record.name,
         "payload": orjson.dumps(record.payload),
@@ -108,11 +118,16 @@ def _decode(saga_id: str, fields: dict[str, str]) -> SagaRecord:
     )
 
 
-def _encode_event(event: SagaEvent) -> dict[str, Any]:
-    return {"at": repr(event.at), "step": event.step, "phase": event.phase.value,
-            "error": event.error}
+def _encode_event(event: SagaEvent) -> dict[FieldT, EncodableT]:
+    return {
+        "at": repr(event.at),
+        "step": event.step,
+        "phase": event.phase.value,
+        "error": event.error,
+    }
 
 
 def _decode_event(fields: dict[str, str]) -> SagaEvent:
-    return SagaEvent(float(fields["at"]), fields["step"], Phase(fields["phase"]),
-                     fields.get("error", ""))
+    return SagaEvent(
+        float(fields["at"]), fields["step"], Phase(fields["phase"]), fields.get("error", "")
+    )

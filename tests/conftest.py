@@ -33,8 +33,14 @@ def stack() -> Iterator[StackUrls]:
 
 @pytest.fixture(scope="session")
 def settings(stack: StackUrls) -> Settings:
-    return Settings(_env_file=None, database_url=stack.database_url, mongo_url=stack.mongo_url,
-                    redis_url=stack.redis_url, mongo_db="coupons_test", log_level="warning")
+    return Settings(
+        _env_file=None,
+        database_url=stack.database_url,
+        mongo_url=stack.mongo_url,
+        redis_url=stack.redis_url,
+        mongo_db="coupons_test",
+        log_level="warning",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +58,9 @@ async def pg(settings: Settings, service: CouponService) -> AsyncIterator[asyncp
 
 
 @pytest.fixture(scope="session")
-async def mongo(settings: Settings, service: CouponService) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+async def mongo(
+    settings: Settings, service: CouponService
+) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url, tz_aware=True)
     yield client[settings.mongo_db]
     await client.close()
@@ -66,7 +74,9 @@ async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def gateway(settings: Settings, service: CouponService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def gateway(
+    settings: Settings, service: CouponService, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """Base URL of a real `coupon-service` with two worker processes sharing its port."""
     log_path: Path = tmp_path_factory.mktemp("gateway") / "gateway.log"
     with gateway_process(settings, log_path) as base_url:

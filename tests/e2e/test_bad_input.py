@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
-
-import uuid
 
 from tests.support.api import claim, create
 
@@ -14,8 +13,9 @@ CREATE, CLAIM = "/api/coupons", "/api/coupons/claim"
 
 
 async def store_snapshot(pg, mongo, redis) -> tuple[object, ...]:
-    coupons = await pg.fetchrow("SELECT count(*) AS n, coalesce(sum(remaining_amount), 0) AS left "
-                                "FROM coupons")
+    coupons = await pg.fetchrow(
+        "SELECT count(*) AS n, coalesce(sum(remaining_amount), 0) AS left FROM coupons"
+    )
     holds = await pg.fetchval("SELECT count(*) FROM holds")
     claims = await mongo.claims.count_documents({})
     return coupons["n"], coupons["left"], holds, claims, await redis.dbsize()
@@ -86,8 +86,9 @@ async def test_bad_create_is_400_and_changes_nothing(http, gateway, pg, mongo, r
 @pytest.mark.parametrize("payload", BAD_CLAIMS.values(), ids=BAD_CLAIMS.keys())
 async def test_bad_claim_is_400_and_changes_nothing(http, gateway, pg, mongo, redis, payload):
     before = await store_snapshot(pg, mongo, redis)
-    async with http.post(f"{gateway}{CLAIM}", data=payload,
-                         headers={"Content-Type": "application/json"}) as response:
+    async with http.post(
+        f"{gateway}{CLAIM}", data=payload, headers={"Content-Type": "application/json"}
+    ) as response:
         assert response.status == 400
         assert (await response.json())["error"] == "invalid_request"
     assert await store_snapshot(pg, mongo, redis) == before
@@ -110,8 +111,17 @@ async def test_body_of_exactly_64_kib_is_read(http, gateway, name):
         assert response.status == 201
 
 
-@pytest.mark.parametrize("edge", ["emoji 🎟️ ok", "rtl \u202e mark", "quote ' and \" ; --",
-                                  "percent %20 and ?query#hash", "$where", "in\u00a0side\u3000wide"])
+@pytest.mark.parametrize(
+    "edge",
+    [
+        "emoji 🎟️ ok",
+        "rtl \u202e mark",
+        "quote ' and \" ; --",
+        "percent %20 and ?query#hash",
+        "$where",
+        "in\u00a0side\u3000wide",
+    ],
+)
 async def test_unusual_but_valid_names_work(http, gateway, edge):
     name = f"{edge} {uuid.uuid4().hex[:8]}"
     await create(http, gateway, name, 1)

@@ -51,13 +51,18 @@ async def test_duplicates_never_crowd_out_other_users(http, gateway, pg, mongo, 
 
     results = await claim_all(http, gateway, attempts)
 
-    fair = [status for (user, _), (status, _) in zip(attempts, results, strict=True)
-            if user.startswith("fair")]
+    fair = [
+        status
+        for (user, _), (status, _) in zip(attempts, results, strict=True)
+        if user.startswith("fair")
+    ]
     assert fair == [200] * 4
     assert outcomes(results) == {"claimed": 5, "already_claimed": 39}
     coupon = await details(http, gateway, name)
     assert coupon["remaining_amount"] == 0
-    assert sorted(coupon["claimed_by"]) == sorted(["greedy", "fair_0", "fair_1", "fair_2", "fair_3"])
+    assert sorted(coupon["claimed_by"]) == sorted(
+        ["greedy", "fair_0", "fair_1", "fair_2", "fair_3"]
+    )
     await assert_invariants(pg, mongo, name)
 
 

@@ -30,14 +30,19 @@ async def test_create_returns_the_coupon_with_its_location(http, gateway, name):
         assert response.status == 201
         assert response.headers["Content-Type"] == JSON
         assert response.headers["Location"] == f"/api/coupons/{name}"
-        assert await response.json() == {"name": name, "amount": 100, "remaining_amount": 100,
-                                         "claimed_by": []}
+        assert await response.json() == {
+            "name": name,
+            "amount": 100,
+            "remaining_amount": 100,
+            "claimed_by": [],
+        }
 
 
 async def test_create_without_content_type_parses_the_body_as_json(http, gateway, name):
     body = f'{{"name": "{name}", "amount": 3}}'.encode()
-    async with http.post(f"{gateway}/api/coupons", data=body,
-                         skip_auto_headers=["Content-Type"]) as response:
+    async with http.post(
+        f"{gateway}/api/coupons", data=body, skip_auto_headers=["Content-Type"]
+    ) as response:
         assert "Content-Type" not in response.request_info.headers
         assert response.status == 201
     assert (await details(http, gateway, name))["amount"] == 3
@@ -47,8 +52,12 @@ async def test_amount_zero_is_sold_out_from_the_start(http, gateway, name):
     await create(http, gateway, name, 0)
     status, body = await claim(http, gateway, "user_1", name)
     assert (status, body["error"]) == (409, "out_of_stock")
-    assert await details(http, gateway, name) == {"name": name, "amount": 0,
-                                                  "remaining_amount": 0, "claimed_by": []}
+    assert await details(http, gateway, name) == {
+        "name": name,
+        "amount": 0,
+        "remaining_amount": 0,
+        "claimed_by": [],
+    }
 
 
 async def test_duplicate_name_is_409_coupon_exists(http, gateway, name):
@@ -66,8 +75,9 @@ async def test_names_are_case_sensitive(http, gateway, name):
 
 async def test_claim_returns_the_claim_and_its_saga_id(http, gateway, name):
     await create(http, gateway, name, 2)
-    async with http.post(f"{gateway}/api/coupons/claim",
-                         json={"user_id": "user_12345", "coupon_name": name}) as response:
+    async with http.post(
+        f"{gateway}/api/coupons/claim", json={"user_id": "user_12345", "coupon_name": name}
+    ) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == JSON
         uuid.UUID(response.headers["X-Saga-Id"])
@@ -76,9 +86,12 @@ async def test_claim_returns_the_claim_and_its_saga_id(http, gateway, name):
     assert (body["user_id"], body["coupon_name"]) == ("user_12345", name)
     assert RFC3339_UTC.match(body["claimed_at"]), body["claimed_at"]
     # Read-your-writes: the claim is visible as soon as its response has arrived.
-    assert await details(http, gateway, name) == {"name": name, "amount": 2,
-                                                  "remaining_amount": 1,
-                                                  "claimed_by": ["user_12345"]}
+    assert await details(http, gateway, name) == {
+        "name": name,
+        "amount": 2,
+        "remaining_amount": 1,
+        "claimed_by": ["user_12345"],
+    }
 
 
 async def test_claim_errors(http, gateway, name):
@@ -89,8 +102,9 @@ async def test_claim_errors(http, gateway, name):
         ("b", name, 409, "out_of_stock"),
         ("a", name + "_missing", 404, "coupon_not_found"),
     ]:
-        async with http.post(f"{gateway}/api/coupons/claim",
-                             json={"user_id": user, "coupon_name": coupon}) as response:
+        async with http.post(
+            f"{gateway}/api/coupons/claim", json={"user_id": user, "coupon_name": coupon}
+        ) as response:
             await assert_error(response, status, code)
 
 
@@ -130,11 +144,18 @@ async def test_unknown_path_is_404_not_found(http, gateway, path):
         await assert_error(response, 404, "not_found")
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/api/coupons"), ("PUT", "/api/coupons"), ("DELETE", "/api/coupons"),
-    ("PUT", "/api/coupons/claim"), ("DELETE", "/api/coupons/anything"),
-    ("POST", "/api/coupons/anything"), ("PATCH", "/api/coupons/anything"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/coupons"),
+        ("PUT", "/api/coupons"),
+        ("DELETE", "/api/coupons"),
+        ("PUT", "/api/coupons/claim"),
+        ("DELETE", "/api/coupons/anything"),
+        ("POST", "/api/coupons/anything"),
+        ("PATCH", "/api/coupons/anything"),
+    ],
+)
 async def test_wrong_method_is_405(http, gateway, method, path):
     async with http.request(method, f"{gateway}{path}", json={}) as response:
         await assert_error(response, 405, "method_not_allowed")

@@ -36,10 +36,12 @@ async def redis_proxy(settings: Settings) -> AsyncIterator[CuttableProxy]:
 
 async def saga_of(pg, service, coupon: str, user: str):
     saga_id = await pg.fetchval(
-        "SELECT saga_id::text FROM holds WHERE coupon_name = $1 AND user_id = $2", coupon, user)
+        "SELECT saga_id::text FROM holds WHERE coupon_name = $1 AND user_id = $2", coupon, user
+    )
     assert saga_id is not None, "the reserve step never ran"
     return await service.saga_log.load(saga_id), await pg.fetchval(
-        "SELECT status FROM holds WHERE saga_id = $1::uuid", saga_id)
+        "SELECT status FROM holds WHERE saga_id = $1::uuid", saga_id
+    )
 
 
 async def cut_and_notice(proxy: CuttableProxy, http, base: str, name: str) -> None:
@@ -62,8 +64,9 @@ def through(settings: Settings, **proxies: CuttableProxy) -> Settings:
     return settings.model_copy(update=changes)
 
 
-async def test_mongodb_down_at_record_releases_the_hold(http, settings, service, pg, mongo,
-                                                        mongo_proxy, name):
+async def test_mongodb_down_at_record_releases_the_hold(
+    http, settings, service, pg, mongo, mongo_proxy, name
+):
     async with app_in_process(through(settings, mongo_url=mongo_proxy)) as base:
         await create(http, base, name, 3)
         await cut_and_notice(mongo_proxy, http, base, name)
@@ -79,8 +82,9 @@ async def test_mongodb_down_at_record_releases_the_hold(http, settings, service,
     await assert_invariants(pg, mongo, name)
 
 
-async def test_mongodb_dropping_under_a_claim_never_loses_a_unit(http, settings, service, pg,
-                                                                 mongo, mongo_proxy, name):
+async def test_mongodb_dropping_under_a_claim_never_loses_a_unit(
+    http, settings, service, pg, mongo, mongo_proxy, name
+):
     """The first claim after a drop cannot know whether its insert landed.
 
     Either it proved the claim absent and gave the unit back, or it kept the unit held
@@ -94,8 +98,10 @@ async def test_mongodb_dropping_under_a_claim_never_loses_a_unit(http, settings,
 
         assert (status, body["error"]) == (503, "unavailable")
     record, hold_status = await saga_of(pg, service, name, "in_flight")
-    assert (record.status, hold_status) in {(SagaStatus.COMPENSATED, "released"),
-                                            (SagaStatus.FAILED, "held")}, record.error
+    assert (record.status, hold_status) in {
+        (SagaStatus.COMPENSATED, "released"),
+        (SagaStatus.FAILED, "held"),
+    }, record.error
     if record.status is SagaStatus.FAILED:
         failed = await service.saga_log.find(SagaStatus.FAILED, limit=1000)
         assert record.saga_id in {r.saga_id for r in failed}
@@ -104,11 +110,19 @@ async def test_mongodb_dropping_under_a_claim_never_loses_a_unit(http, settings,
     assert facts.remaining_amount + len(facts.live_holds) == facts.amount
 
 
-async def test_conflicting_claim_document_releases_the_hold(http, gateway, service, pg, mongo, name):
+async def test_conflicting_claim_document_releases_the_hold(
+    http, gateway, service, pg, mongo, name
+):
     await create(http, gateway, name, 2)
     # A claim for this user that the inventory knows nothing about, as if left by an old bug.
-    await mongo.claims.insert_one({"user_id": "planted", "coupon_name": name,
-                                   "saga_id": "planted-saga", "claimed_at": datetime.now(UTC)})
+    await mongo.claims.insert_one(
+        {
+            "user_id": "planted",
+            "coupon_name": name,
+            "saga_id": "planted-saga",
+            "claimed_at": datetime.now(UTC),
+        }
+    )
 
     status, body = await claim(http, gateway, "planted", name)
 
@@ -121,8 +135,12 @@ async def test_conflicting_claim_document_releases_the_hold(http, gateway, servi
     coupon = await details(http, gateway, name)
     assert (coupon["remaining_amount"], coupon["claimed_by"]) == (2, ["planted"])
     # The planted document is the only claim: conservation holds over the released hold.
-    assert await pg.fetchval("SELECT count(*) FROM holds WHERE coupon_name = $1 "
-                             "AND status <> 'released'", name) == 0
+    assert (
+        await pg.fetchval(
+            "SELECT count(*) FROM holds WHERE coupon_name = $1 AND status <> 'released'", name
+        )
+        == 0
+    )
 
 
 async def test_redis_down_refuses_before_touching_stock(http, settings, pg, redis_proxy, name):
@@ -137,8 +155,9 @@ async def test_redis_down_refuses_before_touching_stock(http, settings, pg, redi
     assert await pg.fetchval("SELECT remaining_amount FROM coupons WHERE name = $1", name) == 3
 
 
-async def test_service_recovers_when_the_store_comes_back(http, settings, pg, mongo, mongo_proxy,
-                                                          name):
+async def test_service_recovers_when_the_store_comes_back(
+    http, settings, pg, mongo, mongo_proxy, name
+):
     async with app_in_process(through(settings, mongo_url=mongo_proxy)) as base:
         await create(http, base, name, 2)
         await cut_and_notice(mongo_proxy, http, base, name)

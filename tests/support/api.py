@@ -14,15 +14,18 @@ async def create(http: aiohttp.ClientSession, base: str, name: str, amount: int)
         assert response.status == 201, await response.text()
 
 
-async def claim(http: aiohttp.ClientSession, base: str, user_id: str,
-                coupon_name: str) -> tuple[int, dict[str, Any]]:
-    async with http.post(f"{base}/api/coupons/claim",
-                         json={"user_id": user_id, "coupon_name": coupon_name}) as response:
+async def claim(
+    http: aiohttp.ClientSession, base: str, user_id: str, coupon_name: str
+) -> tuple[int, dict[str, Any]]:
+    async with http.post(
+        f"{base}/api/coupons/claim", json={"user_id": user_id, "coupon_name": coupon_name}
+    ) as response:
         return response.status, await response.json()
 
 
-async def claim_all(http: aiohttp.ClientSession, base: str,
-                    attempts: list[tuple[str, str]]) -> list[tuple[int, dict[str, Any]]]:
+async def claim_all(
+    http: aiohttp.ClientSession, base: str, attempts: list[tuple[str, str]]
+) -> list[tuple[int, dict[str, Any]]]:
     """Fire every (user_id, coupon_name) claim at once."""
     start = asyncio.Event()
 

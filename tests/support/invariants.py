@@ -26,11 +26,14 @@ class CouponFacts:
         return {s: h for s, h in self.holds.items() if h[1] != "released"}
 
 
-async def read_facts(pg: asyncpg.Pool, mongo: AsyncDatabase[dict[str, Any]], coupon: str) -> CouponFacts:
+async def read_facts(
+    pg: asyncpg.Pool, mongo: AsyncDatabase[dict[str, Any]], coupon: str
+) -> CouponFacts:
     row = await pg.fetchrow("SELECT amount, remaining_amount FROM coupons WHERE name = $1", coupon)
     assert row is not None, f"coupon {coupon!r} is not in PostgreSQL"
     holds = await pg.fetch(
-        "SELECT saga_id::text AS saga_id, user_id, status FROM holds WHERE coupon_name = $1", coupon)
+        "SELECT saga_id::text AS saga_id, user_id, status FROM holds WHERE coupon_name = $1", coupon
+    )
     claims = [doc async for doc in mongo.claims.find({"coupon_name": coupon})]
     return CouponFacts(
         amount=row["amount"],
@@ -40,8 +43,9 @@ async def read_facts(pg: asyncpg.Pool, mongo: AsyncDatabase[dict[str, Any]], cou
     )
 
 
-async def assert_invariants(pg: asyncpg.Pool, mongo: AsyncDatabase[dict[str, Any]],
-                            coupon: str) -> CouponFacts:
+async def assert_invariants(
+    pg: asyncpg.Pool, mongo: AsyncDatabase[dict[str, Any]], coupon: str
+) -> CouponFacts:
     """Invariants 1-4 for a coupon with no saga in flight. Returns the facts for more checks."""
     facts = await read_facts(pg, mongo, coupon)
     claim_users = Counter(facts.claims.values())

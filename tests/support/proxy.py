@@ -52,16 +52,19 @@ class CuttableProxy:
         for task in list(self._tasks):
             task.cancel()
 
-    async def _serve(self, client_reader: asyncio.StreamReader,
-                     client_writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
         except OSError:
             client_writer.transport.abort()
             return
         self._writers |= {client_writer, upstream_writer}
-        pumps = [asyncio.ensure_future(self._pump(client_reader, upstream_writer)),
-                 asyncio.ensure_future(self._pump(upstream_reader, client_writer))]
+        pumps = [
+            asyncio.ensure_future(self._pump(client_reader, upstream_writer)),
+            asyncio.ensure_future(self._pump(upstream_reader, client_writer)),
+        ]
         self._tasks.update(pumps)
         await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         for writer in (client_writer, upstream_writer):

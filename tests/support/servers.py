@@ -27,11 +27,17 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def gateway_process(settings: Settings, log_path: Path, workers: int = 2) -> Iterator[str]:
     """Run the console script the Docker image runs; yield its base URL."""
     port = free_port()
-    env = {**os.environ, **settings_env(settings), "HOST": "127.0.0.1", "PORT": str(port),
-           "WORKERS": str(workers)}
+    env = {
+        **os.environ,
+        **settings_env(settings),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WORKERS": str(workers),
+    }
     with log_path.open("ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "orchestrator"], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(base_url, process, log_path)

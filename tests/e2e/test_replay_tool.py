@@ -1,0 +1,77 @@
+"""`coupon-saga list` and `show`, run as the console script an operator runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+from tests.support.api import claim, create
+from tests.support.servers import settings_env
+
+
+async def coupon_saga(settings, *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sagas",
+        *args,
+        env={**os.environ, **settings_env(settings)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_list_and_show_a_completed_claim(http, gateway, settings, name):
+    await create(http, gateway, name, 1)
+    async with http.post(
+        f"{gateway}/api/coupons/claim", json={"user_id": "operator_test", "coupon_name": name}
+    ) as response:
+        saga_id = response.headers["X-Saga-Id"]
+
+    code, out, _ = await coupon_saga(settings, "list", "--coupon", name, "--json")
+    assert code == 0
+    (listed,) = json.loads(out)
+    assert (listed["saga_id"], listed["status"]) == (saga_id, "completed")
+    assert listed["payload"]["user_id"] == "operator_test"
+
+    code, out, _ = await coupon_saga(settings, "show", saga_id, "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["done"] == ["reserve", "record", "confirm"]
+    assert [(e["step"], e["phase"]) for e in shown["events"]][-2:] == [
+        ("confirm", "succeeded"),
+        ("confirm", "finished"),
+    ]
+
+    code, out, _ = await coupon_saga(settings, "show", saga_id)
+    assert code == 0
+    assert "completed" in out and "record" in out
+
+
+async def test_list_filters_by_status(http, gateway, settings, name):
+    await create(http, gateway, name, 1)
+    await claim(http, gateway, "winner", name)
+    await claim(http, gateway, "loser", name)
+
+    code, out, _ = await coupon_saga(
+        settings, "list", "--coupon", name, "--status", "compensated", "--json"
+    )
+    assert code == 0
+    (listed,) = json.loads(out)
+    assert listed["payload"]["user_id"] == "loser"
+    assert listed["error"].startswith("OutOfStock")
+
+
+async def test_show_of_an_unknown_saga_exits_1(settings):
+    code, _, err = await coupon_saga(settings, "show", "00000000-0000-0000-0000-000000000000")
+    assert code == 1
+    assert "no saga" in err
+
+
+async def test_usage_errors_exit_2(settings):
+    assert (await coupon_saga(settings, "list", "--status", "bogus"))[0] == 2
+    assert (await coupon_saga(settings))[0] == 2

@@ -1,0 +1,208 @@
+"""The saga engine's ordering, compensation and parking rules, with scripted steps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from orchestrator.engine import SagaEngine
+from sagas.definition import SagaDefinition, Step
+from sagas.errors import OutOfStock, StoreUnavailable
+from sagas.records import SagaStatus
+from tests.unit.fakes import MemorySagaLog
+
+
+class Script:
+    """Steps a, b (pivot), c; each records its calls and raises what a test tells it to."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.failures: dict[str, list[Exception]] = {}
+
+    def fail(self, call: str, *errors: Exception) -> None:
+        self.failures[call] = list(errors)
+
+    def action(self, call: str):
+        async def run(saga_id: str, payload: Mapping[str, Any]) -> None:
+            self.calls.append(call)
+            if self.failures.get(call):
+                raise self.failures[call].pop(0)
+
+        return run
+
+    def definition(self) -> SagaDefinition:
+        return SagaDefinition(
+            "test",
+            (
+                Step("a", self.action("do a"), self.action("undo a")),
+                Step("b", self.action("do b"), self.action("undo b")),
+                Step("c", self.action("do c")),
+            ),
+            pivot="b",
+        )
+
+
+@pytest.fixture
+def script() -> Script:
+    return Script()
+
+
+@pytest.fixture
+def saga_log() -> MemorySagaLog:
+    return MemorySagaLog()
+
+
+@pytest.fixture
+def engine(saga_log: MemorySagaLog) -> SagaEngine:
+    return SagaEngine(saga_log, store_attempts=3, backoff_seconds=0)
+
+
+def unavailable(*, maybe_applied: bool = True) -> StoreUnavailable:
+    return StoreUnavailable("store", maybe_applied=maybe_applied)
+
+
+async def test_happy_path_logs_intent_before_and_outcome_after_each_step(engine, saga_log, script):
+    record = await engine.run(script.definition(), {"k": "v"})
+
+    assert script.calls == ["do a", "do b", "do c"]
+    assert record.status is SagaStatus.COMPLETED
+    assert record.done == ("a", "b", "c")
+    assert saga_log.only() == record
+    assert saga_log.phases() == [
+        ("a", "started"),
+        ("a", "succeeded"),
+        ("b", "started"),
+        ("b", "succeeded"),
+        ("c", "started"),
+        ("c", "succeeded"),
+        ("c", "finished"),
+    ]
+    assert saga_log.writes == 4  # start, then outcome and next intent merged per step
+
+
+async def test_business_rejection_undoes_completed_steps_only(engine, saga_log, script):
+    script.fail("do b", OutOfStock("x"))
+
+    with pytest.raises(OutOfStock):
+        await engine.run(script.definition(), {})
+
+    assert script.calls == ["do a", "do b", "undo a"]
+    record = saga_log.only()
+    assert record.status is SagaStatus.COMPENSATED
+    assert record.done == ()
+    assert "OutOfStock" in record.error
+
+
+async def test_unknown_outcome_undoes_the_failed_step_too_in_reverse(engine, saga_log, script):
+    script.fail("do b", unavailable())
+
+    with pytest.raises(StoreUnavailable):
+        await engine.run(script.definition(), {})
+
+    assert script.calls == ["do a", "do b", "undo b", "undo a"]
+    assert saga_log.only().status is SagaStatus.COMPENSATED
+
+
+async def test_store_never_reached_is_not_undone(engine, saga_log, script):
+    script.fail("do b", unavailable(maybe_applied=False))
+
+    with pytest.raises(StoreUnavailable):
+        await engine.run(script.definition(), {})
+
+    assert script.calls == ["do a", "do b", "undo a"]
+
+
+async def test_failing_compensation_parks_the_saga_and_reraises_the_original(
+    engine, saga_log, script
+):
+    original = OutOfStock("x")
+    script.fail("do b", original)
+    script.fail("undo a", unavailable(), unavailable(), unavailable())
+
+    with pytest.raises(OutOfStock) as raised:
+        await engine.run(script.definition(), {})
+
+    assert raised.value is original
+    assert any("compensation a failed" in note for note in raised.value.__notes__)
+    assert script.calls == ["do a", "do b", "undo a", "undo a", "undo a"]
+    record = saga_log.only()
+    assert record.status is SagaStatus.FAILED
+    assert record.done == ("a",)
+    assert "undo a failed" in record.error
+
+
+async def test_ambiguous_step_whose_undo_fails_keeps_earlier_steps(engine, saga_log, script):
+    """If b may have landed and cannot be undone, undoing a would leave b's effect orphaned."""
+    script.fail("do b", unavailable())
+    script.fail("undo b", unavailable(), unavailable(), unavailable())
+
+    with pytest.raises(StoreUnavailable):
+        await engine.run(script.definition(), {})
+
+    assert "undo a" not in script.calls
+    assert saga_log.only().status is SagaStatus.FAILED
+
+
+async def test_compensation_retries_a_store_that_comes_back(engine, saga_log, script):
+    script.fail("do b", OutOfStock("x"))
+    script.fail("undo a", unavailable())
+
+    with pytest.raises(OutOfStock):
+        await engine.run(script.definition(), {})
+
+    assert script.calls == ["do a", "do b", "undo a", "undo a"]
+    assert saga_log.only().status is SagaStatus.COMPENSATED
+
+
+async def test_after_the_pivot_a_step_is_retried_not_compensated(engine, saga_log, script):
+    script.fail("do c", unavailable(), unavailable())
+
+    record = await engine.run(script.definition(), {})
+
+    assert script.calls == ["do a", "do b", "do c", "do c", "do c"]
+    assert record.status is SagaStatus.COMPLETED
+
+
+async def test_after_the_pivot_exhausted_retries_park_the_saga(engine, saga_log, script):
+    script.fail("do c", unavailable(), unavailable(), unavailable())
+
+    record = await engine.run(script.definition(), {})
+
+    assert "undo b" not in script.calls and "undo a" not in script.calls
+    assert record.status is SagaStatus.FAILED
+    assert record.step == "c"
+    assert saga_log.only().status is SagaStatus.FAILED
+
+
+async def test_log_down_at_start_touches_nothing(engine, saga_log, script):
+    saga_log.fail_from_write = 1
+
+    with pytest.raises(StoreUnavailable):
+        await engine.run(script.definition(), {})
+
+    assert script.calls == []
+
+
+async def test_log_down_before_the_next_intent_undoes_what_is_done(engine, saga_log, script):
+    saga_log.fail_from_write = 2  # the write that records "a succeeded, b started"
+
+    with pytest.raises(StoreUnavailable):
+        await engine.run(script.definition(), {})
+
+    assert script.calls == ["do a", "undo a"]
+
+
+async def test_log_down_after_the_pivot_does_not_stop_the_saga(engine, saga_log, script):
+    saga_log.fail_from_write = 3  # the write that records "b succeeded, c started"
+
+    record = await engine.run(script.definition(), {})
+
+    assert script.calls == ["do a", "do b", "do c"]
+    assert record.status is SagaStatus.COMPLETED
+
+
+def test_a_pivot_must_be_a_step(script):
+    with pytest.raises(ValueError, match="pivot"):
+        SagaDefinition("bad", script.definition().steps, pivot="nope")
