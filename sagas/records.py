@@ -18,6 +18,10 @@ class SagaStatus(enum.StrEnum):
     def in_flight(self) -> bool:
         return self in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
 
+    @property
+    def finished(self) -> bool:
+        return self in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED)
+
 
 class Phase(enum.StrEnum):
     STARTED = "started"

@@ -41,7 +41,11 @@ class MongoClaims:
     async def record(
         self, saga_id: str, user_id: str, coupon_name: str, claimed_at: datetime
     ) -> datetime:
-        """Insert the claim; a duplicate carrying this saga id is a replay and succeeds."""
+        """Insert the claim; a duplicate carrying this saga id is a replay and succeeds.
+
+        Returns the claim time as stored: BSON keeps milliseconds.
+        """
+        claimed_at = claimed_at.replace(microsecond=claimed_at.microsecond // 1000 * 1000)
         document = {
             "user_id": user_id,
             "coupon_name": coupon_name,

@@ -31,15 +31,14 @@ FROM released WHERE coupons.name = released.coupon_name
 RETURNING 1
 """
 
+# One guarded UPDATE, so a confirm racing another confirm of the same saga re-reads the
+# newest row version after the lock and still answers 'confirmed'. No row: no live hold.
 _CONFIRM = """
-WITH confirmed AS (
-    UPDATE holds SET status = 'confirmed', updated_at = now()
-    WHERE saga_id = $1 AND status = 'held'
-    RETURNING status
-)
-SELECT status FROM confirmed
-UNION ALL
-SELECT status FROM holds WHERE saga_id = $1 AND NOT EXISTS (SELECT 1 FROM confirmed)
+UPDATE holds
+SET status = 'confirmed',
+    updated_at = CASE WHEN status = 'held' THEN now() ELSE updated_at END
+WHERE saga_id = $1 AND status <> 'released'
+RETURNING status
 """
 
 
@@ -102,7 +101,7 @@ class PostgresInventory:
         with unavailable_on_failure("postgresql"):
             status = await self._pool.fetchval(_CONFIRM, saga_id)
         if status != "confirmed":
-            raise SagaConflict(f"saga {saga_id} has no hold to confirm (status {status})")
+            raise SagaConflict(f"saga {saga_id} has no live hold to confirm")
 
 
 def _stock(row: Any) -> CouponStock:

@@ -35,8 +35,9 @@ class RedisSagaLog:
         if record.status is SagaStatus.FAILED:
             # Parked for an operator: kept without expiry until someone resumes or compensates it.
             pipe.zadd(keys.FAILED, {record.saga_id: record.updated_at})
-        elif not record.status.in_flight:
+        else:
             pipe.zrem(keys.FAILED, record.saga_id)
+        if record.status.finished:
             pipe.zadd(keys.FINISHED, {record.saga_id: record.updated_at})
             pipe.zremrangebyscore(keys.FINISHED, 0, record.updated_at - self._retention)
             pipe.expire(saga_key, self._retention)

@@ -165,3 +165,29 @@ async def test_service_recovers_when_the_store_comes_back(
         await mongo_proxy.restore()
         assert (await claim(http, base, "first", name))[0] == 200
     await assert_invariants(pg, mongo, name)
+
+
+@pytest.fixture
+async def pg_proxy(settings: Settings) -> AsyncIterator[CuttableProxy]:
+    proxy = CuttableProxy.for_url(settings.database_url)
+    await proxy.start()
+    yield proxy
+    await proxy.close()
+
+
+async def test_postgresql_down_is_503_for_every_route(http, settings, pg, pg_proxy, name):
+    async with app_in_process(through(settings, database_url=pg_proxy)) as base:
+        await create(http, base, name, 1)
+        await pg_proxy.cut()
+        requests = [
+            http.post(f"{base}/api/coupons", json={"name": name + "_new", "amount": 1}),
+            http.post(f"{base}/api/coupons/claim", json={"user_id": "u", "coupon_name": name}),
+            http.get(f"{base}/api/coupons/{name}"),
+        ]
+        for request in requests:
+            async with request as response:
+                assert response.status == 503
+                assert response.headers["Retry-After"] == "1"
+                assert (await response.json())["error"] == "unavailable"
+    assert await pg.fetchval("SELECT count(*) FROM coupons WHERE name = $1", name + "_new") == 0
+    assert await pg.fetchval("SELECT remaining_amount FROM coupons WHERE name = $1", name) == 1

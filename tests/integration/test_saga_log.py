@@ -1,0 +1,179 @@
+"""RedisSagaLog against a real Redis: records, their event streams and the status indexes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
+from services import redis_keys as keys
+from services.saga_log import RedisSagaLog
+
+INDEXES = (keys.IN_FLIGHT, keys.FAILED, keys.FINISHED)
+
+
+@pytest.fixture
+def saga_log(service) -> RedisSagaLog:
+    return service.saga_log
+
+
+@pytest.fixture
+async def new_saga_id(redis) -> AsyncIterator[Callable[[], str]]:
+    """Fresh saga ids; whatever the test saved under them is removed afterwards."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(str(uuid.uuid4()))
+        return made[-1]
+
+    yield make
+    if made:
+        await redis.delete(*map(keys.saga, made), *map(keys.saga_events, made))
+        for index in INDEXES:
+            await redis.zrem(index, *made)
+
+
+def saga(saga_id: str, at: float, status: SagaStatus = SagaStatus.RUNNING) -> SagaRecord:
+    return SagaRecord(
+        saga_id=saga_id,
+        name="claim",
+        payload={"user_id": "alice", "coupon_name": "PROMO"},
+        status=status,
+        step="reserve",
+        created_at=at,
+        updated_at=at,
+    )
+
+
+async def indexes_holding(redis, saga_id: str) -> dict[str, float]:
+    """The status indexes that list the saga, with its score in each."""
+    scores = {index: await redis.zscore(index, saga_id) for index in INDEXES}
+    return {index: score for index, score in scores.items() if score is not None}
+
+
+async def test_saved_record_loads_back_equal(saga_log, new_saga_id):
+    record = SagaRecord(
+        saga_id=new_saga_id(),
+        name="claim",
+        payload={
+            "user_id": "ünïcode ✓",
+            "coupon_name": "PROMO",
+            "claimed_at": "2030-01-01T12:00:00.123Z",
+            "nested": {"tries": [1, 2.5, None, True]},
+        },
+        status=SagaStatus.COMPENSATING,
+        step="record",
+        created_at=1_900_000_000.123456,
+        updated_at=1_900_000_001.654321,
+        attempts=2,
+        error="StoreUnavailable: mongodb is unavailable",
+        done=("reserve", "record"),
+    )
+
+    await saga_log.save(record, [])
+
+    assert await saga_log.load(record.saga_id) == record
+
+
+async def test_record_with_defaults_loads_back_equal(saga_log, new_saga_id):
+    record = saga(new_saga_id(), time.time())
+
+    await saga_log.save(record, [])
+
+    assert await saga_log.load(record.saga_id) == record
+
+
+async def test_history_returns_events_in_the_order_they_were_saved(saga_log, new_saga_id):
+    first = saga(new_saga_id(), time.time())
+    second = first.moved(first.updated_at + 1, step="record", done=("reserve",))
+    events = [
+        SagaEvent(first.created_at, "reserve", Phase.STARTED),
+        SagaEvent(second.updated_at, "reserve", Phase.SUCCEEDED),
+        SagaEvent(second.updated_at, "record", Phase.STARTED),
+        SagaEvent(second.updated_at + 1, "record", Phase.FAILED, "AlreadyClaimed: PROMO"),
+    ]
+
+    await saga_log.save(first, events[:1])
+    await saga_log.save(second, events[1:])
+
+    assert await saga_log.history(first.saga_id) == events
+    assert await saga_log.load(first.saga_id) == second
+
+
+async def test_running_saga_is_indexed_in_flight_without_expiry(saga_log, redis, new_saga_id):
+    record = saga(new_saga_id(), time.time())
+
+    await saga_log.save(record, [SagaEvent(record.created_at, "reserve", Phase.STARTED)])
+
+    assert await indexes_holding(redis, record.saga_id) == {keys.IN_FLIGHT: record.updated_at}
+    assert await redis.ttl(keys.saga(record.saga_id)) == -1
+    in_flight = await saga_log.find(SagaStatus.RUNNING, limit=100_000)
+    assert record in in_flight
+
+
+async def test_completed_saga_leaves_in_flight_and_expires(saga_log, redis, settings, new_saga_id):
+    started = saga(new_saga_id(), time.time())
+    await saga_log.save(started, [SagaEvent(started.created_at, "reserve", Phase.STARTED)])
+    done = started.moved(started.updated_at + 1, status=SagaStatus.COMPLETED, step="confirm")
+
+    await saga_log.save(done, [SagaEvent(done.updated_at, "confirm", Phase.FINISHED)])
+
+    assert await indexes_holding(redis, done.saga_id) == {keys.FINISHED: done.updated_at}
+    for key in (keys.saga(done.saga_id), keys.saga_events(done.saga_id)):
+        assert 0 < await redis.ttl(key) <= settings.saga_retention_seconds
+    assert await saga_log.load(done.saga_id) == done
+
+
+async def test_failed_saga_is_parked_without_expiry(saga_log, redis, new_saga_id):
+    started = saga(new_saga_id(), time.time())
+    await saga_log.save(started, [SagaEvent(started.created_at, "reserve", Phase.STARTED)])
+    parked = started.moved(
+        started.updated_at + 1, status=SagaStatus.FAILED, step="confirm", error="boom"
+    )
+
+    await saga_log.save(parked, [SagaEvent(parked.updated_at, "confirm", Phase.FAILED, "boom")])
+
+    assert await indexes_holding(redis, parked.saga_id) == {keys.FAILED: parked.updated_at}
+    assert await redis.ttl(keys.saga(parked.saga_id)) == -1
+    assert await redis.ttl(keys.saga_events(parked.saga_id)) == -1
+    assert parked in await saga_log.find(SagaStatus.FAILED, limit=100_000)
+
+
+async def test_compensating_a_failed_saga_moves_it_to_finished(saga_log, redis, new_saga_id):
+    started = saga(new_saga_id(), time.time())
+    parked = started.moved(started.updated_at + 1, status=SagaStatus.FAILED)
+    compensated = parked.moved(parked.updated_at + 1, status=SagaStatus.COMPENSATED)
+
+    for record in (started, parked, compensated):
+        await saga_log.save(record, [])
+
+    assert await indexes_holding(redis, started.saga_id) == {keys.FINISHED: compensated.updated_at}
+    assert await redis.ttl(keys.saga(started.saga_id)) > 0
+
+
+async def test_find_filters_by_status_newest_first_and_limits(saga_log, new_saga_id):
+    # An hour ahead of the clock, so no other test's sagas are newer than these.
+    base = time.time() + 3600
+    failed = [saga(new_saga_id(), base + n, SagaStatus.FAILED) for n in range(3)]
+    compensating = saga(new_saga_id(), base + 10, SagaStatus.COMPENSATING)
+    running_now = saga(new_saga_id(), base + 11)
+    for record in (*failed, compensating, running_now):
+        await saga_log.save(record, [])
+
+    assert await saga_log.find(SagaStatus.FAILED, limit=2) == [failed[2], failed[1]]
+    assert await saga_log.find(SagaStatus.RUNNING, limit=1) == [running_now]
+    assert await saga_log.find(SagaStatus.COMPENSATING, limit=1) == [compensating]
+    assert await saga_log.find(None, limit=3) == [running_now, compensating, failed[2]]
+    every_failed = await saga_log.find(SagaStatus.FAILED, limit=100_000)
+    assert {record.status for record in every_failed} == {SagaStatus.FAILED}
+    assert [record for record in every_failed if record in failed] == failed[::-1]
+
+
+async def test_unknown_saga_has_no_record_and_no_history(saga_log):
+    saga_id = str(uuid.uuid4())
+
+    assert await saga_log.load(saga_id) is None
+    assert await saga_log.history(saga_id) == []
