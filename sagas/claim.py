@@ -59,8 +59,13 @@ class ClaimSteps:
         await self._inventory.reserve(saga_id, claim.coupon_name, claim.user_id)
 
     async def undo_reserve(self, saga_id: str, payload: Mapping[str, Any]) -> None:
-        """Release this saga's hold and give its unit back, only if it is still held."""
-        await self._inventory.release(saga_id)
+        """Release this saga's hold and give its unit back, only if it is still held.
+
+        Leaves a released tombstone when there was no hold, so a late do_reserve of the
+        same saga can never take a unit after its compensation.
+        """
+        claim = ClaimPayload.from_dict(payload)
+        await self._inventory.release(saga_id, claim.coupon_name, claim.user_id)
 
     async def do_record(self, saga_id: str, payload: Mapping[str, Any]) -> None:
         """Insert the claim document. Key: saga_id (a duplicate carrying it is a replay).

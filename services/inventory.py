@@ -20,17 +20,6 @@ _RESERVE_REJECTIONS: dict[str, type[Exception]] = {
     "coupon_not_found": CouponNotFound,
 }
 
-_RELEASE = """
-WITH released AS (
-    UPDATE holds SET status = 'released', updated_at = now()
-    WHERE saga_id = $1 AND status = 'held'
-    RETURNING coupon_name
-)
-UPDATE coupons SET remaining_amount = remaining_amount + 1
-FROM released WHERE coupons.name = released.coupon_name
-RETURNING 1
-"""
-
 # One guarded UPDATE, so a confirm racing another confirm of the same saga re-reads the
 # newest row version after the lock and still answers 'confirmed'. No row: no live hold.
 _CONFIRM = """
@@ -92,10 +81,14 @@ class PostgresInventory:
             raise SagaConflict(f"saga {saga_id} was compensated; its hold is released")
         raise _RESERVE_REJECTIONS[outcome](coupon_name)
 
-    async def release(self, saga_id: str) -> bool:
-        """True if this call gave the unit back; False if it was not held (already released)."""
+    async def release(self, saga_id: str, coupon_name: str, user_id: str) -> bool:
+        """True if this call gave the unit back; False if nothing was held for the saga."""
         with unavailable_on_failure("postgresql"):
-            return bool(await self._pool.fetchval(_RELEASE, saga_id))
+            return bool(
+                await self._pool.fetchval(
+                    "SELECT release_unit($1::uuid, $2, $3)", saga_id, coupon_name, user_id
+                )
+            )
 
     async def confirm(self, saga_id: str) -> None:
         with unavailable_on_failure("postgresql"):

@@ -61,3 +61,26 @@ BEGIN
     RETURN 'reserved';
 END;
 $$;
+
+-- Release a saga's hold and give its unit back, only if it is still held. If the saga
+-- never reserved, a 'released' tombstone is written, so a late reserve of the same saga
+-- (a worker paused past its lease) finds it and takes nothing. Returns true if a unit
+-- went back. A concurrent reserve of the same saga is waited for by ON CONFLICT.
+CREATE OR REPLACE FUNCTION release_unit(p_saga_id uuid, p_coupon text, p_user text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_coupon text;
+BEGIN
+    INSERT INTO holds (saga_id, coupon_name, user_id, status)
+    VALUES (p_saga_id, p_coupon, p_user, 'released')
+    ON CONFLICT (saga_id) DO UPDATE SET status = 'released', updated_at = now()
+        WHERE holds.status = 'held'
+    RETURNING CASE WHEN xmax = 0 THEN NULL ELSE holds.coupon_name END INTO v_coupon;
+    -- xmax = 0: the tombstone was inserted, nothing was held.
+    IF v_coupon IS NULL THEN
+        RETURN false;
+    END IF;
+    UPDATE coupons SET remaining_amount = remaining_amount + 1 WHERE name = v_coupon;
+    RETURN true;
+END;
+$$;

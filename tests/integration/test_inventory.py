@@ -165,24 +165,49 @@ async def test_release_gives_the_unit_back_once(inventory, pg, name):
     saga_id = new_saga_id()
     await inventory.reserve(saga_id, name, "alice")
 
-    assert await inventory.release(saga_id) is True
+    assert await inventory.release(saga_id, name, "alice") is True
     assert await remaining(pg, name) == 3
     assert await hold_status(pg, saga_id) == "released"
 
-    assert await inventory.release(saga_id) is False
+    assert await inventory.release(saga_id, name, "alice") is False
     assert await remaining(pg, name) == 3
     await assert_conserved(pg, name)
 
 
-async def test_release_of_unknown_saga_returns_false(inventory):
-    assert await inventory.release(new_saga_id()) is False
+async def test_release_before_reserve_leaves_a_tombstone_a_late_reserve_respects(
+    inventory, pg, name
+):
+    await inventory.create_coupon(name, 2)
+    saga_id = new_saga_id()
+
+    assert await inventory.release(saga_id, name, "alice") is False
+    with pytest.raises(SagaConflict):
+        await inventory.reserve(saga_id, name, "alice")
+
+    assert await remaining(pg, name) == 2
+    assert await hold_status(pg, saga_id) == "released"
+    await assert_conserved(pg, name)
+
+
+async def test_release_racing_a_reserve_of_the_same_saga_gives_the_unit_back(inventory, pg, name):
+    await inventory.create_coupon(name, 1)
+    saga_id = new_saga_id()
+
+    async with pg.acquire() as other, other.transaction():
+        await other.fetchval("SELECT reserve_unit($1::uuid, $2, 'alice')", saga_id, name)
+        racing = asyncio.ensure_future(inventory.release(saga_id, name, "alice"))
+        await wait_until_blocked_by(pg, await other.fetchval("SELECT pg_backend_pid()"), racing)
+
+    assert await racing is True
+    assert await remaining(pg, name) == 1
+    await assert_conserved(pg, name)
 
 
 async def test_user_can_reserve_again_after_release(inventory, pg, name):
     await inventory.create_coupon(name, 3)
     first, second = new_saga_id(), new_saga_id()
     await inventory.reserve(first, name, "alice")
-    await inventory.release(first)
+    await inventory.release(first, name, "alice")
 
     await inventory.reserve(second, name, "alice")
 
@@ -210,7 +235,7 @@ async def test_release_after_confirm_keeps_the_unit_claimed(inventory, pg, name)
     await inventory.reserve(saga_id, name, "alice")
     await inventory.confirm(saga_id)
 
-    assert await inventory.release(saga_id) is False
+    assert await inventory.release(saga_id, name, "alice") is False
 
     assert await hold_status(pg, saga_id) == "confirmed"
     assert await remaining(pg, name) == 0
@@ -236,7 +261,7 @@ async def test_confirm_after_release_raises_saga_conflict(inventory, pg, name):
     await inventory.create_coupon(name, 1)
     saga_id = new_saga_id()
     await inventory.reserve(saga_id, name, "alice")
-    await inventory.release(saga_id)
+    await inventory.release(saga_id, name, "alice")
 
     with pytest.raises(SagaConflict):
         await inventory.confirm(saga_id)
@@ -254,7 +279,7 @@ async def test_reserve_with_released_saga_id_raises_saga_conflict(inventory, pg,
     await inventory.create_coupon(name, 2)
     saga_id = new_saga_id()
     await inventory.reserve(saga_id, name, "alice")
-    await inventory.release(saga_id)
+    await inventory.release(saga_id, name, "alice")
 
     with pytest.raises(SagaConflict):
         await inventory.reserve(saga_id, name, "alice")
