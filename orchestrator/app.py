@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from orchestrator import bootstrap
 from orchestrator.errors import error_middleware
-from orchestrator.keys import COUPONS, MONGO_CLIENT, PG_POOL, REDIS, SETTINGS
+from orchestrator.keys import COUPONS, MONGO_CLIENT, PG_POOL, RECOVERER, REDIS, SETTINGS
 from orchestrator.routes import setup_routes
 from orchestrator.settings import Settings
 
@@ -33,13 +35,24 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 async def _service(app: web.Application) -> AsyncIterator[None]:
     stores = bootstrap.Stores(app[PG_POOL], app[MONGO_CLIENT], app[REDIS])
-    app[COUPONS] = bootstrap.build_service(app[SETTINGS], stores)
+    components = bootstrap.build(app[SETTINGS], stores)
+    app[COUPONS] = components.coupons
+    app[RECOVERER] = components.recoverer
     yield
+
+
+async def _recovery(app: web.Application) -> AsyncIterator[None]:
+    """Every gateway recovers stuck sagas in the background; leases keep them apart."""
+    task = asyncio.create_task(app[RECOVERER].run_forever(app[SETTINGS].recovery_interval_seconds))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([_postgres, _mongo, _redis, _service])
+    app.cleanup_ctx.extend([_postgres, _mongo, _redis, _service, _recovery])
     setup_routes(app)
     return app

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -14,8 +17,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from orchestrator.coupons import CouponService
-from orchestrator.engine import SagaEngine
+from orchestrator.engine import AfterStep, SagaEngine
+from orchestrator.recovery import Recoverer
 from orchestrator.settings import Settings
+from sagas.claim import claim_saga
 from services.claims import MongoClaims
 from services.failures import unavailable_on_failure
 from services.inventory import PostgresInventory, apply_schema
@@ -87,21 +92,56 @@ class Stores:
     redis: aioredis.Redis
 
 
-def build_service(settings: Settings, stores: Stores) -> CouponService:
+@dataclass(frozen=True)
+class Components:
+    coupons: CouponService
+    recoverer: Recoverer
+
+
+def _kill_after(step: str) -> AfterStep | None:
+    """The test-only fault hook: die like `kill -9` right after the named step's action."""
+    if not step:
+        return None
+
+    def hook(done: str) -> None:
+        if done == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+def build(settings: Settings, stores: Stores) -> Components:
     inventory = PostgresInventory(stores.pg_pool)
     claims = MongoClaims(stores.mongo[settings.mongo_db])
-    saga_log = RedisSagaLog(stores.redis, settings.saga_retention_seconds)
-    engine = SagaEngine(saga_log, store_attempts=settings.saga_store_attempts)
-    return CouponService(inventory, claims, saga_log, engine)
+    saga_log = RedisSagaLog(
+        stores.redis,
+        lease_seconds=settings.saga_lease_seconds,
+        retention_seconds=settings.saga_retention_seconds,
+    )
+    engine = SagaEngine(
+        saga_log,
+        store_attempts=settings.saga_store_attempts,
+        step_timeout_seconds=settings.step_timeout_seconds,
+        after_step=_kill_after(settings.fault_kill_after),
+    )
+    claim = claim_saga(inventory, claims)
+    recoverer = Recoverer(
+        saga_log,
+        engine,
+        {claim.name: claim},
+        owner=f"{socket.gethostname()}:{os.getpid()}",
+        max_recoveries=settings.saga_max_recoveries,
+    )
+    return Components(CouponService(inventory, claims, saga_log, engine, claim), recoverer)
 
 
 @asynccontextmanager
-async def open_service(settings: Settings) -> AsyncIterator[CouponService]:
-    """All three stores and the service on top, for the replay tool and tests."""
+async def open_components(settings: Settings) -> AsyncIterator[Components]:
+    """All three stores and everything on top, for the replay tool and tests."""
     async with AsyncExitStack() as stack:
         stores = Stores(
             await stack.enter_async_context(postgres_pool(settings)),
             await stack.enter_async_context(mongo_client(settings)),
             await stack.enter_async_context(redis_client(settings)),
         )
-        yield build_service(settings, stores)
+        yield build(settings, stores)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from orchestrator.engine import SagaEngine
-from sagas.claim import ClaimPayload, claim_saga
+from sagas.claim import ClaimPayload
+from sagas.definition import SagaDefinition
 from sagas.errors import CouponNotFound
 from sagas.ports import ClaimLedger, CouponStock, Inventory, SagaLog
 
@@ -28,13 +29,18 @@ class Claimed:
 
 class CouponService:
     def __init__(
-        self, inventory: Inventory, claims: ClaimLedger, saga_log: SagaLog, engine: SagaEngine
+        self,
+        inventory: Inventory,
+        claims: ClaimLedger,
+        saga_log: SagaLog,
+        engine: SagaEngine,
+        claim: SagaDefinition,
     ) -> None:
         self.inventory = inventory
         self.claims = claims
         self.saga_log = saga_log
         self._engine = engine
-        self._claim_saga = claim_saga(inventory, claims)
+        self._claim_saga = claim
 
     async def create(self, name: str, amount: int) -> CouponStock:
         return await self.inventory.create_coupon(name, amount)

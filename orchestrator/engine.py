@@ -2,26 +2,31 @@
 
 The log is written before each side effect (the step is recorded as started) and after
 it (succeeded, merged with the next step's start into one write). A failure up to the
-pivot undoes the completed steps in reverse and re-raises the original error; after
-the pivot the saga only moves forward, retrying, and is parked as failed for an
-operator if it still cannot finish.
+pivot undoes the completed steps in reverse and re-raises the original error; after the
+pivot the saga only moves forward, and is parked as failed for an operator if it still
+cannot finish. Every write is fenced by the saga's epoch: a driver that lost its lease
+stops at its next write, so one saga never has two drivers acting on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sagas.definition import SagaDefinition, Step
-from sagas.errors import StoreUnavailable, may_have_applied
+from sagas.errors import LeaseLost, SagaConflict, StoreUnavailable, may_have_applied
 from sagas.ports import SagaLog
 from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 
 log = logging.getLogger(__name__)
+
+AfterStep = Callable[[str], None]
 
 
 def describe(error: BaseException) -> str:
@@ -40,12 +45,22 @@ class SagaEngine:
         clock: Callable[[], float] = time.time,
         store_attempts: int = 3,
         backoff_seconds: float = 0.05,
+        backoff_cap_seconds: float = 1.0,
+        step_timeout_seconds: float = 10.0,
+        after_step: AfterStep | None = None,
     ) -> None:
-        """`store_attempts`: tries at a store call past the pivot, and at each compensation."""
+        """`store_attempts`: tries at each action and compensation when a store is away.
+
+        `after_step` is a test hook, called after each action succeeds (before its outcome
+        is logged): the fault tests kill the process there.
+        """
         self._log = saga_log
         self._clock = clock
         self._store_attempts = store_attempts
         self._backoff = backoff_seconds
+        self._backoff_cap = backoff_cap_seconds
+        self._step_timeout = step_timeout_seconds
+        self._after_step = after_step
 
     async def run(self, definition: SagaDefinition, payload: Mapping[str, Any]) -> SagaRecord:
         """Run a new saga to its end and return its final record, or raise what ended it.
@@ -64,26 +79,55 @@ class SagaEngine:
             created_at=now,
             updated_at=now,
         )
-        await self._log.save(record, [SagaEvent(now, first.name, Phase.STARTED)])
-        return await self._drive(definition, record)
+        await self._log.create(record, [SagaEvent(now, first.name, Phase.STARTED)])
+        return await self._forward(definition, record, raise_failure=True)
 
-    async def _drive(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
+    async def resume(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
+        """Drive a saga taken over from a dead or stalled driver to its end.
+
+        Past the pivot it goes forward; before it, back. A saga that died inside its pivot
+        step is settled by the fact: did the pivot take effect?
+        """
+        if record.compensating:
+            return await self._backward(definition, record, None)
+        in_pivot = definition.pivot not in record.done and record.step == definition.pivot
+        if in_pivot and await definition.pivot_landed(record.saga_id, record.payload):
+            at = self._clock()
+            record = record.moved(at, done=(*record.done, definition.pivot))
+            await self._log.save(record, [SagaEvent(at, definition.pivot, Phase.RECOVERED)])
+        if definition.pivot in record.done:
+            return await self._forward(definition, record, raise_failure=False)
+        return await self._backward(definition, record, None)
+
+    async def compensate(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
+        """Undo a saga on an operator's word; refused once its pivot has taken effect."""
+        if definition.pivot in record.done:
+            raise SagaConflict(f"saga {record.saga_id} is past its pivot; it can only go forward")
+        return await self._backward(definition, record, None)
+
+    async def _forward(
+        self, definition: SagaDefinition, record: SagaRecord, *, raise_failure: bool
+    ) -> SagaRecord:
         steps = definition.steps
         for index, step in enumerate(steps):
             if step.name in record.done:
                 continue
             committed = definition.pivot in record.done
             try:
-                record = await self._act(step, record, retry=committed)
+                record = await self._attempt(record, step.name, step.action)
+            except LeaseLost:
+                if committed:
+                    return record  # the new driver finishes it
+                raise
             except Exception as error:
                 if committed:
                     return await self._park(record, step, error)
-                # A business rejection, or a store never reached, means the step did nothing;
-                # any other error leaves its outcome unknown, so its own compensation runs too.
-                await self._compensate(
-                    definition, record, step, error, undo_failed_step=may_have_applied(error)
-                )
-                raise
+                record = await self._backward(definition, record, error, failed=step)
+                if raise_failure:
+                    raise
+                return record
+            if self._after_step is not None:
+                self._after_step(step.name)
             at = self._clock()
             record = record.moved(at, done=(*record.done, step.name), attempts=0)
             events = [SagaEvent(at, step.name, Phase.SUCCEEDED)]
@@ -91,69 +135,94 @@ class SagaEngine:
                 record = record.moved(at, step=steps[index + 1].name)
                 events.append(SagaEvent(at, record.step, Phase.STARTED))
             else:
-                record = record.moved(at, status=SagaStatus.COMPLETED)
+                record = record.moved(at, status=SagaStatus.COMPLETED, error="")
                 events.append(SagaEvent(at, step.name, Phase.FINISHED))
             if definition.pivot in record.done:
-                # Committed: the log may lag behind (recovery settles it), the saga goes on.
-                await self._save_best_effort(record, events)
+                # Committed: the claim stands whoever finishes it. If the log is away the
+                # saga goes on; if another driver took over, that driver finishes it.
+                try:
+                    await self._save_best_effort(record, events)
+                except LeaseLost:
+                    return record
                 continue
             try:
                 await self._log.save(record, events)
             except StoreUnavailable as error:
                 # Without the intent in the log the next step must not run: undo what is done.
-                await self._compensate(definition, record, None, error, undo_failed_step=False)
-                raise
+                record = await self._backward(definition, record.moved(at, step=step.name), error)
+                if raise_failure:
+                    raise
+                return record
         return record
 
-    async def _act(self, step: Step, record: SagaRecord, *, retry: bool) -> SagaRecord:
-        """Run a step's action. Before the pivot one attempt: failing fast frees the stock."""
-        attempts = self._store_attempts if retry else 1
-        for attempt in range(1, attempts + 1):
+    async def _attempt(
+        self,
+        record: SagaRecord,
+        what: str,
+        call: Callable[[str, Mapping[str, Any]], Awaitable[None]],
+    ) -> SagaRecord:
+        """One store call, retried while the store is away, each try bounded by a timeout.
+
+        A timed-out or dropped call may have taken effect; so may the whole series if any
+        try may have, and the error that ends it says so.
+        """
+        maybe_applied = False
+        for attempt in range(1, self._store_attempts + 1):
             record = record.moved(self._clock(), attempts=attempt)
             try:
-                await step.action(record.saga_id, record.payload)
-                return record
+                try:
+                    async with asyncio.timeout(self._step_timeout):
+                        await call(record.saga_id, record.payload)
+                    return record
+                except TimeoutError as timeout:
+                    raise StoreUnavailable(what) from timeout
             except StoreUnavailable as error:
-                if attempt == attempts:
-                    raise
-                await self._back_off(record, step.name, attempt, error)
-        raise AssertionError("unreachable")
-
-    async def _undo(self, step: Step, record: SagaRecord) -> None:
-        """Run a compensation, retrying a store that is briefly away: it must not be skipped."""
-        assert step.compensation is not None
-        for attempt in range(1, self._store_attempts + 1):
-            try:
-                await step.compensation(record.saga_id, record.payload)
-                return
-            except StoreUnavailable as error:
+                maybe_applied = maybe_applied or error.maybe_applied
+                error.maybe_applied = maybe_applied
                 if attempt == self._store_attempts:
                     raise
-                await self._back_off(record, f"undo {step.name}", attempt, error)
+                log.warning(
+                    "saga %s: %s attempt %d failed: %s",
+                    record.saga_id,
+                    what,
+                    attempt,
+                    describe(error),
+                )
+                await self._save_best_effort(
+                    record, [SagaEvent(self._clock(), what, Phase.RETRYING, describe(error))]
+                )
+                # Capped exponential backoff with full jitter: a burst of failing sagas
+                # does not come back to the store in lockstep.
+                ceiling = min(self._backoff_cap, self._backoff * 2 ** (attempt - 1))
+                await asyncio.sleep(random.uniform(0, ceiling))
+        raise AssertionError("unreachable")
 
-    async def _back_off(
-        self, record: SagaRecord, what: str, attempt: int, error: StoreUnavailable
-    ) -> None:
-        log.warning(
-            "saga %s: %s attempt %d failed: %s", record.saga_id, what, attempt, describe(error)
-        )
-        await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
-
-    async def _compensate(
+    async def _backward(
         self,
         definition: SagaDefinition,
         record: SagaRecord,
-        failed: Step | None,
-        error: Exception,
+        error: Exception | None,
         *,
-        undo_failed_step: bool,
-    ) -> None:
+        failed: Step | None = None,
+    ) -> SagaRecord:
+        """Undo the saga in reverse. Returns the final record (compensated, or parked).
+
+        The step that failed (or, on recovery, the step in progress) is undone too when it
+        may have taken effect. If an undo fails, the earlier steps are left in place and the
+        saga is parked: undoing them could leave the failed step's effect orphaned.
+        """
         at = self._clock()
-        record = record.moved(at, status=SagaStatus.COMPENSATING, error=describe(error))
+        reason = describe(error) if error is not None else record.error
+        record = record.moved(at, status=SagaStatus.COMPENSATING, compensating=True, error=reason)
         events = []
+        current = failed
         if failed is not None:
+            assert error is not None
             events.append(SagaEvent(at, failed.name, Phase.FAILED, describe(error)))
-        to_undo = [failed] if failed is not None and undo_failed_step else []
+        elif record.step not in record.done:
+            current = definition.step(record.step)
+        undo_current = current is not None and (error is None or may_have_applied(error))
+        to_undo = [current] if current is not None and undo_current else []
         to_undo += [definition.step(name) for name in reversed(record.done)]
         for step in to_undo:
             if step.compensation is None:
@@ -166,48 +235,76 @@ class SagaEngine:
             await self._save_best_effort(record, events)
             events = []
             try:
-                await self._undo(step, record)
+                record = await self._attempt(record, f"undo {step.name}", step.compensation)
+            except LeaseLost:
+                raise
             except Exception as undo_error:
-                error.add_note(f"compensation {step.name} failed: {describe(undo_error)}")
-                parked = record.moved(
+                if error is not None:
+                    error.add_note(f"compensation {step.name} failed: {describe(undo_error)}")
+                record = record.moved(
                     self._clock(),
                     status=SagaStatus.FAILED,
-                    error=f"{describe(error)}; undo {step.name} failed: {describe(undo_error)}",
+                    error=f"{reason}; undo {step.name} failed: {describe(undo_error)}",
                 )
                 await self._save_best_effort(
-                    parked,
+                    record,
                     [
                         SagaEvent(
-                            parked.updated_at,
+                            record.updated_at,
                             step.name,
                             Phase.COMPENSATION_FAILED,
                             describe(undo_error),
                         )
                     ],
                 )
-                return
+                return record
             at = self._clock()
-            record = record.moved(at, done=tuple(n for n in record.done if n != step.name))
+            record = record.moved(
+                at, done=tuple(n for n in record.done if n != step.name), attempts=0
+            )
             events.append(SagaEvent(at, step.name, Phase.COMPENSATED))
         at = self._clock()
         record = record.moved(at, status=SagaStatus.COMPENSATED)
         events.append(SagaEvent(at, record.step, Phase.FINISHED))
         await self._save_best_effort(record, events)
+        return record
 
     async def _park(self, record: SagaRecord, step: Step, error: Exception) -> SagaRecord:
         """Past the pivot and out of attempts: the claim stands, an operator finishes it."""
         at = self._clock()
         record = record.moved(at, status=SagaStatus.FAILED, step=step.name, error=describe(error))
         log.error("saga %s parked as failed at %s: %s", record.saga_id, step.name, describe(error))
-        await self._save_best_effort(
-            record, [SagaEvent(at, step.name, Phase.FAILED, describe(error))]
-        )
+        with contextlib.suppress(LeaseLost):  # another driver has it and will finish it
+            await self._save_best_effort(
+                record, [SagaEvent(at, step.name, Phase.FAILED, describe(error))]
+            )
         return record
 
     async def _save_best_effort(self, record: SagaRecord, events: list[SagaEvent]) -> None:
+        """Save, shrugging off an unavailable log; a lost lease still stops the caller."""
         try:
             await self._log.save(record, events)
         except StoreUnavailable as error:
             log.warning(
                 "saga %s: log write failed (%s); left for recovery", record.saga_id, describe(error)
             )
+
+
+def plan(definition: SagaDefinition, record: SagaRecord) -> str:
+    """What `resume` would do with this saga, in one line (for --dry-run)."""
+    if record.status.finished:
+        return f"nothing: the saga is {record.status.value}"
+    undo = [record.step] if record.step not in record.done else []
+    undo += list(reversed(record.done))
+    backward = "compensate: undo " + ", ".join(undo) if undo else "compensate: nothing to undo"
+    forward = [step.name for step in definition.steps if step.name not in record.done]
+    if record.compensating:
+        return backward
+    if definition.pivot in record.done:
+        return "drive forward: " + ", ".join(forward)
+    if record.step == definition.pivot:
+        return (
+            f"check whether {definition.pivot} took effect; if so drive forward: "
+            f"{', '.join(forward)}; if not {backward}"
+        )
+    return backward

@@ -9,7 +9,14 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from orchestrator.responses import error_response
-from sagas.errors import AlreadyClaimed, CouponExists, CouponNotFound, OutOfStock, StoreUnavailable
+from sagas.errors import (
+    AlreadyClaimed,
+    CouponExists,
+    CouponNotFound,
+    LeaseLost,
+    OutOfStock,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(400, "invalid_request", _validation_message(error))
     except InvalidRequest as error:
         return error_response(400, "invalid_request", str(error))
-    except StoreUnavailable as error:
+    except (StoreUnavailable, LeaseLost) as error:
         log.warning("%s %s: %s", request.method, request.path, error)
         return error_response(
             503,

@@ -8,6 +8,7 @@ from aiohttp import web
 from pymongo import AsyncMongoClient
 
 from orchestrator.coupons import CouponService
+from orchestrator.recovery import Recoverer
 from orchestrator.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -15,3 +16,4 @@ PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 MONGO_CLIENT = web.AppKey("mongo_client", AsyncMongoClient)
 REDIS = web.AppKey("redis", aioredis.Redis)
 COUPONS = web.AppKey("coupons", CouponService)
+RECOVERER = web.AppKey("recoverer", Recoverer)

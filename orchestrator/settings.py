@@ -30,3 +30,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1)
     saga_retention_seconds: int = Field(7 * 24 * 3600, ge=60)
     saga_store_attempts: int = Field(3, ge=1)
+    # A store call that takes longer than this is abandoned and counts as failed.
+    step_timeout_seconds: float = Field(10.0, gt=0)
+    # A saga whose driver has not written for this long is stuck: a recoverer takes it
+    # over. Longer than a step's worst case (attempts x timeout), so no live driver loses it.
+    saga_lease_seconds: float = Field(60.0, gt=0)
+    recovery_interval_seconds: float = Field(5.0, gt=0)
+    saga_max_recoveries: int = Field(5, ge=1)
+
+    # Test only: the process kills itself right after this saga step's action succeeds.
+    fault_kill_after: str = ""

@@ -79,6 +79,10 @@ class ClaimSteps:
         """Delete the claim document carrying this saga id, if there is one."""
         await self._claims.erase(saga_id)
 
+    async def pivot_landed(self, saga_id: str, payload: Mapping[str, Any]) -> bool:
+        """Whether this saga's claim document exists: the fact that decides its direction."""
+        return await self._claims.exists(saga_id)
+
     async def do_confirm(self, saga_id: str, payload: Mapping[str, Any]) -> None:
         """Mark the hold confirmed. Key: saga_id (confirming a confirmed hold is a no-op)."""
         await self._inventory.confirm(saga_id)
@@ -94,4 +98,5 @@ def claim_saga(inventory: Inventory, claims: ClaimLedger) -> SagaDefinition:
             Step("confirm", steps.do_confirm),
         ),
         pivot="record",
+        pivot_landed=steps.pivot_landed,
     )

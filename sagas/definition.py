@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 Action = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+Probe = Callable[[str, Mapping[str, Any]], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class SagaDefinition:
     name: str
     steps: tuple[Step, ...]
     pivot: str
+    # Tells a recoverer whether the pivot took effect when its driver died mid-step.
+    pivot_landed: Probe
 
     def __post_init__(self) -> None:
         names = [step.name for step in self.steps]

@@ -43,5 +43,9 @@ def may_have_applied(error: BaseException) -> bool:
     return not isinstance(error, StoreUnavailable) or error.maybe_applied
 
 
+class LeaseLost(Exception):
+    """Another driver took this saga over (or its record is gone): stop driving it."""
+
+
 class SagaConflict(Exception):
     """A saga action found state another run of the same saga left (e.g. confirm after release)."""

@@ -27,6 +27,8 @@ class Phase(enum.StrEnum):
     STARTED = "started"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    RETRYING = "retrying"
+    RECOVERED = "recovered"
     COMPENSATING = "compensating"
     COMPENSATED = "compensated"
     COMPENSATION_FAILED = "compensation_failed"
@@ -54,6 +56,11 @@ class SagaRecord:
     error: str = ""
     # The steps whose actions have completed, in order: what a compensation must undo.
     done: tuple[str, ...] = field(default=())
+    # Once compensation has begun the saga only goes backward, also after being parked.
+    compensating: bool = False
+    # Fencing token: raised by every takeover; a save carrying an older one is refused.
+    epoch: int = 1
+    recoveries: int = 0
 
     def moved(self, at: float, **changes: Any) -> SagaRecord:
         return replace(self, updated_at=at, **changes)

@@ -9,15 +9,20 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sagas.errors import StoreUnavailable
+from sagas.errors import SagaConflict, StoreUnavailable
 from sagas.ports import SagaLog
 from sagas.records import SagaEvent, SagaRecord, SagaStatus
 
+if TYPE_CHECKING:
+    from orchestrator.recovery import Recoverer
+
 OK, PROBLEMS, USAGE = 0, 1, 2
+LIST_FILTERS = ["in-flight", "stuck", *(status.value for status in SagaStatus)]
 
 
 def _when(epoch: float) -> str:
@@ -59,33 +64,38 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+async def _select(saga_log: SagaLog, which: str | None, limit: int) -> list[SagaRecord]:
+    if which == "stuck":
+        found = [await saga_log.load(saga_id) for saga_id in await saga_log.stuck(limit)]
+        return [record for record in found if record is not None]
+    if which == "in-flight":
+        return [r for r in await saga_log.find(None, limit) if r.status.in_flight]
+    return await saga_log.find(SagaStatus(which) if which else None, limit)
+
+
 async def list_sagas(
-    saga_log: SagaLog, status: SagaStatus | None, coupon: str | None, limit: int, as_json: bool
+    saga_log: SagaLog, which: str | None, coupon: str | None, limit: int, as_json: bool
 ) -> int:
-    records = await saga_log.find(status, limit if coupon is None else 100_000)
+    records = await _select(saga_log, which, limit if coupon is None else 100_000)
     if coupon is not None:
         records = [r for r in records if r.payload.get("coupon_name") == coupon][:limit]
     if as_json:
         print(json.dumps([_record_json(r) for r in records], ensure_ascii=False, indent=2))
     else:
-        print(
-            _table(
-                ["SAGA", "STATUS", "STEP", "COUPON", "USER", "UPDATED", "ERROR"],
-                [
-                    [
-                        r.saga_id,
-                        r.status.value,
-                        r.step,
-                        str(r.payload.get("coupon_name", "")),
-                        str(r.payload.get("user_id", "")),
-                        _when(r.updated_at),
-                        r.error[:60],
-                    ]
-                    for r in records
-                ],
-            )
-        )
-    return PROBLEMS if status is SagaStatus.FAILED and records else OK
+        rows = [
+            [
+                r.saga_id,
+                r.status.value,
+                r.step,
+                str(r.payload.get("coupon_name", "")),
+                str(r.payload.get("user_id", "")),
+                _when(r.updated_at),
+                r.error[:60],
+            ]
+            for r in records
+        ]
+        print(_table(["SAGA", "STATUS", "STEP", "COUPON", "USER", "UPDATED", "ERROR"], rows))
+    return PROBLEMS if which in ("failed", "stuck") and records else OK
 
 
 async def show_saga(saga_log: SagaLog, saga_id: str, as_json: bool) -> int:
@@ -124,34 +134,156 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coupon-saga", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", parents=[common], help="list sagas, newest first")
-    listing.add_argument("--status", choices=[s.value for s in SagaStatus])
+    listing.add_argument("--status", choices=LIST_FILTERS)
     listing.add_argument("--coupon", metavar="NAME")
     listing.add_argument("--limit", type=int, default=50)
     show = commands.add_parser("show", parents=[common], help="a saga's record and timeline")
     show.add_argument("saga_id")
+    for verb, what in [
+        ("resume", "drive a stuck or failed saga to its end"),
+        ("compensate", "undo a saga that has not passed its pivot"),
+    ]:
+        command = commands.add_parser(verb, parents=[common], help=what)
+        command.add_argument("saga_id")
+        command.add_argument("--dry-run", action="store_true", help="say what would be done")
+    recover = commands.add_parser("recover", parents=[common], help="drive every stuck saga")
+    recover.add_argument(
+        "--older-than",
+        type=float,
+        metavar="SECONDS",
+        default=0.0,
+        help="only sagas not updated for this long (besides a lapsed lease)",
+    )
+    recover.add_argument("--dry-run", action="store_true", help="say what would be done")
     return parser
 
 
+def _emit(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        print("  ".join(f"{key}={value}" for key, value in result.items() if value != ""))
+
+
+async def drive_one(
+    saga_log: SagaLog,
+    recoverer: Recoverer,
+    plans: Callable[[SagaRecord], str],
+    verb: str,
+    saga_id: str,
+    *,
+    dry_run: bool,
+    as_json: bool,
+) -> int:
+    record = await saga_log.load(saga_id)
+    if record is None:
+        print(f"no saga {saga_id} in the log", file=sys.stderr)
+        return PROBLEMS
+    if verb == "compensate" and "record" in record.done and not record.compensating:
+        print(
+            f"refused: saga {saga_id} is past its pivot; use resume to finish it", file=sys.stderr
+        )
+        return PROBLEMS
+    if record.status.finished:
+        _emit({"saga_id": saga_id, "status": record.status.value, "did": "nothing"}, as_json)
+        return OK
+    if dry_run:
+        would = plans(record) if verb == "resume" else "compensate: undo what is done"
+        _emit({"saga_id": saga_id, "status": record.status.value, "would": would}, as_json)
+        return OK
+    if verb == "resume":
+        result = await recoverer.recover(saga_id, parked=True)
+    else:
+        result = await recoverer.compensate(saga_id)
+    if result.status == "skipped":
+        print(
+            f"saga {saga_id} is being driven by a live process; try after its lease",
+            file=sys.stderr,
+        )
+        return PROBLEMS
+    _emit({"saga_id": saga_id, "status": result.status, "error": result.error}, as_json)
+    return OK if result.status in ("completed", "compensated") else PROBLEMS
+
+
+async def recover_all(
+    saga_log: SagaLog,
+    recoverer: Recoverer,
+    plans: Callable[[SagaRecord], str],
+    older_than: float,
+    *,
+    dry_run: bool,
+    as_json: bool,
+) -> int:
+    cutoff = time.time() - older_than
+    records = [r for r in await _select(saga_log, "stuck", 10_000) if r.updated_at <= cutoff]
+    results: list[dict[str, Any]] = []
+    for record in records:
+        if dry_run:
+            results.append({"saga_id": record.saga_id, "would": plans(record)})
+        else:
+            done = await recoverer.recover(record.saga_id)
+            results.append({"saga_id": done.saga_id, "status": done.status, "error": done.error})
+    if as_json:
+        print(json.dumps(results, ensure_ascii=False, indent=2))
+    else:
+        for result in results:
+            _emit(result, False)
+        print(f"{len(results)} stuck saga(s)")
+    failed = [r for r in results if r.get("status") not in (None, "completed", "compensated")]
+    return PROBLEMS if failed else OK
+
+
 async def _run(args: argparse.Namespace) -> int:
-    # The entry point wires real stores; everything above works on the SagaLog port.
-    from orchestrator.bootstrap import redis_client
+    # The entry point wires real stores; everything above works on ports.
+    from orchestrator.bootstrap import open_components, redis_client
+    from orchestrator.engine import plan
     from orchestrator.settings import Settings
     from services.saga_log import RedisSagaLog
 
     settings = Settings()
-    async with redis_client(settings) as client:
-        saga_log = RedisSagaLog(client, settings.saga_retention_seconds)
-        if args.command == "list":
-            status = SagaStatus(args.status) if args.status else None
-            return await list_sagas(saga_log, status, args.coupon, args.limit, args.json)
-        return await show_saga(saga_log, args.saga_id, args.json)
+    if args.command in ("list", "show"):
+        # Only Redis: an operator must be able to look while another store is down.
+        async with redis_client(settings) as client:
+            redis_log = RedisSagaLog(
+                client,
+                lease_seconds=settings.saga_lease_seconds,
+                retention_seconds=settings.saga_retention_seconds,
+            )
+            if args.command == "list":
+                return await list_sagas(redis_log, args.status, args.coupon, args.limit, args.json)
+            return await show_saga(redis_log, args.saga_id, args.json)
+    async with open_components(settings) as components:
+        saga_log = components.coupons.saga_log
+        definitions = components.recoverer.definitions
+
+        def plans(record: SagaRecord) -> str:
+            return plan(definitions[record.name], record)
+
+        if args.command == "recover":
+            return await recover_all(
+                saga_log,
+                components.recoverer,
+                plans,
+                args.older_than,
+                dry_run=args.dry_run,
+                as_json=args.json,
+            )
+        return await drive_one(
+            saga_log,
+            components.recoverer,
+            plans,
+            args.command,
+            args.saga_id,
+            dry_run=args.dry_run,
+            as_json=args.json,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)  # exits 2 on a usage error
     try:
         sys.exit(asyncio.run(_run(args)))
-    except StoreUnavailable as error:
+    except (StoreUnavailable, SagaConflict) as error:
         print(f"coupon-saga: {error}", file=sys.stderr)
         sys.exit(PROBLEMS)
 

@@ -67,6 +67,10 @@ class MongoClaims:
             result = await self._claims.delete_one({"saga_id": saga_id})
         return result.deleted_count == 1
 
+    async def exists(self, saga_id: str) -> bool:
+        with unavailable_on_failure("mongodb"):
+            return await self._claims.find_one({"saga_id": saga_id}, {"_id": 1}) is not None
+
     async def claimants(self, coupon_name: str) -> list[str]:
         """User ids holding the coupon, oldest claim first."""
         cursor = self._claims.find({"coupon_name": coupon_name}, {"user_id": 1, "_id": 0}).sort(

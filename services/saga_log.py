@@ -1,4 +1,10 @@
-"""The saga log in Redis: one hash per saga, a stream of its events, and status indexes."""
+"""The saga log in Redis: one hash per saga, a stream of its events, and status indexes.
+
+Writes are Lua scripts, so each is atomic and one round trip. Every write of a running
+saga is fenced: it carries the saga's epoch and is refused once another driver has taken
+the saga over (which raises the epoch). The in-flight index is scored by lease expiry on
+Redis's own clock, so hosts whose clocks disagree still agree on which sagas are stuck.
+"""
 
 from __future__ import annotations
 
@@ -7,43 +13,130 @@ from typing import cast
 
 import orjson
 import redis.asyncio as aioredis
-from redis.typing import EncodableT, FieldT
+from redis.typing import EncodableT
 
+from sagas.errors import LeaseLost
 from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 from services import redis_keys as keys
 from services.failures import unavailable_on_failure
 
-_MAX_EVENTS = 1000  # a saga that retries forever must not grow its stream without bound
+# KEYS: saga, events, in-flight, failed, finished
+# ARGV: saga id, mode (create|save), epoch, lease seconds, retention seconds, index
+#       (in_flight|failed|finished), updated_at, fields (JSON [k, v, ...]), events (JSON [[...]])
+_SAVE = """
+local stored = redis.call('HGET', KEYS[1], 'epoch')
+if ARGV[2] == 'create' then
+    if stored then return 0 end
+elseif stored ~= ARGV[3] then
+    return 0
+end
+redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[8])))
+-- Capped, so a saga that keeps retrying cannot grow its history without bound.
+for _, event in ipairs(cjson.decode(ARGV[9])) do
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', unpack(event))
+end
+local now = redis.call('TIME')
+local clock = tonumber(now[1]) + tonumber(now[2]) / 1000000
+if ARGV[6] == 'in_flight' then
+    redis.call('ZADD', KEYS[3], clock + tonumber(ARGV[4]), ARGV[1])
+else
+    redis.call('ZREM', KEYS[3], ARGV[1])
+end
+if ARGV[6] == 'failed' then
+    redis.call('ZADD', KEYS[4], ARGV[7], ARGV[1])
+else
+    redis.call('ZREM', KEYS[4], ARGV[1])
+end
+if ARGV[6] == 'finished' then
+    redis.call('ZADD', KEYS[5], ARGV[7], ARGV[1])
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], 0, tonumber(ARGV[7]) - tonumber(ARGV[5]))
+    redis.call('EXPIRE', KEYS[1], ARGV[5])
+    redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
+return 1
+"""
+
+# KEYS: saga, in-flight, failed
+# ARGV: saga id, owner, lease seconds, take parked ('1' or '0')
+# Returns the new epoch, or 0 when the saga is not there to take.
+_ACQUIRE = """
+local now = redis.call('TIME')
+local clock = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local lease_end = redis.call('ZSCORE', KEYS[2], ARGV[1])
+local takeable = lease_end and tonumber(lease_end) <= clock
+if not takeable and ARGV[4] == '1' then
+    takeable = redis.call('ZSCORE', KEYS[3], ARGV[1]) ~= false
+end
+if not takeable or redis.call('EXISTS', KEYS[1]) == 0 then
+    return 0
+end
+redis.call('HINCRBY', KEYS[1], 'recoveries', 1)
+redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+redis.call('ZADD', KEYS[2], clock + tonumber(ARGV[3]), ARGV[1])
+return redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+"""
+
+# KEYS: in-flight. ARGV: limit. Sagas whose lease has run out, oldest first.
+_STUCK = """
+local now = redis.call('TIME')
+local clock = tonumber(now[1]) + tonumber(now[2]) / 1000000
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', clock, 'LIMIT', 0, ARGV[1])
+"""
 
 
 class RedisSagaLog:
-    def __init__(self, client: aioredis.Redis, retention_seconds: int) -> None:
+    def __init__(
+        self, client: aioredis.Redis, *, lease_seconds: float, retention_seconds: int
+    ) -> None:
         self._redis = client
+        self._lease = lease_seconds
         self._retention = retention_seconds
+        self._save = client.register_script(_SAVE)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._stuck = client.register_script(_STUCK)
+
+    async def create(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
+        if not await self._write("create", record, events):
+            raise LeaseLost(f"saga {record.saga_id} exists already")
 
     async def save(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
-        """Write the record, append its events and update the indexes in one MULTI/EXEC."""
-        saga_key, events_key = keys.saga(record.saga_id), keys.saga_events(record.saga_id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(saga_key, mapping=_encode(record))
-        for event in events:
-            pipe.xadd(events_key, _encode_event(event), maxlen=_MAX_EVENTS, approximate=True)
+        if not await self._write("save", record, events):
+            raise LeaseLost(f"saga {record.saga_id} is driven by someone else now")
+
+    async def _write(self, mode: str, record: SagaRecord, events: Sequence[SagaEvent]) -> bool:
         if record.status.in_flight:
-            pipe.zadd(keys.IN_FLIGHT, {record.saga_id: record.updated_at})
-        else:
-            pipe.zrem(keys.IN_FLIGHT, record.saga_id)
-        if record.status is SagaStatus.FAILED:
+            index = "in_flight"
+        elif record.status is SagaStatus.FAILED:
             # Parked for an operator: kept without expiry until someone resumes or compensates it.
-            pipe.zadd(keys.FAILED, {record.saga_id: record.updated_at})
+            index = "failed"
         else:
-            pipe.zrem(keys.FAILED, record.saga_id)
-        if record.status.finished:
-            pipe.zadd(keys.FINISHED, {record.saga_id: record.updated_at})
-            pipe.zremrangebyscore(keys.FINISHED, 0, record.updated_at - self._retention)
-            pipe.expire(saga_key, self._retention)
-            pipe.expire(events_key, self._retention)
+            index = "finished"
+        args: list[EncodableT] = [
+            record.saga_id,
+            mode,
+            record.epoch,
+            self._lease,
+            self._retention,
+            index,
+            repr(record.updated_at),
+            orjson.dumps(_encode(record)),
+            orjson.dumps([_encode_event(event) for event in events]),
+        ]
         with unavailable_on_failure("redis"):
-            await pipe.execute()
+            written = await self._save(keys=_saga_keys(record.saga_id), args=args)
+        return bool(written)
+
+    async def acquire(self, saga_id: str, owner: str, *, parked: bool) -> SagaRecord | None:
+        with unavailable_on_failure("redis"):
+            epoch = await self._acquire(
+                keys=[keys.saga(saga_id), keys.IN_FLIGHT, keys.FAILED],
+                args=[saga_id, owner, self._lease, "1" if parked else "0"],
+            )
+        return await self.load(saga_id) if epoch else None
+
+    async def stuck(self, limit: int) -> list[str]:
+        with unavailable_on_failure("redis"):
+            return cast(list[str], await self._stuck(keys=[keys.IN_FLIGHT], args=[limit]))
 
     async def load(self, saga_id: str) -> SagaRecord | None:
         with unavailable_on_failure("redis"):
@@ -69,39 +162,47 @@ class RedisSagaLog:
         else:
             indexes = [keys.FINISHED]
         with unavailable_on_failure("redis"):
-            ids: list[tuple[str, float]] = []
+            ids: list[str] = []
             for index in indexes:
-                ids += cast(
-                    list[tuple[str, float]],
-                    await self._redis.zrevrange(index, 0, -1, withscores=True),
-                )
-            ids.sort(key=lambda pair: pair[1], reverse=True)
+                ids += cast(list[str], await self._redis.zrange(index, 0, -1))
             pipe = self._redis.pipeline(transaction=False)
-            for saga_id, _ in ids:
+            for saga_id in ids:
                 pipe.hgetall(keys.saga(saga_id))
             rows = await pipe.execute() if ids else []
         records = [
-            _decode(saga_id, fields)
-            for (saga_id, _), fields in zip(ids, rows, strict=True)
-            if fields
+            _decode(saga_id, fields) for saga_id, fields in zip(ids, rows, strict=True) if fields
         ]
         if status is not None:
             records = [record for record in records if record.status is status]
+        records.sort(key=lambda record: record.updated_at, reverse=True)
         return records[:limit]
 
 
-def _encode(record: SagaRecord) -> dict[FieldT, EncodableT]:
-    return {
+def _saga_keys(saga_id: str) -> list[str]:
+    return [
+        keys.saga(saga_id),
+        keys.saga_events(saga_id),
+        keys.IN_FLIGHT,
+        keys.FAILED,
+        keys.FINISHED,
+    ]
+
+
+def _encode(record: SagaRecord) -> list[str]:
+    fields = {
         "name": record.name,
-        "payload": orjson.dumps(record.payload),
+        "payload": orjson.dumps(record.payload).decode(),
         "status": record.status.value,
         "step": record.step,
         "created_at": repr(record.created_at),
         "updated_at": repr(record.updated_at),
-        "attempts": record.attempts,
+        "attempts": str(record.attempts),
         "error": record.error,
         "done": ",".join(record.done),
+        "compensating": "1" if record.compensating else "0",
+        "epoch": str(record.epoch),
     }
+    return [part for pair in fields.items() for part in pair]
 
 
 def _decode(saga_id: str, fields: dict[str, str]) -> SagaRecord:
@@ -116,16 +217,23 @@ def _decode(saga_id: str, fields: dict[str, str]) -> SagaRecord:
         attempts=int(fields.get("attempts", 0)),
         error=fields.get("error", ""),
         done=tuple(filter(None, fields.get("done", "").split(","))),
+        compensating=fields.get("compensating") == "1",
+        epoch=int(fields.get("epoch", 1)),
+        recoveries=int(fields.get("recoveries", 0)),
     )
 
 
-def _encode_event(event: SagaEvent) -> dict[FieldT, EncodableT]:
-    return {
-        "at": repr(event.at),
-        "step": event.step,
-        "phase": event.phase.value,
-        "error": event.error,
-    }
+def _encode_event(event: SagaEvent) -> list[str]:
+    return [
+        "at",
+        repr(event.at),
+        "step",
+        event.step,
+        "phase",
+        event.phase.value,
+        "error",
+        event.error,
+    ]
 
 
 def _decode_event(fields: dict[str, str]) -> SagaEvent:

@@ -19,7 +19,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from devstack.stack import StackUrls, running_stack
-from orchestrator.bootstrap import open_service
+from orchestrator.bootstrap import Components, open_components
 from orchestrator.coupons import CouponService
 from orchestrator.settings import Settings
 from tests.support.servers import gateway_process
@@ -44,9 +44,14 @@ def settings(stack: StackUrls) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def service(settings: Settings) -> AsyncIterator[CouponService]:
-    async with open_service(settings) as coupon_service:
-        yield coupon_service
+async def components(settings: Settings) -> AsyncIterator[Components]:
+    async with open_components(settings) as built:
+        yield built
+
+
+@pytest.fixture(scope="session")
+def service(components: Components) -> CouponService:
+    return components.coupons
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from sagas.errors import LeaseLost
 from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 from services import redis_keys as keys
 from services.saga_log import RedisSagaLog
@@ -54,6 +56,14 @@ async def indexes_holding(redis, saga_id: str) -> dict[str, float]:
     return {index: score for index, score in scores.items() if score is not None}
 
 
+async def write(saga_log: RedisSagaLog, record: SagaRecord, events=()) -> None:
+    """Create the saga on its first write, as the engine does; save it after that."""
+    if await saga_log.load(record.saga_id) is None:
+        await saga_log.create(record, list(events))
+    else:
+        await saga_log.save(record, list(events))
+
+
 async def test_saved_record_loads_back_equal(saga_log, new_saga_id):
     record = SagaRecord(
         saga_id=new_saga_id(),
@@ -73,7 +83,7 @@ async def test_saved_record_loads_back_equal(saga_log, new_saga_id):
         done=("reserve", "record"),
     )
 
-    await saga_log.save(record, [])
+    await write(saga_log, record, [])
 
     assert await saga_log.load(record.saga_id) == record
 
@@ -81,7 +91,7 @@ async def test_saved_record_loads_back_equal(saga_log, new_saga_id):
 async def test_record_with_defaults_loads_back_equal(saga_log, new_saga_id):
     record = saga(new_saga_id(), time.time())
 
-    await saga_log.save(record, [])
+    await write(saga_log, record, [])
 
     assert await saga_log.load(record.saga_id) == record
 
@@ -96,8 +106,8 @@ async def test_history_returns_events_in_the_order_they_were_saved(saga_log, new
         SagaEvent(second.updated_at + 1, "record", Phase.FAILED, "AlreadyClaimed: PROMO"),
     ]
 
-    await saga_log.save(first, events[:1])
-    await saga_log.save(second, events[1:])
+    await write(saga_log, first, events[:1])
+    await write(saga_log, second, events[1:])
 
     assert await saga_log.history(first.saga_id) == events
     assert await saga_log.load(first.saga_id) == second
@@ -106,9 +116,11 @@ async def test_history_returns_events_in_the_order_they_were_saved(saga_log, new
 async def test_running_saga_is_indexed_in_flight_without_expiry(saga_log, redis, new_saga_id):
     record = saga(new_saga_id(), time.time())
 
-    await saga_log.save(record, [SagaEvent(record.created_at, "reserve", Phase.STARTED)])
+    await write(saga_log, record, [SagaEvent(record.created_at, "reserve", Phase.STARTED)])
 
-    assert await indexes_holding(redis, record.saga_id) == {keys.IN_FLIGHT: record.updated_at}
+    lease_ends = await redis.zscore(keys.IN_FLIGHT, record.saga_id)
+    assert lease_ends > time.time()
+    assert await indexes_holding(redis, record.saga_id) == {keys.IN_FLIGHT: lease_ends}
     assert await redis.ttl(keys.saga(record.saga_id)) == -1
     in_flight = await saga_log.find(SagaStatus.RUNNING, limit=100_000)
     assert record in in_flight
@@ -116,10 +128,10 @@ async def test_running_saga_is_indexed_in_flight_without_expiry(saga_log, redis,
 
 async def test_completed_saga_leaves_in_flight_and_expires(saga_log, redis, settings, new_saga_id):
     started = saga(new_saga_id(), time.time())
-    await saga_log.save(started, [SagaEvent(started.created_at, "reserve", Phase.STARTED)])
+    await write(saga_log, started, [SagaEvent(started.created_at, "reserve", Phase.STARTED)])
     done = started.moved(started.updated_at + 1, status=SagaStatus.COMPLETED, step="confirm")
 
-    await saga_log.save(done, [SagaEvent(done.updated_at, "confirm", Phase.FINISHED)])
+    await write(saga_log, done, [SagaEvent(done.updated_at, "confirm", Phase.FINISHED)])
 
     assert await indexes_holding(redis, done.saga_id) == {keys.FINISHED: done.updated_at}
     for key in (keys.saga(done.saga_id), keys.saga_events(done.saga_id)):
@@ -129,12 +141,12 @@ async def test_completed_saga_leaves_in_flight_and_expires(saga_log, redis, sett
 
 async def test_failed_saga_is_parked_without_expiry(saga_log, redis, new_saga_id):
     started = saga(new_saga_id(), time.time())
-    await saga_log.save(started, [SagaEvent(started.created_at, "reserve", Phase.STARTED)])
+    await write(saga_log, started, [SagaEvent(started.created_at, "reserve", Phase.STARTED)])
     parked = started.moved(
         started.updated_at + 1, status=SagaStatus.FAILED, step="confirm", error="boom"
     )
 
-    await saga_log.save(parked, [SagaEvent(parked.updated_at, "confirm", Phase.FAILED, "boom")])
+    await write(saga_log, parked, [SagaEvent(parked.updated_at, "confirm", Phase.FAILED, "boom")])
 
     assert await indexes_holding(redis, parked.saga_id) == {keys.FAILED: parked.updated_at}
     assert await redis.ttl(keys.saga(parked.saga_id)) == -1
@@ -148,7 +160,7 @@ async def test_compensating_a_failed_saga_moves_it_to_finished(saga_log, redis, 
     compensated = parked.moved(parked.updated_at + 1, status=SagaStatus.COMPENSATED)
 
     for record in (started, parked, compensated):
-        await saga_log.save(record, [])
+        await write(saga_log, record, [])
 
     assert await indexes_holding(redis, started.saga_id) == {keys.FINISHED: compensated.updated_at}
     assert await redis.ttl(keys.saga(started.saga_id)) > 0
@@ -161,7 +173,7 @@ async def test_find_filters_by_status_newest_first_and_limits(saga_log, new_saga
     compensating = saga(new_saga_id(), base + 10, SagaStatus.COMPENSATING)
     running_now = saga(new_saga_id(), base + 11)
     for record in (*failed, compensating, running_now):
-        await saga_log.save(record, [])
+        await write(saga_log, record, [])
 
     assert await saga_log.find(SagaStatus.FAILED, limit=2) == [failed[2], failed[1]]
     assert await saga_log.find(SagaStatus.RUNNING, limit=1) == [running_now]
@@ -177,3 +189,79 @@ async def test_unknown_saga_has_no_record_and_no_history(saga_log):
 
     assert await saga_log.load(saga_id) is None
     assert await saga_log.history(saga_id) == []
+
+
+@pytest.fixture
+def short_lease_log(redis, settings) -> RedisSagaLog:
+    """The same Redis, with leases that lapse at once: every saga in flight is stuck."""
+    return RedisSagaLog(
+        redis, lease_seconds=0.001, retention_seconds=settings.saga_retention_seconds
+    )
+
+
+async def test_create_refuses_an_existing_saga(saga_log, new_saga_id):
+    record = saga(new_saga_id(), time.time())
+    await saga_log.create(record, [])
+
+    with pytest.raises(LeaseLost):
+        await saga_log.create(record, [])
+
+
+async def test_save_refuses_a_record_that_is_gone(saga_log, redis, new_saga_id):
+    record = saga(new_saga_id(), time.time())
+    await saga_log.create(record, [])
+    await redis.delete(keys.saga(record.saga_id))
+
+    with pytest.raises(LeaseLost):
+        await saga_log.save(record.moved(time.time(), step="record"), [])
+
+
+async def test_a_live_lease_cannot_be_taken(saga_log, new_saga_id):
+    record = saga(new_saga_id(), time.time())
+    await saga_log.create(record, [])
+
+    assert await saga_log.acquire(record.saga_id, "thief", parked=False) is None
+    assert record.saga_id not in await saga_log.stuck(100_000)
+
+
+async def test_takeover_raises_the_epoch_and_fences_out_the_old_driver(
+    short_lease_log, new_saga_id
+):
+    record = saga(new_saga_id(), time.time())
+    await short_lease_log.create(record, [])
+    await asyncio.sleep(0.01)
+    assert record.saga_id in await short_lease_log.stuck(100_000)
+
+    taken = await short_lease_log.acquire(record.saga_id, "recoverer", parked=False)
+
+    assert taken is not None
+    assert (taken.epoch, taken.recoveries) == (record.epoch + 1, 1)
+    with pytest.raises(LeaseLost):  # the paused old driver wakes up and writes
+        await short_lease_log.save(record.moved(time.time(), step="record"), [])
+    await short_lease_log.save(taken.moved(time.time(), step="record"), [])
+    assert (await short_lease_log.load(record.saga_id)).step == "record"
+
+
+async def test_two_recoverers_racing_for_one_saga_one_wins(short_lease_log, saga_log, new_saga_id):
+    record = saga(new_saga_id(), time.time())
+    await short_lease_log.create(record, [])
+    await asyncio.sleep(0.01)
+
+    # The recoverers take a long lease, so the winner keeps the saga.
+    taken = await asyncio.gather(
+        *[saga_log.acquire(record.saga_id, f"r{n}", parked=False) for n in range(20)]
+    )
+
+    winners = [t for t in taken if t is not None]
+    assert [w.epoch for w in winners] == [record.epoch + 1]
+
+
+async def test_a_parked_saga_is_taken_only_on_an_operators_word(saga_log, new_saga_id):
+    record = saga(new_saga_id(), time.time())
+    await saga_log.create(record, [])
+    parked = record.moved(time.time(), status=SagaStatus.FAILED, error="boom")
+    await saga_log.save(parked, [])
+
+    assert await saga_log.acquire(record.saga_id, "recoverer", parked=False) is None
+    taken = await saga_log.acquire(record.saga_id, "operator", parked=True)
+    assert taken is not None and taken.epoch == parked.epoch + 1

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
-from sagas.errors import StoreUnavailable
+from sagas.errors import LeaseLost, StoreUnavailable
 from sagas.records import SagaEvent, SagaRecord, SagaStatus
 
 
@@ -14,13 +15,41 @@ class MemorySagaLog:
         self.events: dict[str, list[SagaEvent]] = {}
         self.writes = 0
         self.fail_from_write: int | None = None  # 1-based: this write and later ones fail
+        self.lapsed: set[str] = set()  # sagas whose lease a test declares run out
+
+    async def create(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
+        if record.saga_id in self.records:
+            raise LeaseLost(record.saga_id)
+        await self._write(record, events)
 
     async def save(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
+        stored = self.records.get(record.saga_id)
+        if stored is None or stored.epoch != record.epoch:
+            raise LeaseLost(record.saga_id)
+        await self._write(record, events)
+
+    async def _write(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
         self.writes += 1
         if self.fail_from_write is not None and self.writes >= self.fail_from_write:
             raise StoreUnavailable("redis")
         self.records[record.saga_id] = record
         self.events.setdefault(record.saga_id, []).extend(events)
+        self.lapsed.discard(record.saga_id)
+
+    async def acquire(self, saga_id: str, owner: str, *, parked: bool) -> SagaRecord | None:
+        record = self.records.get(saga_id)
+        if record is None:
+            return None
+        stuck = record.status.in_flight and saga_id in self.lapsed
+        if not (stuck or (parked and record.status is SagaStatus.FAILED)):
+            return None
+        record = replace(record, epoch=record.epoch + 1, recoveries=record.recoveries + 1)
+        self.records[saga_id] = record
+        self.lapsed.discard(saga_id)
+        return record
+
+    async def stuck(self, limit: int) -> list[str]:
+        return [s for s in self.lapsed if self.records[s].status.in_flight][:limit]
 
     async def load(self, saga_id: str) -> SagaRecord | None:
         return self.records.get(saga_id)

@@ -9,8 +9,8 @@ import pytest
 
 from orchestrator.engine import SagaEngine
 from sagas.definition import SagaDefinition, Step
-from sagas.errors import OutOfStock, StoreUnavailable
-from sagas.records import SagaStatus
+from sagas.errors import LeaseLost, OutOfStock, SagaConflict, StoreUnavailable
+from sagas.records import SagaRecord, SagaStatus
 from tests.unit.fakes import MemorySagaLog
 
 
@@ -20,6 +20,11 @@ class Script:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.failures: dict[str, list[Exception]] = {}
+        self.b_landed = False
+
+    async def pivot_landed(self, saga_id: str, payload: Mapping[str, Any]) -> bool:
+        self.calls.append("probe b")
+        return self.b_landed
 
     def fail(self, call: str, *errors: Exception) -> None:
         self.failures[call] = list(errors)
@@ -41,6 +46,7 @@ class Script:
                 Step("c", self.action("do c")),
             ),
             pivot="b",
+            pivot_landed=self.pivot_landed,
         )
 
 
@@ -96,22 +102,40 @@ async def test_business_rejection_undoes_completed_steps_only(engine, saga_log, 
 
 
 async def test_unknown_outcome_undoes_the_failed_step_too_in_reverse(engine, saga_log, script):
-    script.fail("do b", unavailable())
+    script.fail("do b", unavailable(), unavailable(), unavailable())
 
     with pytest.raises(StoreUnavailable):
         await engine.run(script.definition(), {})
 
-    assert script.calls == ["do a", "do b", "undo b", "undo a"]
+    assert script.calls == ["do a", "do b", "do b", "do b", "undo b", "undo a"]
     assert saga_log.only().status is SagaStatus.COMPENSATED
 
 
 async def test_store_never_reached_is_not_undone(engine, saga_log, script):
-    script.fail("do b", unavailable(maybe_applied=False))
+    script.fail("do b", *[unavailable(maybe_applied=False)] * 3)
 
     with pytest.raises(StoreUnavailable):
         await engine.run(script.definition(), {})
 
-    assert script.calls == ["do a", "do b", "undo a"]
+    assert script.calls == ["do a", "do b", "do b", "do b", "undo a"]
+
+
+async def test_one_ambiguous_try_makes_the_whole_step_ambiguous(engine, saga_log, script):
+    script.fail("do b", unavailable(), *[unavailable(maybe_applied=False)] * 2)
+
+    with pytest.raises(StoreUnavailable):
+        await engine.run(script.definition(), {})
+
+    assert script.calls[-2:] == ["undo b", "undo a"]
+
+
+async def test_a_store_back_within_the_attempts_is_no_failure(engine, saga_log, script):
+    script.fail("do b", unavailable())
+
+    record = await engine.run(script.definition(), {})
+
+    assert record.status is SagaStatus.COMPLETED
+    assert ("b", "retrying") in saga_log.phases()
 
 
 async def test_failing_compensation_parks_the_saga_and_reraises_the_original(
@@ -135,7 +159,7 @@ async def test_failing_compensation_parks_the_saga_and_reraises_the_original(
 
 async def test_ambiguous_step_whose_undo_fails_keeps_earlier_steps(engine, saga_log, script):
     """If b may have landed and cannot be undone, undoing a would leave b's effect orphaned."""
-    script.fail("do b", unavailable())
+    script.fail("do b", unavailable(), unavailable(), unavailable())
     script.fail("undo b", unavailable(), unavailable(), unavailable())
 
     with pytest.raises(StoreUnavailable):
@@ -205,4 +229,82 @@ async def test_log_down_after_the_pivot_does_not_stop_the_saga(engine, saga_log,
 
 def test_a_pivot_must_be_a_step(script):
     with pytest.raises(ValueError, match="pivot"):
-        SagaDefinition("bad", script.definition().steps, pivot="nope")
+        SagaDefinition("bad", script.definition().steps, "nope", script.pivot_landed)
+
+
+class Dies(BaseException):
+    """Stands for a process killed right after a step: nothing after it runs."""
+
+
+def die_after(step: str):
+    def hook(done: str) -> None:
+        if done == step:
+            raise Dies(step)
+
+    return hook
+
+
+async def crash_after(step: str, saga_log: MemorySagaLog, script: Script) -> SagaRecord:
+    crashing = SagaEngine(saga_log, store_attempts=3, backoff_seconds=0, after_step=die_after(step))
+    with pytest.raises(Dies):
+        await crashing.run(script.definition(), {})
+    record = saga_log.only()
+    saga_log.lapsed.add(record.saga_id)
+    taken = await saga_log.acquire(record.saga_id, "recoverer", parked=False)
+    assert taken is not None
+    return taken
+
+
+async def test_recovery_before_the_pivot_compensates(engine, saga_log, script):
+    record = await crash_after("a", saga_log, script)
+
+    final = await engine.resume(script.definition(), record)
+
+    assert final.status is SagaStatus.COMPENSATED
+    assert script.calls == ["do a", "undo a"]
+
+
+async def test_recovery_inside_the_pivot_goes_forward_if_it_landed(engine, saga_log, script):
+    record = await crash_after("b", saga_log, script)
+    script.b_landed = True
+
+    final = await engine.resume(script.definition(), record)
+
+    assert final.status is SagaStatus.COMPLETED
+    assert script.calls == ["do a", "do b", "probe b", "do c"]
+
+
+async def test_recovery_inside_the_pivot_compensates_if_it_did_not_land(engine, saga_log, script):
+    record = await crash_after("b", saga_log, script)
+
+    final = await engine.resume(script.definition(), record)
+
+    assert final.status is SagaStatus.COMPENSATED
+    assert script.calls == ["do a", "do b", "probe b", "undo b", "undo a"]
+
+
+async def test_recovery_after_the_pivot_goes_forward(engine, saga_log, script):
+    record = await crash_after("c", saga_log, script)
+
+    final = await engine.resume(script.definition(), record)
+
+    assert final.status is SagaStatus.COMPLETED
+    assert script.calls == ["do a", "do b", "do c", "do c"]
+
+
+async def test_a_fenced_out_driver_stops_before_its_next_step(engine, saga_log, script):
+    """A driver paused past its lease: its next write is refused and it acts no more."""
+    record = await crash_after("a", saga_log, script)
+    zombie = record.moved(record.updated_at, epoch=record.epoch - 1)
+
+    with pytest.raises(LeaseLost):
+        await engine.resume(script.definition(), zombie)
+
+    assert script.calls == ["do a"]
+
+
+async def test_operator_compensation_is_refused_past_the_pivot(engine, saga_log, script):
+    record = await crash_after("c", saga_log, script)
+
+    with pytest.raises(SagaConflict):
+        await engine.compensate(script.definition(), record)

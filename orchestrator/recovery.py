@@ -1,0 +1,89 @@
+"""Recovery: take over sagas whose driver died or stalled, and drive each to its end."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from orchestrator.engine import SagaEngine, describe
+from sagas.definition import SagaDefinition
+from sagas.errors import LeaseLost
+from sagas.ports import SagaLog
+from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Recovered:
+    saga_id: str
+    status: str  # the saga's status after recovery, or "skipped" if someone else has it
+    error: str = ""
+
+
+class Recoverer:
+    """Every gateway runs one in the background; `coupon-saga recover` runs one on demand.
+
+    A saga is taken over only through the log's lease (a compare-and-set on its epoch), so
+    two recoverers never drive the same saga, and its old driver's late writes are refused.
+    """
+
+    def __init__(
+        self,
+        saga_log: SagaLog,
+        engine: SagaEngine,
+        definitions: Mapping[str, SagaDefinition],
+        *,
+        owner: str,
+        max_recoveries: int,
+    ) -> None:
+        self._log = saga_log
+        self._engine = engine
+        self.definitions = definitions
+        self._owner = owner
+        self._max_recoveries = max_recoveries
+
+    async def recover_stuck(self, limit: int = 100) -> list[Recovered]:
+        return [await self.recover(saga_id) for saga_id in await self._log.stuck(limit)]
+
+    async def recover(self, saga_id: str, *, parked: bool = False) -> Recovered:
+        """Take the saga over and resume it. `parked`: also a failed one (an operator's call)."""
+        record = await self._log.acquire(saga_id, self._owner, parked=parked)
+        if record is None:
+            return Recovered(saga_id, "skipped")
+        try:
+            if not parked and record.recoveries > self._max_recoveries:
+                record = await self._give_up(record)
+            else:
+                record = await self._engine.resume(self.definitions[record.name], record)
+        except LeaseLost:
+            return Recovered(saga_id, "skipped")
+        log.info("saga %s recovered: %s", saga_id, record.status.value)
+        return Recovered(saga_id, record.status.value, record.error)
+
+    async def compensate(self, saga_id: str) -> Recovered:
+        """An operator's undo. The engine refuses it for a saga past its pivot."""
+        record = await self._log.acquire(saga_id, self._owner, parked=True)
+        if record is None:
+            return Recovered(saga_id, "skipped")
+        record = await self._engine.compensate(self.definitions[record.name], record)
+        return Recovered(saga_id, record.status.value, record.error)
+
+    async def _give_up(self, record: SagaRecord) -> SagaRecord:
+        at = record.updated_at
+        error = f"recovery failed {record.recoveries - 1} times; parked for an operator"
+        record = record.moved(at, status=SagaStatus.FAILED, error=f"{record.error}; {error}")
+        await self._log.save(record, [SagaEvent(at, record.step, Phase.FAILED, error)])
+        return record
+
+    async def run_forever(self, interval_seconds: float) -> None:
+        while True:
+            try:
+                for result in await self.recover_stuck():
+                    if result.status != "skipped":
+                        log.warning("recovered saga %s: %s", result.saga_id, result.status)
+            except Exception as error:
+                log.warning("recovery round failed: %s", describe(error))
+            await asyncio.sleep(interval_seconds)
