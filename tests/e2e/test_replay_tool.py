@@ -75,3 +75,27 @@ async def test_show_of_an_unknown_saga_exits_1(settings):
 async def test_usage_errors_exit_2(settings):
     assert (await coupon_saga(settings, "list", "--status", "bogus"))[0] == 2
     assert (await coupon_saga(settings))[0] == 2
+
+
+async def test_a_finished_saga_is_left_alone_and_not_compensated_past_its_pivot(
+    http, gateway, settings, name
+):
+    await create(http, gateway, name, 1)
+    async with http.post(
+        f"{gateway}/api/coupons/claim", json={"user_id": "done", "coupon_name": name}
+    ) as response:
+        saga_id = response.headers["X-Saga-Id"]
+
+    code, out, _ = await coupon_saga(settings, "resume", saga_id, "--json")
+    assert code == 0
+    assert json.loads(out) == {"saga_id": saga_id, "status": "completed", "did": "nothing"}
+
+    code, _, err = await coupon_saga(settings, "compensate", saga_id)
+    assert code == 1
+    assert "past its pivot" in err
+
+
+async def test_recover_with_nothing_stuck_exits_0(settings):
+    code, out, _ = await coupon_saga(settings, "recover", "--older-than", "3600", "--json")
+    assert code == 0
+    assert json.loads(out) == []
