@@ -288,23 +288,3 @@ class SagaEngine:
             log.warning(
                 "saga %s: log write failed (%s); left for recovery", record.saga_id, describe(error)
             )
-
-
-def plan(definition: SagaDefinition, record: SagaRecord) -> str:
-    """What `resume` would do with this saga, in one line (for --dry-run)."""
-    if record.status.finished:
-        return f"nothing: the saga is {record.status.value}"
-    undo = [record.step] if record.step not in record.done else []
-    undo += list(reversed(record.done))
-    backward = "compensate: undo " + ", ".join(undo) if undo else "compensate: nothing to undo"
-    forward = [step.name for step in definition.steps if step.name not in record.done]
-    if record.compensating:
-        return backward
-    if definition.pivot in record.done:
-        return "drive forward: " + ", ".join(forward)
-    if record.step == definition.pivot:
-        return (
-            f"check whether {definition.pivot} took effect; if so drive forward: "
-            f"{', '.join(forward)}; if not {backward}"
-        )
-    return backward

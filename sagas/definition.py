@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sagas.records import SagaRecord
+
 Action = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 Probe = Callable[[str, Mapping[str, Any]], Awaitable[bool]]
 
@@ -38,3 +40,23 @@ class SagaDefinition:
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
+
+
+def plan(definition: SagaDefinition, record: SagaRecord) -> str:
+    """What `resume` would do with this saga, in one line (for --dry-run)."""
+    if record.status.finished:
+        return f"nothing: the saga is {record.status.value}"
+    undo = [record.step] if record.step not in record.done else []
+    undo += list(reversed(record.done))
+    backward = "compensate: undo " + ", ".join(undo) if undo else "compensate: nothing to undo"
+    forward = [step.name for step in definition.steps if step.name not in record.done]
+    if record.compensating:
+        return backward
+    if definition.pivot in record.done:
+        return "drive forward: " + ", ".join(forward)
+    if record.step == definition.pivot:
+        return (
+            f"check whether {definition.pivot} took effect; if so drive forward: "
+            f"{', '.join(forward)}; if not {backward}"
+        )
+    return backward

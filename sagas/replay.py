@@ -10,10 +10,11 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sagas.definition import plan
 from sagas.errors import SagaConflict, StoreUnavailable
 from sagas.ports import SagaLog
 from sagas.records import SagaEvent, SagaRecord, SagaStatus
@@ -168,7 +169,6 @@ def _emit(result: dict[str, Any], as_json: bool) -> None:
 async def drive_one(
     saga_log: SagaLog,
     recoverer: Recoverer,
-    plans: Callable[[SagaRecord], str],
     verb: str,
     saga_id: str,
     *,
@@ -179,7 +179,9 @@ async def drive_one(
     if record is None:
         print(f"no saga {saga_id} in the log", file=sys.stderr)
         return PROBLEMS
-    if verb == "compensate" and "record" in record.done and not record.compensating:
+    definition = recoverer.definitions[record.name]
+    past_pivot = definition.pivot in record.done and not record.compensating
+    if verb == "compensate" and past_pivot:
         print(
             f"refused: saga {saga_id} is past its pivot; use resume to finish it", file=sys.stderr
         )
@@ -188,7 +190,7 @@ async def drive_one(
         _emit({"saga_id": saga_id, "status": record.status.value, "did": "nothing"}, as_json)
         return OK
     if dry_run:
-        would = plans(record) if verb == "resume" else "compensate: undo what is done"
+        would = plan(definition, record) if verb == "resume" else "compensate: undo what is done"
         _emit({"saga_id": saga_id, "status": record.status.value, "would": would}, as_json)
         return OK
     if verb == "resume":
@@ -208,7 +210,6 @@ async def drive_one(
 async def recover_all(
     saga_log: SagaLog,
     recoverer: Recoverer,
-    plans: Callable[[SagaRecord], str],
     older_than: float,
     *,
     dry_run: bool,
@@ -219,7 +220,8 @@ async def recover_all(
     results: list[dict[str, Any]] = []
     for record in records:
         if dry_run:
-            results.append({"saga_id": record.saga_id, "would": plans(record)})
+            would = plan(recoverer.definitions[record.name], record)
+            results.append({"saga_id": record.saga_id, "would": would})
         else:
             done = await recoverer.recover(record.saga_id)
             results.append({"saga_id": done.saga_id, "status": done.status, "error": done.error})
@@ -236,7 +238,6 @@ async def recover_all(
 async def _run(args: argparse.Namespace) -> int:
     # The entry point wires real stores; everything above works on ports.
     from orchestrator.bootstrap import open_components, redis_client
-    from orchestrator.engine import plan
     from orchestrator.settings import Settings
     from services.saga_log import RedisSagaLog
 
@@ -254,16 +255,10 @@ async def _run(args: argparse.Namespace) -> int:
             return await show_saga(redis_log, args.saga_id, args.json)
     async with open_components(settings) as components:
         saga_log = components.coupons.saga_log
-        definitions = components.recoverer.definitions
-
-        def plans(record: SagaRecord) -> str:
-            return plan(definitions[record.name], record)
-
         if args.command == "recover":
             return await recover_all(
                 saga_log,
                 components.recoverer,
-                plans,
                 args.older_than,
                 dry_run=args.dry_run,
                 as_json=args.json,
@@ -271,7 +266,6 @@ async def _run(args: argparse.Namespace) -> int:
         return await drive_one(
             saga_log,
             components.recoverer,
-            plans,
             args.command,
             args.saga_id,
             dry_run=args.dry_run,

@@ -18,20 +18,29 @@ from tests.support.proxy import CuttableProxy
 from tests.support.servers import app_in_process
 
 
-@pytest.fixture
-async def mongo_proxy(settings: Settings) -> AsyncIterator[CuttableProxy]:
-    proxy = CuttableProxy.for_url(settings.mongo_url)
+async def _proxy(url: str) -> AsyncIterator[CuttableProxy]:
+    proxy = CuttableProxy.for_url(url)
     await proxy.start()
     yield proxy
     await proxy.close()
+
+
+@pytest.fixture
+async def mongo_proxy(settings: Settings) -> AsyncIterator[CuttableProxy]:
+    async for proxy in _proxy(settings.mongo_url):
+        yield proxy
 
 
 @pytest.fixture
 async def redis_proxy(settings: Settings) -> AsyncIterator[CuttableProxy]:
-    proxy = CuttableProxy.for_url(settings.redis_url)
-    await proxy.start()
-    yield proxy
-    await proxy.close()
+    async for proxy in _proxy(settings.redis_url):
+        yield proxy
+
+
+@pytest.fixture
+async def pg_proxy(settings: Settings) -> AsyncIterator[CuttableProxy]:
+    async for proxy in _proxy(settings.database_url):
+        yield proxy
 
 
 async def saga_of(pg, service, coupon: str, user: str):
@@ -165,14 +174,6 @@ async def test_service_recovers_when_the_store_comes_back(
         await mongo_proxy.restore()
         assert (await claim(http, base, "first", name))[0] == 200
     await assert_invariants(pg, mongo, name)
-
-
-@pytest.fixture
-async def pg_proxy(settings: Settings) -> AsyncIterator[CuttableProxy]:
-    proxy = CuttableProxy.for_url(settings.database_url)
-    await proxy.start()
-    yield proxy
-    await proxy.close()
 
 
 async def test_postgresql_down_is_503_for_every_route(http, settings, pg, pg_proxy, name):
