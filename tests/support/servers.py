@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +24,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {key.upper(): str(value) for key, value in settings.model_dump().items()}
 
 
+_RUNNING: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def kill_9(base_url: str) -> None:
+    """SIGKILL the gateway at `base_url` and all its worker processes, as a crash would."""
+    process = _RUNNING[base_url]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 @contextmanager
 def gateway_process(settings: Settings, log_path: Path, workers: int = 2) -> Iterator[str]:
     """Run the console script the Docker image runs; yield its base URL."""
@@ -36,13 +47,19 @@ def gateway_process(settings: Settings, log_path: Path, workers: int = 2) -> Ite
     }
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "orchestrator"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: kill_9 takes the workers too
         )
     base_url = f"http://127.0.0.1:{port}"
+    _RUNNING[base_url] = process
     try:
         _wait_healthy(base_url, process, log_path)
         yield base_url
     finally:
+        del _RUNNING[base_url]
         process.terminate()
         try:
             process.wait(timeout=30)
