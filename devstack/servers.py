@@ -167,44 +167,27 @@ def start_postgres(root: Path, databases: tuple[str, ...]) -> Server:
     argv = [postgres, "-D", str(data)] + [f"-c{key}={value}" for key, value in settings.items()]
     process = _spawn("postgres", argv, log_path, user=user)
 
-    def ready() -> bool:
-        probe = subprocess.run(
-            [
-                psql,
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-Atqc",
-                "SELECT 1",
-            ],
-            capture_output=True,
-        )
-        return probe.returncode == 0
+    def psql_run(sql: str) -> subprocess.CompletedProcess[bytes]:
+        argv = [
+            psql,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-Atqc",
+            sql,
+        ]
+        return subprocess.run(argv, capture_output=True)
 
-    _wait_until("postgres", ready, process, log_path)
+    _wait_until("postgres", lambda: psql_run("SELECT 1").returncode == 0, process, log_path)
     for database in databases:
-        subprocess.run(
-            [
-                psql,
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-qc",
-                f'CREATE DATABASE "{database}"',
-            ],
-            check=True,
-            capture_output=True,
-        )
+        created = psql_run(f'CREATE DATABASE "{database}"')
+        if created.returncode != 0:
+            raise StackError(f"creating database {database}: {created.stderr.decode()}")
     return Server("postgres", f"postgresql://postgres@127.0.0.1:{port}", process, log_path)
 
 
