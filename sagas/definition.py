@@ -34,10 +34,6 @@ class SagaDefinition:
         if self.pivot not in names:
             raise ValueError(f"pivot {self.pivot!r} is not a step of {self.name}")
 
-    def is_past_pivot(self, step: Step) -> bool:
-        names = [s.name for s in self.steps]
-        return names.index(step.name) > names.index(self.pivot)
-
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
 
