@@ -20,6 +20,7 @@ from orchestrator.coupons import CouponService
 from orchestrator.engine import AfterStep, SagaEngine
 from orchestrator.recovery import Recoverer
 from orchestrator.settings import Settings
+from sagas.audit import Auditor
 from sagas.claim import claim_saga
 from services.claims import MongoClaims
 from services.failures import unavailable_on_failure
@@ -96,6 +97,7 @@ class Stores:
 class Components:
     coupons: CouponService
     recoverer: Recoverer
+    auditor: Auditor
 
 
 def _kill_after(step: str) -> AfterStep | None:
@@ -125,14 +127,19 @@ def build(settings: Settings, stores: Stores) -> Components:
         after_step=_kill_after(settings.fault_kill_after),
     )
     claim = claim_saga(inventory, claims)
+    auditor = Auditor(
+        inventory, claims, saga_log, settle_after_seconds=settings.hold_settle_seconds
+    )
     recoverer = Recoverer(
         saga_log,
         engine,
         {claim.name: claim},
+        auditor,
         owner=f"{socket.gethostname()}:{os.getpid()}",
         max_recoveries=settings.saga_max_recoveries,
     )
-    return Components(CouponService(inventory, claims, saga_log, engine, claim), recoverer)
+    coupons = CouponService(inventory, claims, saga_log, engine, claim)
+    return Components(coupons, recoverer, auditor)
 
 
 @asynccontextmanager

@@ -118,6 +118,8 @@ class SagaEngine:
             except LeaseLost:
                 if committed:
                     return record  # the new driver finishes it
+                if step.name == definition.pivot:
+                    await self._yield_pivot(definition, record)
                 raise
             except Exception as error:
                 if committed:
@@ -143,6 +145,8 @@ class SagaEngine:
                 try:
                     await self._save_best_effort(record, events)
                 except LeaseLost:
+                    if step.name == definition.pivot:
+                        await self._yield_pivot(definition, record)
                     return record
                 continue
             try:
@@ -268,6 +272,34 @@ class SagaEngine:
         events.append(SagaEvent(at, record.step, Phase.FINISHED))
         await self._save_best_effort(record, events)
         return record
+
+    async def _yield_pivot(self, definition: SagaDefinition, record: SagaRecord) -> None:
+        """Our pivot may have landed, but another driver took the saga over meanwhile.
+
+        If that driver went backward (it looked before our pivot landed), our pivot's effect
+        is an orphan: undo it and raise LeaseLost, so the client is not told it succeeded.
+        Otherwise the new driver (or, if the record is gone, the hold settlement) carries
+        the saga forward from the facts.
+        """
+        current = await self._log.load(record.saga_id)
+        if current is None or not current.compensating:
+            return
+        step = definition.step(definition.pivot)
+        log.warning(
+            "saga %s: taken over and compensated; undoing our late %s", record.saga_id, step.name
+        )
+        if step.compensation is not None:
+            try:
+                async with asyncio.timeout(self._step_timeout):
+                    await step.compensation(record.saga_id, record.payload)
+            except Exception as error:  # the audit finds what is left
+                log.error(
+                    "saga %s: undo of late %s failed: %s",
+                    record.saga_id,
+                    step.name,
+                    describe(error),
+                )
+        raise LeaseLost(f"saga {record.saga_id} was compensated by another driver")
 
     async def _park(self, record: SagaRecord, step: Step, error: Exception) -> SagaRecord:
         """Past the pivot and out of attempts: the claim stands, an operator finishes it."""

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orchestrator.engine import SagaEngine, describe
+from sagas.audit import Auditor
 from sagas.definition import SagaDefinition
 from sagas.errors import LeaseLost
 from sagas.ports import SagaLog
@@ -35,6 +36,7 @@ class Recoverer:
         saga_log: SagaLog,
         engine: SagaEngine,
         definitions: Mapping[str, SagaDefinition],
+        auditor: Auditor,
         *,
         owner: str,
         max_recoveries: int,
@@ -42,6 +44,7 @@ class Recoverer:
         self._log = saga_log
         self._engine = engine
         self.definitions = definitions
+        self._auditor = auditor
         self._owner = owner
         self._max_recoveries = max_recoveries
 
@@ -79,11 +82,19 @@ class Recoverer:
         return record
 
     async def run_forever(self, interval_seconds: float) -> None:
+        """Each round: take over stuck sagas, then settle units whose saga record is gone."""
         while True:
             try:
                 for result in await self.recover_stuck():
                     if result.status != "skipped":
                         log.warning("recovered saga %s: %s", result.saga_id, result.status)
+                for finding in await self._auditor.settle_stale_holds():
+                    log.warning(
+                        "saga %s without a live record: %s; %s",
+                        finding.saga_id,
+                        finding.detail,
+                        finding.repaired or "left for an operator",
+                    )
             except Exception as error:
                 log.warning("recovery round failed: %s", describe(error))
             await asyncio.sleep(interval_seconds)

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     saga_lease_seconds: float = Field(60.0, gt=0)
     recovery_interval_seconds: float = Field(5.0, gt=0)
     saga_max_recoveries: int = Field(5, ge=1)
+    # A unit held this long whose saga record is gone (Redis lost data) is settled from
+    # the facts. Longer than a lease and a step's worst case, so no live driver is overtaken.
+    hold_settle_seconds: float = Field(120.0, gt=0)
 
     # Test only: the process kills itself right after this saga step's action succeeds.
     fault_kill_after: str = ""

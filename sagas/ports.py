@@ -17,6 +17,34 @@ class CouponStock:
     remaining_amount: int
 
 
+@dataclass(frozen=True)
+class Hold:
+    """A saga's hold on one unit: held, then confirmed or released."""
+
+    saga_id: str
+    coupon_name: str
+    user_id: str
+    status: str  # held | confirmed | released
+    created_at: datetime
+    age_seconds: float  # since its last change, by the inventory's own clock
+
+
+@dataclass(frozen=True)
+class StockSnapshot:
+    """A coupon's stock and its holds, read at one instant."""
+
+    stock: CouponStock
+    holds: list[Hold]
+
+
+@dataclass(frozen=True)
+class Claim:
+    saga_id: str
+    user_id: str
+    coupon_name: str
+    claimed_at: datetime
+
+
 class Inventory(Protocol):
     async def create_coupon(self, name: str, amount: int) -> CouponStock: ...
 
@@ -27,6 +55,18 @@ class Inventory(Protocol):
     async def release(self, saga_id: str, coupon_name: str, user_id: str) -> bool: ...
 
     async def confirm(self, saga_id: str) -> None: ...
+
+    async def coupon_names(self) -> list[str]: ...
+
+    async def snapshot(self, coupon_name: str) -> StockSnapshot | None: ...
+
+    async def hold(self, saga_id: str) -> Hold | None: ...
+
+    async def stale_holds(self, older_than_seconds: float, limit: int) -> list[str]:
+        """Saga ids of holds still held and unchanged for that long, oldest first."""
+
+    async def recount(self, coupon_name: str) -> tuple[int, int]:
+        """Set remaining_amount to amount minus the live holds; returns (before, after)."""
 
 
 class ClaimLedger(Protocol):
@@ -39,6 +79,8 @@ class ClaimLedger(Protocol):
     async def exists(self, saga_id: str) -> bool: ...
 
     async def claimants(self, coupon_name: str) -> list[str]: ...
+
+    async def claims(self, coupon_name: str) -> list[Claim]: ...
 
 
 class SagaLog(Protocol):
@@ -55,5 +97,8 @@ class SagaLog(Protocol):
     async def load(self, saga_id: str) -> SagaRecord | None: ...
 
     async def history(self, saga_id: str) -> list[SagaEvent]: ...
+
+    async def statuses(self, saga_ids: Sequence[str]) -> dict[str, SagaStatus]:
+        """The status of each saga that has a record; sagas without one are left out."""
 
     async def find(self, status: SagaStatus | None, limit: int) -> list[SagaRecord]: ...

@@ -1,4 +1,4 @@
-"""`coupon-saga`: the operators' tool to find and inspect sagas.
+"""`coupon-saga`: the operators' tool to find, inspect and re-drive sagas, and audit the stores.
 
 Exit codes: 0 fine, 1 problems found (a saga missing, failed sagas listed), 2 usage error.
 """
@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sagas.definition import plan
-from sagas.errors import SagaConflict, StoreUnavailable
+from sagas.errors import CouponNotFound, SagaConflict, StoreUnavailable
 from sagas.ports import SagaLog
 from sagas.records import SagaEvent, SagaRecord, SagaStatus
 
 if TYPE_CHECKING:
     from orchestrator.recovery import Recoverer
+    from sagas.audit import Auditor
 
 OK, PROBLEMS, USAGE = 0, 1, 2
 LIST_FILTERS = ["in-flight", "stuck", *(status.value for status in SagaStatus)]
@@ -156,6 +157,13 @@ def _parser() -> argparse.ArgumentParser:
         help="only sagas not updated for this long (besides a lapsed lease)",
     )
     recover.add_argument("--dry-run", action="store_true", help="say what would be done")
+    audit = commands.add_parser(
+        "audit", parents=[common], help="check invariants 1-4 across PostgreSQL and MongoDB"
+    )
+    audit.add_argument("--coupon", metavar="NAME", help="only this coupon")
+    audit.add_argument(
+        "--repair", action="store_true", help="reconcile what the facts allow, and say what"
+    )
     return parser
 
 
@@ -235,6 +243,38 @@ async def recover_all(
     return PROBLEMS if failed else OK
 
 
+async def audit_stores(auditor: Auditor, coupon: str | None, *, repair: bool, as_json: bool) -> int:
+    report = await auditor.audit(coupon, repair=repair)
+    findings = [
+        {
+            "drift": f.drift.value,
+            "coupon": f.coupon_name,
+            "saga_id": f.saga_id,
+            "user_id": f.user_id,
+            "detail": f.detail,
+            "repaired": f.repaired,
+        }
+        for f in report.findings
+    ]
+    summary = {
+        "coupons": report.coupons,
+        "holds": report.holds,
+        "claims": report.claims,
+        "in_flight": report.in_flight,
+        "drift": len(report.findings),
+        "repaired": len(report.findings) - len(report.outstanding),
+        "outstanding": len(report.outstanding),
+    }
+    if as_json:
+        print(json.dumps({**summary, "findings": findings}, ensure_ascii=False, indent=2))
+    else:
+        if findings:
+            print(_table([k.upper() for k in findings[0]], [list(f.values()) for f in findings]))
+            print()
+        print("  ".join(f"{key}={value}" for key, value in summary.items()))
+    return PROBLEMS if report.outstanding else OK
+
+
 async def _run(args: argparse.Namespace) -> int:
     # The entry point wires real stores; everything above works on ports.
     from orchestrator.bootstrap import open_components, redis_client
@@ -255,6 +295,10 @@ async def _run(args: argparse.Namespace) -> int:
             return await show_saga(redis_log, args.saga_id, args.json)
     async with open_components(settings) as components:
         saga_log = components.coupons.saga_log
+        if args.command == "audit":
+            return await audit_stores(
+                components.auditor, args.coupon, repair=args.repair, as_json=args.json
+            )
         if args.command == "recover":
             return await recover_all(
                 saga_log,
@@ -279,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(asyncio.run(_run(args)))
     except (StoreUnavailable, SagaConflict) as error:
         print(f"coupon-saga: {error}", file=sys.stderr)
+        sys.exit(PROBLEMS)
+    except CouponNotFound as error:
+        print(f"coupon-saga: no coupon {error}", file=sys.stderr)
         sys.exit(PROBLEMS)
 
 

@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 from pymongo.write_concern import WriteConcern
 
 from sagas.errors import AlreadyClaimed
+from sagas.ports import Claim
 from services.failures import unavailable_on_failure
 
 CLAIMS_COLLECTION = "claims"
@@ -78,6 +79,17 @@ class MongoClaims:
         )
         with unavailable_on_failure("mongodb"):
             return [document["user_id"] async for document in cursor]
+
+    async def claims(self, coupon_name: str) -> list[Claim]:
+        cursor = self._claims.find(
+            {"coupon_name": coupon_name},
+            {"_id": 0, "saga_id": 1, "user_id": 1, "coupon_name": 1, "claimed_at": 1},
+        )
+        with unavailable_on_failure("mongodb"):
+            return [
+                Claim(doc["saga_id"], doc["user_id"], doc["coupon_name"], _utc(doc["claimed_at"]))
+                async for doc in cursor
+            ]
 
 
 def _utc(moment: datetime) -> datetime:

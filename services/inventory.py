@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from sagas.errors import AlreadyClaimed, CouponExists, CouponNotFound, OutOfStock, SagaConflict
-from sagas.ports import CouponStock
+from sagas.ports import CouponStock, Hold, StockSnapshot
 from services.failures import unavailable_on_failure
 
 # Any fixed number: every replica takes the same lock, so the schema is applied once at a time.
@@ -28,6 +28,26 @@ SET status = 'confirmed',
     updated_at = CASE WHEN status = 'held' THEN now() ELSE updated_at END
 WHERE saga_id = $1 AND status <> 'released'
 RETURNING status
+"""
+
+
+_HOLD_COLUMNS = """
+saga_id::text AS saga_id, coupon_name, user_id, status, created_at,
+extract(epoch FROM now() - updated_at)::float8 AS age_seconds
+"""
+
+# Under the coupon's row lock, so a reserve or release in progress (which changes its hold
+# first and the stock after) is either counted with its stock change or applies it after us.
+_RECOUNT = """
+WITH locked AS (
+    SELECT name, amount, remaining_amount FROM coupons WHERE name = $1 FOR UPDATE
+), live AS (
+    SELECT count(*) AS n FROM holds WHERE coupon_name = $1 AND status <> 'released'
+)
+UPDATE coupons SET remaining_amount = locked.amount - live.n
+FROM locked, live
+WHERE coupons.name = locked.name
+RETURNING locked.remaining_amount AS before, coupons.remaining_amount AS after
 """
 
 
@@ -95,6 +115,64 @@ class PostgresInventory:
             status = await self._pool.fetchval(_CONFIRM, saga_id)
         if status != "confirmed":
             raise SagaConflict(f"saga {saga_id} has no live hold to confirm")
+
+    async def coupon_names(self) -> list[str]:
+        with unavailable_on_failure("postgresql"):
+            rows = await self._pool.fetch("SELECT name FROM coupons ORDER BY name")
+        return [row["name"] for row in rows]
+
+    async def snapshot(self, coupon_name: str) -> StockSnapshot | None:
+        """The stock row and its holds from one REPEATABLE READ snapshot: never torn."""
+        with unavailable_on_failure("postgresql"):
+            async with (
+                self._pool.acquire() as connection,
+                connection.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                row = await connection.fetchrow(
+                    "SELECT name, amount, remaining_amount FROM coupons WHERE name = $1",
+                    coupon_name,
+                )
+                holds = await connection.fetch(
+                    f"SELECT {_HOLD_COLUMNS} FROM holds WHERE coupon_name = $1", coupon_name
+                )
+        if row is None:
+            return None
+        return StockSnapshot(_stock(row), [_hold(hold) for hold in holds])
+
+    async def hold(self, saga_id: str) -> Hold | None:
+        with unavailable_on_failure("postgresql"):
+            row = await self._pool.fetchrow(
+                f"SELECT {_HOLD_COLUMNS} FROM holds WHERE saga_id = $1::uuid", saga_id
+            )
+        return None if row is None else _hold(row)
+
+    async def stale_holds(self, older_than_seconds: float, limit: int) -> list[str]:
+        with unavailable_on_failure("postgresql"):
+            rows = await self._pool.fetch(
+                "SELECT saga_id::text AS saga_id FROM holds WHERE status = 'held' "
+                "AND updated_at < now() - make_interval(secs => $1) ORDER BY updated_at LIMIT $2",
+                older_than_seconds,
+                limit,
+            )
+        return [row["saga_id"] for row in rows]
+
+    async def recount(self, coupon_name: str) -> tuple[int, int]:
+        with unavailable_on_failure("postgresql"):
+            row = await self._pool.fetchrow(_RECOUNT, coupon_name)
+        if row is None:
+            raise CouponNotFound(coupon_name)
+        return row["before"], row["after"]
+
+
+def _hold(row: Any) -> Hold:
+    return Hold(
+        row["saga_id"],
+        row["coupon_name"],
+        row["user_id"],
+        row["status"],
+        row["created_at"],
+        row["age_seconds"],
+    )
 
 
 def _stock(row: Any) -> CouponStock:

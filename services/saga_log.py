@@ -151,6 +151,18 @@ class RedisSagaLog:
             )
         return [_decode_event(fields) for _, fields in entries]
 
+    async def statuses(self, saga_ids: Sequence[str]) -> dict[str, SagaStatus]:
+        found: dict[str, SagaStatus] = {}
+        with unavailable_on_failure("redis"):
+            for start in range(0, len(saga_ids), 1000):
+                chunk = saga_ids[start : start + 1000]
+                pipe = self._redis.pipeline(transaction=False)
+                for saga_id in chunk:
+                    pipe.hget(keys.saga(saga_id), "status")
+                values = cast(list[str | None], await pipe.execute())
+                found |= {s: SagaStatus(v) for s, v in zip(chunk, values, strict=True) if v}
+        return found
+
     async def find(self, status: SagaStatus | None, limit: int) -> list[SagaRecord]:
         """Newest first. In-flight sagas come from their index, the others from theirs."""
         if status is None:

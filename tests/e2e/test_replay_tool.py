@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 
 from tests.support.api import claim, create
-from tests.support.servers import settings_env
-
-
-async def coupon_saga(settings, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sagas",
-        *args,
-        env={**os.environ, **settings_env(settings)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    return process.returncode, out.decode(), err.decode()
+from tests.support.cli import coupon_saga
 
 
 async def test_list_and_show_a_completed_claim(http, gateway, settings, name):

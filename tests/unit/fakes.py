@@ -57,6 +57,9 @@ class MemorySagaLog:
     async def history(self, saga_id: str) -> list[SagaEvent]:
         return list(self.events.get(saga_id, []))
 
+    async def statuses(self, saga_ids: Sequence[str]) -> dict[str, SagaStatus]:
+        return {s: self.records[s].status for s in saga_ids if s in self.records}
+
     async def find(self, status: SagaStatus | None, limit: int) -> list[SagaRecord]:
         found = [r for r in self.records.values() if status is None or r.status is status]
         return sorted(found, key=lambda r: r.updated_at, reverse=True)[:limit]

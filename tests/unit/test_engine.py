@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -21,6 +21,8 @@ class Script:
         self.calls: list[str] = []
         self.failures: dict[str, list[Exception]] = {}
         self.b_landed = False
+        # Run inside a call, once: what another process does while this call is in flight.
+        self.meanwhile: dict[str, Callable[[str], Awaitable[None]]] = {}
 
     async def pivot_landed(self, saga_id: str, payload: Mapping[str, Any]) -> bool:
         self.calls.append("probe b")
@@ -32,6 +34,8 @@ class Script:
     def action(self, call: str):
         async def run(saga_id: str, payload: Mapping[str, Any]) -> None:
             self.calls.append(call)
+            if call in self.meanwhile:
+                await self.meanwhile.pop(call)(saga_id)
             if self.failures.get(call):
                 raise self.failures[call].pop(0)
 
@@ -301,6 +305,47 @@ async def test_a_fenced_out_driver_stops_before_its_next_step(engine, saga_log, 
         await engine.resume(script.definition(), zombie)
 
     assert script.calls == ["do a"]
+
+
+async def test_a_pivot_landing_after_a_takeover_compensated_is_undone(engine, saga_log, script):
+    """A paused driver's claim lands after the recoverer looked and went backward."""
+    definition = script.definition()
+
+    async def recoverer_compensates(saga_id: str) -> None:
+        saga_log.lapsed.add(saga_id)
+        taken = await saga_log.acquire(saga_id, "recoverer", parked=False)
+        assert taken is not None
+        recovered = await SagaEngine(saga_log, backoff_seconds=0).resume(definition, taken)
+        assert recovered.status is SagaStatus.COMPENSATED
+        script.b_landed = True  # the paused driver's write reaches the store only now
+
+    script.meanwhile["do b"] = recoverer_compensates
+
+    with pytest.raises(LeaseLost):  # the client is told 503, not that the claim stands
+        await engine.run(definition, {})
+
+    assert script.calls == ["do a", "do b", "probe b", "undo b", "undo a", "undo b"]
+    assert saga_log.only().status is SagaStatus.COMPENSATED
+
+
+async def test_a_pivot_landing_before_a_takeover_went_forward_succeeds(engine, saga_log, script):
+    definition = script.definition()
+
+    async def recoverer_goes_forward(saga_id: str) -> None:
+        script.b_landed = True
+        saga_log.lapsed.add(saga_id)
+        taken = await saga_log.acquire(saga_id, "recoverer", parked=False)
+        assert taken is not None
+        recovered = await SagaEngine(saga_log, backoff_seconds=0).resume(definition, taken)
+        assert recovered.status is SagaStatus.COMPLETED
+
+    script.meanwhile["do b"] = recoverer_goes_forward
+
+    record = await engine.run(definition, {})
+
+    assert "b" in record.done  # the claim stands; the new driver finished the saga
+    assert script.calls == ["do a", "do b", "probe b", "do c"]
+    assert saga_log.only().status is SagaStatus.COMPLETED
 
 
 async def test_operator_compensation_is_refused_past_the_pivot(engine, saga_log, script):

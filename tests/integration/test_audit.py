@@ -1,0 +1,190 @@
+"""The audit against real stores: each kind of drift is made by hand, found, and repaired.
+
+Drift is made the way a crash or a Redis data loss leaves it: a hold and a claim document
+written through the adapters with no saga record, then aged past the settle time.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from sagas.audit import Auditor, Drift
+from sagas.records import SagaRecord, SagaStatus
+from tests.support.invariants import assert_invariants
+
+SETTLE_AFTER = 60.0
+
+
+@pytest.fixture
+def auditor(service) -> Auditor:
+    return Auditor(
+        service.inventory, service.claims, service.saga_log, settle_after_seconds=SETTLE_AFTER
+    )
+
+
+@pytest.fixture
+async def coupon(service, name) -> str:
+    await service.inventory.create_coupon(name, 5)
+    return name
+
+
+async def abandoned_hold(service, pg, coupon: str, user: str, *, claimed: bool) -> str:
+    """A unit held by a saga whose record is gone, unchanged for an hour."""
+    saga_id = str(uuid.uuid4())
+    await service.inventory.reserve(saga_id, coupon, user)
+    if claimed:
+        await service.claims.record(saga_id, user, coupon, datetime.now(UTC))
+    await age(pg, saga_id)
+    return saga_id
+
+
+async def age(pg, saga_id: str) -> None:
+    await pg.execute(
+        "UPDATE holds SET updated_at = now() - interval '1 hour' WHERE saga_id = $1::uuid",
+        saga_id,
+    )
+
+
+def drifts(report) -> list[tuple[Drift, str]]:
+    return sorted((f.drift, f.user_id) for f in report.findings)
+
+
+async def test_a_clean_coupon_has_no_drift(auditor, service, pg, mongo, coupon):
+    await service.claim("alice", coupon)
+    await service.claim("bob", coupon)
+
+    report = await auditor.audit(coupon)
+
+    assert (report.coupons, report.holds, report.claims) == (1, 2, 2)
+    assert report.findings == []
+    await assert_invariants(pg, mongo, coupon)
+
+
+async def test_repair_settles_abandoned_holds_from_the_facts(auditor, service, pg, mongo, coupon):
+    confirmed = await abandoned_hold(service, pg, coupon, "claimed", claimed=True)
+    released = await abandoned_hold(service, pg, coupon, "unclaimed", claimed=False)
+
+    found = await auditor.audit(coupon)
+    assert drifts(found) == [
+        (Drift.UNSETTLED_HOLD, "claimed"),
+        (Drift.UNSETTLED_HOLD, "unclaimed"),
+    ]
+    assert found.outstanding == found.findings  # without --repair nothing changes
+
+    repaired = await auditor.audit(coupon, repair=True)
+    assert {f.saga_id: f.repaired for f in repaired.findings} == {
+        confirmed: "confirmed the hold",
+        released: "released the hold; the unit is back in stock",
+    }
+    assert (await auditor.audit(coupon)).findings == []
+    facts = await assert_invariants(pg, mongo, coupon)
+    assert facts.claims == {confirmed: "claimed"}
+    assert facts.remaining_amount == 4
+
+
+async def test_repair_deletes_a_claim_whose_unit_was_given_back(
+    auditor, service, pg, mongo, coupon
+):
+    """What a driver paused past its lease leaves: its claim lands after the compensation."""
+    saga_id = str(uuid.uuid4())
+    await service.inventory.release(saga_id, coupon, "zombie")  # compensated first
+    await service.claims.record(saga_id, "zombie", coupon, datetime.now(UTC))  # then lands
+
+    repaired = await auditor.audit(coupon, repair=True)
+
+    assert drifts(repaired) == [(Drift.ORPHAN_CLAIM, "zombie")]
+    assert repaired.findings[0].repaired == "deleted the claim document"
+    assert not await service.claims.exists(saga_id)
+    await assert_invariants(pg, mongo, coupon)
+
+
+async def test_repair_recreates_the_claim_of_a_confirmed_unit(auditor, service, pg, mongo, coupon):
+    await service.claim("alice", coupon)
+    await mongo.claims.delete_one({"coupon_name": coupon, "user_id": "alice"})
+
+    repaired = await auditor.audit(coupon, repair=True)
+
+    assert drifts(repaired) == [(Drift.MISSING_CLAIM, "alice")]
+    assert repaired.outstanding == []
+    assert (await service.details(coupon)).claimed_by == ["alice"]
+    await assert_invariants(pg, mongo, coupon)
+
+
+async def test_repair_recounts_stock_that_disagrees_with_the_holds(
+    auditor, service, pg, mongo, coupon
+):
+    await service.claim("alice", coupon)
+    await pg.execute("UPDATE coupons SET remaining_amount = 1 WHERE name = $1", coupon)
+
+    repaired = await auditor.audit(coupon, repair=True)
+
+    assert [(f.drift, f.repaired) for f in repaired.findings] == [
+        (Drift.STOCK_MISMATCH, "remaining_amount 1 -> 4")
+    ]
+    await assert_invariants(pg, mongo, coupon)
+
+
+async def test_more_claims_than_units_is_reported_not_repaired(auditor, service, mongo, name):
+    await service.inventory.create_coupon(name, 1)
+    for user in ("a", "b"):
+        await service.claims.record(str(uuid.uuid4()), user, name, datetime.now(UTC))
+
+    report = await auditor.audit(name)
+
+    assert Drift.OVERSOLD in {f.drift for f in report.findings}
+
+
+async def test_a_saga_in_flight_or_a_fresh_hold_is_left_to_its_driver(auditor, service, pg, coupon):
+    saga_id = str(uuid.uuid4())
+    now = time.time()
+    running = SagaRecord(
+        saga_id, "claim", {"user_id": "busy", "coupon_name": coupon}, SagaStatus.RUNNING,
+        "record", now, now,
+    )  # fmt: skip
+    await service.saga_log.create(running, [])
+    await service.inventory.reserve(saga_id, coupon, "busy")
+    await age(pg, saga_id)
+    fresh = str(uuid.uuid4())
+    await service.inventory.reserve(fresh, coupon, "fresh")  # no record, but held just now
+
+    report = await auditor.audit(coupon, repair=True)
+
+    assert report.findings == []
+    assert report.in_flight == 2
+    assert (await service.inventory.hold(saga_id)).status == "held"
+    assert (await service.inventory.hold(fresh)).status == "held"
+
+
+async def test_a_failed_saga_is_reported_for_an_operator(auditor, service, coupon):
+    saga_id = str(uuid.uuid4())
+    now = time.time()
+    parked = SagaRecord(
+        saga_id, "claim", {"user_id": "stuck", "coupon_name": coupon}, SagaStatus.FAILED,
+        "confirm", now, now, error="StoreUnavailable: postgresql is unavailable",
+    )  # fmt: skip
+    await service.saga_log.create(parked, [])
+
+    report = await auditor.audit(coupon, repair=True)
+
+    assert [(f.drift, f.saga_id, f.repaired) for f in report.findings] == [
+        (Drift.FAILED_SAGA, saga_id, "")
+    ]
+
+
+async def test_background_settlement_takes_only_stale_holds_without_a_record(
+    auditor, service, pg, mongo, coupon
+):
+    abandoned = await abandoned_hold(service, pg, coupon, "abandoned", claimed=True)
+    fresh = str(uuid.uuid4())
+    await service.inventory.reserve(fresh, coupon, "fresh")
+
+    settled = await auditor.settle_stale_holds(limit=10_000)
+
+    assert (abandoned, "confirmed the hold") in {(f.saga_id, f.repaired) for f in settled}
+    assert fresh not in {f.saga_id for f in settled}
+    assert (await service.inventory.hold(abandoned)).status == "confirmed"
+    assert (await service.inventory.hold(fresh)).status == "held"

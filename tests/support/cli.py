@@ -1,0 +1,26 @@
+"""`coupon-saga`, run as the console script an operator runs, against the test stores."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from orchestrator.settings import Settings
+from tests.support.servers import settings_env
+
+
+async def coupon_saga(settings: Settings, *args: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of `coupon-saga ARGS...`."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sagas",
+        *args,
+        env={**os.environ, **settings_env(settings)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
