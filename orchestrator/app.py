@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from orchestrator import bootstrap
+from orchestrator import bootstrap, recovery
 from orchestrator.errors import error_middleware
-from orchestrator.keys import COUPONS, MONGO_CLIENT, PG_POOL, RECOVERER, REDIS, SETTINGS
+from orchestrator.keys import AUDITOR, COUPONS, MONGO_CLIENT, PG_POOL, RECOVERER, REDIS, SETTINGS
 from orchestrator.routes import setup_routes
 from orchestrator.settings import Settings
 
@@ -38,12 +38,15 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     components = bootstrap.build(app[SETTINGS], stores)
     app[COUPONS] = components.coupons
     app[RECOVERER] = components.recoverer
+    app[AUDITOR] = components.auditor
     yield
 
 
 async def _recovery(app: web.Application) -> AsyncIterator[None]:
     """Every gateway recovers stuck sagas in the background; leases keep them apart."""
-    task = asyncio.create_task(app[RECOVERER].run_forever(app[SETTINGS].recovery_interval_seconds))
+    task = asyncio.create_task(
+        recovery.run_forever(app[RECOVERER], app[AUDITOR], app[SETTINGS].recovery_interval_seconds)
+    )
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -134,7 +134,6 @@ def build(settings: Settings, stores: Stores) -> Components:
         saga_log,
         engine,
         {claim.name: claim},
-        auditor,
         owner=f"{socket.gethostname()}:{os.getpid()}",
         max_recoveries=settings.saga_max_recoveries,
     )

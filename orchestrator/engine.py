@@ -2,10 +2,11 @@
 
 The log is written before each side effect (the step is recorded as started) and after
 it (succeeded, merged with the next step's start into one write). A failure up to the
-pivot undoes the completed steps in reverse and re-raises the original error; after the
-pivot the saga only moves forward, and is parked as failed for an operator if it still
-cannot finish. Every write is fenced by the saga's epoch: a driver that lost its lease
-stops at its next write, so one saga never has two drivers acting on it.
+pivot undoes the completed steps in reverse and re-raises the original error; an undo
+that cannot finish is left to recovery. After the pivot the saga only moves forward, and
+is parked as failed for an operator if it still cannot finish. Every write is fenced by
+the saga's epoch: a driver that lost its lease stops at its next write, so one saga never
+has two drivers acting on it.
 """
 
 from __future__ import annotations
@@ -209,11 +210,12 @@ class SagaEngine:
         *,
         failed: Step | None = None,
     ) -> SagaRecord:
-        """Undo the saga in reverse. Returns the final record (compensated, or parked).
+        """Undo the saga in reverse. Returns the last record: compensated, or still compensating.
 
         The step that failed (or, on recovery, the step in progress) is undone too when it
-        may have taken effect. If an undo fails, the earlier steps are left in place and the
-        saga is parked: undoing them could leave the failed step's effect orphaned.
+        may have taken effect. If an undo fails, the earlier steps are left in place (undoing
+        them could orphan the failed step's effect) and the saga stays compensating, for
+        recovery to retry once its lease runs out.
         """
         at = self._clock()
         reason = describe(error) if error is not None else record.error
@@ -245,9 +247,10 @@ class SagaEngine:
             except Exception as undo_error:
                 if error is not None:
                     error.add_note(f"compensation {step.name} failed: {describe(undo_error)}")
+                # Still compensating and in flight: when its lease runs out a recoverer
+                # retries the undo, and parks the saga only after too many recoveries.
                 record = record.moved(
                     self._clock(),
-                    status=SagaStatus.FAILED,
                     error=f"{reason}; undo {step.name} failed: {describe(undo_error)}",
                 )
                 await self._save_best_effort(

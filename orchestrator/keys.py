@@ -10,6 +10,7 @@ from pymongo import AsyncMongoClient
 from orchestrator.coupons import CouponService
 from orchestrator.recovery import Recoverer
 from orchestrator.settings import Settings
+from sagas.audit import Auditor
 
 SETTINGS = web.AppKey("settings", Settings)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
@@ -17,3 +18,4 @@ MONGO_CLIENT = web.AppKey("mongo_client", AsyncMongoClient)
 REDIS = web.AppKey("redis", aioredis.Redis)
 COUPONS = web.AppKey("coupons", CouponService)
 RECOVERER = web.AppKey("recoverer", Recoverer)
+AUDITOR = web.AppKey("auditor", Auditor)

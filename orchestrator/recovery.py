@@ -36,7 +36,6 @@ class Recoverer:
         saga_log: SagaLog,
         engine: SagaEngine,
         definitions: Mapping[str, SagaDefinition],
-        auditor: Auditor,
         *,
         owner: str,
         max_recoveries: int,
@@ -44,7 +43,6 @@ class Recoverer:
         self._log = saga_log
         self._engine = engine
         self.definitions = definitions
-        self._auditor = auditor
         self._owner = owner
         self._max_recoveries = max_recoveries
 
@@ -81,20 +79,21 @@ class Recoverer:
         await self._log.save(record, [SagaEvent(at, record.step, Phase.FAILED, error)])
         return record
 
-    async def run_forever(self, interval_seconds: float) -> None:
-        """Each round: take over stuck sagas, then settle units whose saga record is gone."""
-        while True:
-            try:
-                for result in await self.recover_stuck():
-                    if result.status != "skipped":
-                        log.warning("recovered saga %s: %s", result.saga_id, result.status)
-                for finding in await self._auditor.settle_stale_holds():
-                    log.warning(
-                        "saga %s without a live record: %s; %s",
-                        finding.saga_id,
-                        finding.detail,
-                        finding.repaired or "left for an operator",
-                    )
-            except Exception as error:
-                log.warning("recovery round failed: %s", describe(error))
-            await asyncio.sleep(interval_seconds)
+
+async def run_forever(recoverer: Recoverer, auditor: Auditor, interval_seconds: float) -> None:
+    """Each round: take over stuck sagas, then settle units whose saga record is gone."""
+    while True:
+        try:
+            for result in await recoverer.recover_stuck():
+                if result.status != "skipped":
+                    log.warning("recovered saga %s: %s", result.saga_id, result.status)
+            for finding in await auditor.settle_stale_holds():
+                log.warning(
+                    "saga %s without a live record: %s; %s",
+                    finding.saga_id,
+                    finding.detail,
+                    finding.repaired or "left for an operator",
+                )
+        except Exception as error:
+            log.warning("recovery round failed: %s", describe(error))
+        await asyncio.sleep(interval_seconds)

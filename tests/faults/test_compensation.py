@@ -97,7 +97,7 @@ async def test_mongodb_dropping_under_a_claim_never_loses_a_unit(
     """The first claim after a drop cannot know whether its insert landed.
 
     Either it proved the claim absent and gave the unit back, or it kept the unit held
-    and parked the saga as failed for recovery. Never a unit lost or a claim without stock.
+    and left the saga compensating for recovery. Never a unit lost or a claim without stock.
     """
     async with app_in_process(through(settings, mongo_url=mongo_proxy)) as base:
         await create(http, base, name, 3)
@@ -109,11 +109,8 @@ async def test_mongodb_dropping_under_a_claim_never_loses_a_unit(
     record, hold_status = await saga_of(pg, service, name, "in_flight")
     assert (record.status, hold_status) in {
         (SagaStatus.COMPENSATED, "released"),
-        (SagaStatus.FAILED, "held"),
+        (SagaStatus.COMPENSATING, "held"),
     }, record.error
-    if record.status is SagaStatus.FAILED:
-        failed = await service.saga_log.find(SagaStatus.FAILED, limit=1000)
-        assert record.saga_id in {r.saga_id for r in failed}
     facts = await read_facts(pg, mongo, name)
     assert facts.claims == {}
     assert facts.remaining_amount + len(facts.live_holds) == facts.amount

@@ -1,10 +1,12 @@
-"""An in-memory saga log: a fake of our own SagaLog Protocol (not of a store's driver)."""
+"""Fakes of our own Protocols (not of a store's driver): an in-memory saga log, scripted steps."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
+from sagas.definition import SagaDefinition, Step
 from sagas.errors import LeaseLost, StoreUnavailable
 from sagas.records import SagaEvent, SagaRecord, SagaStatus
 
@@ -71,3 +73,43 @@ class MemorySagaLog:
     def phases(self) -> list[tuple[str, str]]:
         (events,) = self.events.values()
         return [(e.step, e.phase.value) for e in events]
+
+
+class Script:
+    """Steps a, b (pivot), c; each records its calls and raises what a test tells it to."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.failures: dict[str, list[Exception]] = {}
+        self.b_landed = False
+        # Run inside a call, once: what another process does while this call is in flight.
+        self.meanwhile: dict[str, Callable[[str], Awaitable[None]]] = {}
+
+    async def pivot_landed(self, saga_id: str, payload: Mapping[str, Any]) -> bool:
+        self.calls.append("probe b")
+        return self.b_landed
+
+    def fail(self, call: str, *errors: Exception) -> None:
+        self.failures[call] = list(errors)
+
+    def action(self, call: str):
+        async def run(saga_id: str, payload: Mapping[str, Any]) -> None:
+            self.calls.append(call)
+            if call in self.meanwhile:
+                await self.meanwhile.pop(call)(saga_id)
+            if self.failures.get(call):
+                raise self.failures[call].pop(0)
+
+        return run
+
+    def definition(self) -> SagaDefinition:
+        return SagaDefinition(
+            "test",
+            (
+                Step("a", self.action("do a"), self.action("undo a")),
+                Step("b", self.action("do b"), self.action("undo b")),
+                Step("c", self.action("do c")),
+            ),
+            pivot="b",
+            pivot_landed=self.pivot_landed,
+        )

@@ -2,56 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
-
 import pytest
 
 from orchestrator.engine import SagaEngine
-from sagas.definition import SagaDefinition, Step
+from sagas.definition import SagaDefinition
 from sagas.errors import LeaseLost, OutOfStock, SagaConflict, StoreUnavailable
 from sagas.records import SagaRecord, SagaStatus
-from tests.unit.fakes import MemorySagaLog
-
-
-class Script:
-    """Steps a, b (pivot), c; each records its calls and raises what a test tells it to."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.failures: dict[str, list[Exception]] = {}
-        self.b_landed = False
-        # Run inside a call, once: what another process does while this call is in flight.
-        self.meanwhile: dict[str, Callable[[str], Awaitable[None]]] = {}
-
-    async def pivot_landed(self, saga_id: str, payload: Mapping[str, Any]) -> bool:
-        self.calls.append("probe b")
-        return self.b_landed
-
-    def fail(self, call: str, *errors: Exception) -> None:
-        self.failures[call] = list(errors)
-
-    def action(self, call: str):
-        async def run(saga_id: str, payload: Mapping[str, Any]) -> None:
-            self.calls.append(call)
-            if call in self.meanwhile:
-                await self.meanwhile.pop(call)(saga_id)
-            if self.failures.get(call):
-                raise self.failures[call].pop(0)
-
-        return run
-
-    def definition(self) -> SagaDefinition:
-        return SagaDefinition(
-            "test",
-            (
-                Step("a", self.action("do a"), self.action("undo a")),
-                Step("b", self.action("do b"), self.action("undo b")),
-                Step("c", self.action("do c")),
-            ),
-            pivot="b",
-            pivot_landed=self.pivot_landed,
-        )
+from tests.unit.fakes import MemorySagaLog, Script
 
 
 @pytest.fixture
@@ -142,7 +99,7 @@ async def test_a_store_back_within_the_attempts_is_no_failure(engine, saga_log, 
     assert ("b", "retrying") in saga_log.phases()
 
 
-async def test_failing_compensation_parks_the_saga_and_reraises_the_original(
+async def test_failing_compensation_is_left_to_recovery_and_reraises_the_original(
     engine, saga_log, script
 ):
     original = OutOfStock("x")
@@ -156,9 +113,10 @@ async def test_failing_compensation_parks_the_saga_and_reraises_the_original(
     assert any("compensation a failed" in note for note in raised.value.__notes__)
     assert script.calls == ["do a", "do b", "undo a", "undo a", "undo a"]
     record = saga_log.only()
-    assert record.status is SagaStatus.FAILED
+    assert record.status is SagaStatus.COMPENSATING  # in flight: recovery retries the undo
     assert record.done == ("a",)
     assert "undo a failed" in record.error
+    assert ("a", "compensation_failed") in saga_log.phases()
 
 
 async def test_ambiguous_step_whose_undo_fails_keeps_earlier_steps(engine, saga_log, script):
@@ -170,7 +128,7 @@ async def test_ambiguous_step_whose_undo_fails_keeps_earlier_steps(engine, saga_
         await engine.run(script.definition(), {})
 
     assert "undo a" not in script.calls
-    assert saga_log.only().status is SagaStatus.FAILED
+    assert saga_log.only().status is SagaStatus.COMPENSATING
 
 
 async def test_compensation_retries_a_store_that_comes_back(engine, saga_log, script):

@@ -1,0 +1,61 @@
+"""The recoverer: an undo that keeps failing is retried, then parked for an operator."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.engine import SagaEngine
+from orchestrator.recovery import Recoverer
+from sagas.errors import OutOfStock, StoreUnavailable
+from sagas.records import SagaStatus
+from tests.unit.fakes import MemorySagaLog, Script
+
+
+def recoverer(saga_log: MemorySagaLog, script: Script, max_recoveries: int) -> Recoverer:
+    definition = script.definition()
+    engine = SagaEngine(saga_log, store_attempts=1, backoff_seconds=0)
+    return Recoverer(
+        saga_log,
+        engine,
+        {definition.name: definition},
+        owner="test",
+        max_recoveries=max_recoveries,
+    )
+
+
+async def failed_undo(saga_log: MemorySagaLog, script: Script) -> str:
+    script.fail("do b", OutOfStock("x"))
+    script.fail("undo a", *[StoreUnavailable("store") for _ in range(10)])
+    with pytest.raises(OutOfStock):
+        await SagaEngine(saga_log, store_attempts=1, backoff_seconds=0).run(script.definition(), {})
+    record = saga_log.only()
+    assert record.status is SagaStatus.COMPENSATING
+    return record.saga_id
+
+
+async def test_an_undo_that_comes_back_is_finished_by_recovery():
+    saga_log, script = MemorySagaLog(), Script()
+    saga_id = await failed_undo(saga_log, script)
+    script.failures["undo a"] = []  # the store is back
+
+    saga_log.lapsed.add(saga_id)
+    (result,) = await recoverer(saga_log, script, max_recoveries=3).recover_stuck()
+
+    assert result.status == "compensated"
+    assert script.calls.count("undo a") == 2
+
+
+async def test_an_undo_that_keeps_failing_is_parked_after_the_last_recovery():
+    saga_log, script = MemorySagaLog(), Script()
+    saga_id = await failed_undo(saga_log, script)
+    driver = recoverer(saga_log, script, max_recoveries=2)
+
+    statuses = []
+    for _ in range(3):
+        saga_log.lapsed.add(saga_id)
+        (result,) = await driver.recover_stuck()
+        statuses.append(result.status)
+
+    assert statuses == ["compensating", "compensating", "failed"]
+    assert script.calls.count("undo a") == 3  # the run, then two recoveries; none after
+    assert "parked for an operator" in saga_log.only().error
