@@ -11,6 +11,7 @@ import pytest
 
 from sagas.records import SagaStatus
 from tests.support.api import claim, create, details
+from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
 from tests.support.servers import gateway_process, kill_9
 
@@ -56,6 +57,7 @@ async def test_a_saga_cut_by_kill_9_ends_on_restart(
     assert coupon["claimed_by"] == claimed_by
     assert coupon["remaining_amount"] + len(claimed_by) == 2
     await assert_invariants(pg, mongo, name)
+    assert (await coupon_saga(settings, "audit", "--coupon", name))[0] == 0
 
 
 async def test_kill_9_under_load_then_recovery_keeps_every_invariant(
@@ -83,6 +85,8 @@ async def test_kill_9_under_load_then_recovery_keeps_every_invariant(
     assert winners <= set(facts.claims.values())  # every 200 the clients saw is a real claim
     assert len(coupon["claimed_by"]) == len(set(coupon["claimed_by"])) <= stock
     assert coupon["remaining_amount"] + len(coupon["claimed_by"]) == stock
+    code, out, _ = await coupon_saga(settings, "audit", "--coupon", name)
+    assert code == 0, out
 
 
 async def claim_all_tolerant(http, base, attempts):

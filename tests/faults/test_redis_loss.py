@@ -1,0 +1,91 @@
+"""Redis loses every saga record mid-sale; the holds are settled from PostgreSQL and MongoDB.
+
+A driver whose record vanished stops at its next log write, so units stay held with
+nobody left to finish them. The facts decide each: a claim document with the saga's id
+means the claim stands (confirm), none means it never happened (release).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+from sagas.audit import Drift
+from tests.faults.test_kill import all_settled, claim_all_tolerant, eventually, held_at_least
+from tests.support.api import create, details
+from tests.support.cli import coupon_saga
+from tests.support.invariants import assert_invariants
+from tests.support.servers import gateway_process
+
+SETTLE_SECONDS = 3.0  # longer than a lease plus a step's worst case, as in production
+FAST = {
+    "saga_lease_seconds": 1.0,
+    "recovery_interval_seconds": 0.2,
+    "step_timeout_seconds": 0.5,
+    "saga_store_attempts": 2,
+}
+
+
+async def start_sale(http, base: str, coupon: str) -> asyncio.Future:
+    """800 claims by 400 users for 150 units, all at once; returns the pending answers."""
+    await create(http, base, coupon, 150)
+    attempts = [(f"user_{n}", coupon) for n in range(400)] * 2
+    random.Random(11).shuffle(attempts)
+    burst = asyncio.ensure_future(claim_all_tolerant(http, base, attempts))
+    return burst
+
+
+async def test_audit_repair_converges_after_redis_loses_its_data(
+    http, settings, service, pg, mongo, redis, tmp_path, name
+):
+    # The gateway itself would settle abandoned holds only after an hour: the audit does it.
+    gateway_settings = settings.model_copy(update={**FAST, "hold_settle_seconds": 3600.0})
+    with gateway_process(gateway_settings, tmp_path / "gateway.log") as base:
+        burst = await start_sale(http, base, name)
+        await eventually(lambda: held_at_least(pg, name, 60))
+        await redis.flushdb()
+        answered = await burst
+        assert {status for status, _ in answered} <= {0, 200, 409, 503}
+        assert 0 not in {status for status, _ in answered}  # the gateway stayed up
+
+        await asyncio.sleep(SETTLE_SECONDS)
+        auditing = settings.model_copy(update={"hold_settle_seconds": SETTLE_SECONDS})
+        code, out, _ = await coupon_saga(auditing, "audit", "--coupon", name, "--json")
+        found = json.loads(out)
+        assert code == 1, out
+        assert {f["drift"] for f in found["findings"]} == {Drift.UNSETTLED_HOLD.value}
+
+        code, out, _ = await coupon_saga(auditing, "audit", "--coupon", name, "--repair", "--json")
+        repaired = json.loads(out)
+        assert code == 0, out
+        assert repaired["repaired"] == found["drift"] and repaired["outstanding"] == 0
+
+        code, out, _ = await coupon_saga(auditing, "audit", "--coupon", name)
+        assert code == 0, out
+        assert "drift=0" in out
+        coupon = await details(http, base, name)
+
+    facts = await assert_invariants(pg, mongo, name)
+    winners = {body["user_id"] for status, body in answered if status == 200}
+    assert winners <= set(facts.claims.values())  # every 200 a client saw is a real claim
+    assert coupon["remaining_amount"] + len(coupon["claimed_by"]) == 150
+
+
+async def test_gateways_settle_abandoned_holds_by_themselves(
+    http, settings, service, pg, mongo, redis, tmp_path, name
+):
+    """Reconciliation without an operator: every gateway's recovery round does it too."""
+    gateway_settings = settings.model_copy(update={**FAST, "hold_settle_seconds": SETTLE_SECONDS})
+    with gateway_process(gateway_settings, tmp_path / "gateway.log") as base:
+        burst = await start_sale(http, base, name)
+        await eventually(lambda: held_at_least(pg, name, 60))
+        await redis.flushdb()
+        answered = await burst
+        await eventually(lambda: all_settled(pg, service, name), tries=2400)
+
+    facts = await assert_invariants(pg, mongo, name)
+    winners = {body["user_id"] for status, body in answered if status == 200}
+    assert winners <= set(facts.claims.values())
+    code, out, _ = await coupon_saga(settings, "audit", "--coupon", name)
+    assert code == 0, out
