@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from orchestrator import metrics
 from sagas.definition import SagaDefinition, Step
 from sagas.errors import LeaseLost, SagaConflict, StoreUnavailable, may_have_applied
 from sagas.ports import SagaLog
@@ -81,6 +82,7 @@ class SagaEngine:
             updated_at=now,
         )
         await self._log.create(record, [SagaEvent(now, first.name, Phase.STARTED)])
+        metrics.SAGAS_STARTED.labels(definition.name).inc()
         return await self._forward(definition, record, raise_failure=True)
 
     async def resume(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
@@ -158,6 +160,7 @@ class SagaEngine:
                 if raise_failure:
                     raise
                 return record
+        metrics.saga_ended(record, self._clock())
         return record
 
     async def _attempt(
@@ -196,6 +199,7 @@ class SagaEngine:
                 await self._save_best_effort(
                     record, [SagaEvent(self._clock(), what, Phase.RETRYING, describe(error))]
                 )
+                metrics.STEP_RETRIES.labels(record.name, what).inc()
                 # Capped exponential backoff with full jitter: a burst of failing sagas
                 # does not come back to the store in lockstep.
                 ceiling = min(self._backoff_cap, self._backoff * 2 ** (attempt - 1))
@@ -274,6 +278,7 @@ class SagaEngine:
         record = record.moved(at, status=SagaStatus.COMPENSATED)
         events.append(SagaEvent(at, record.step, Phase.FINISHED))
         await self._save_best_effort(record, events)
+        metrics.saga_ended(record, at)
         return record
 
     async def _yield_pivot(self, definition: SagaDefinition, record: SagaRecord) -> None:
@@ -309,6 +314,7 @@ class SagaEngine:
         at = self._clock()
         record = record.moved(at, status=SagaStatus.FAILED, step=step.name, error=describe(error))
         log.error("saga %s parked as failed at %s: %s", record.saga_id, step.name, describe(error))
+        metrics.saga_ended(record, at)
         with contextlib.suppress(LeaseLost):  # another driver has it and will finish it
             await self._save_best_effort(
                 record, [SagaEvent(at, step.name, Phase.FAILED, describe(error))]

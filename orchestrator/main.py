@@ -6,13 +6,14 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import sys
+import tempfile
 
 import uvloop
 from aiohttp import web
 
-from orchestrator.app import create_app
 from orchestrator.logs import configure_logging
 from orchestrator.settings import Settings
 
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def serve(settings: Settings, *, reuse_port: bool = False) -> None:
+    from orchestrator.app import create_app  # after PROMETHEUS_MULTIPROC_DIR is decided
+
     configure_logging(settings.log_level)
     log.info("listening on %s:%d", settings.host, settings.port)
     web.run_app(
@@ -65,8 +68,17 @@ def main() -> None:
     configure_logging(settings.log_level)
     if settings.workers == 1:
         serve(settings)
-    else:
-        sys.exit(_run_workers(settings))
+        return
+    # Metrics shared by the workers: prometheus_client reads this when it is first imported.
+    owned = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    if owned:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coupon-metrics-")
+    try:
+        code = _run_workers(settings)
+    finally:
+        if owned:
+            shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

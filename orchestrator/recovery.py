@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from orchestrator import metrics
 from orchestrator.engine import SagaEngine, describe
 from sagas.audit import Auditor
 from sagas.definition import SagaDefinition
@@ -62,6 +63,7 @@ class Recoverer:
         except LeaseLost:
             return Recovered(saga_id, "skipped")
         log.info("saga %s recovered: %s", saga_id, record.status.value)
+        metrics.SAGAS_RECOVERED.labels(record.name, record.status.value).inc()
         return Recovered(saga_id, record.status.value, record.error)
 
     async def compensate(self, saga_id: str) -> Recovered:
@@ -77,6 +79,7 @@ class Recoverer:
         error = f"recovery failed {record.recoveries - 1} times; parked for an operator"
         record = record.moved(at, status=SagaStatus.FAILED, error=f"{record.error}; {error}")
         await self._log.save(record, [SagaEvent(at, record.step, Phase.FAILED, error)])
+        metrics.saga_ended(record, at)
         return record
 
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from orchestrator.errors import InvalidRequest
 from orchestrator.keys import COUPONS
+from orchestrator.metrics import exposition
 from orchestrator.models import (
     ClaimRequest,
     ClaimResponse,
@@ -71,3 +72,8 @@ async def get_coupon(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"}, dumps=lambda value: orjson.dumps(value).decode())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})

@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.settings import Settings
 from sagas.records import SagaStatus
-from tests.support.api import claim, create, details
+from tests.support.api import claim, create, details, metric
 from tests.support.invariants import assert_invariants, read_facts
 from tests.support.proxy import CuttableProxy
 from tests.support.servers import app_in_process
@@ -101,11 +101,13 @@ async def test_mongodb_dropping_under_a_claim_never_loses_a_unit(
     """
     async with app_in_process(through(settings, mongo_url=mongo_proxy)) as base:
         await create(http, base, name, 3)
+        retries = await metric(http, base, "saga_step_retries_total", step="record")
         await mongo_proxy.cut()
 
         status, body = await claim(http, base, "in_flight", name)
 
         assert (status, body["error"]) == (503, "unavailable")
+        assert await metric(http, base, "saga_step_retries_total", step="record") > retries
     record, hold_status = await saga_of(pg, service, name, "in_flight")
     assert (record.status, hold_status) in {
         (SagaStatus.COMPENSATED, "released"),

@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 
 async def create(http: aiohttp.ClientSession, base: str, name: str, amount: int) -> None:
@@ -48,3 +49,15 @@ async def details(http: aiohttp.ClientSession, base: str, name: str) -> dict[str
     async with http.get(f"{base}/api/coupons/{name}") as response:
         assert response.status == 200, await response.text()
         return await response.json()
+
+
+async def metric(http: aiohttp.ClientSession, base: str, sample: str, **labels: str) -> float:
+    """The value of one sample on /metrics (summed over workers by the gateway), 0 if absent."""
+    async with http.get(f"{base}/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == sample and all(found.labels.get(k) == v for k, v in labels.items()):
+                return float(found.value)
+    return 0.0
