@@ -90,8 +90,8 @@ class Auditor:
                     Finding(
                         Drift.FAILED_SAGA,
                         coupon,
-                        f"parked at {record.step}: {record.error}; "
-                        f"`coupon-saga resume` or `compensate` it",
+                        f"parked at {record.step}; see `coupon-saga show`, then resume "
+                        "or compensate it",
                         record.saga_id,
                         str(record.payload.get("user_id", "")),
                     )
