@@ -112,7 +112,8 @@ def _kill_after(step: str) -> AfterStep | None:
     return hook
 
 
-def build(settings: Settings, stores: Stores) -> Components:
+def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = None) -> Components:
+    """`after_step`: a test's fault hook; by default the one FAULT_KILL_AFTER asks for."""
     inventory = PostgresInventory(stores.pg_pool)
     claims = MongoClaims(stores.mongo[settings.mongo_db])
     saga_log = RedisSagaLog(
@@ -124,7 +125,7 @@ def build(settings: Settings, stores: Stores) -> Components:
         saga_log,
         store_attempts=settings.saga_store_attempts,
         step_timeout_seconds=settings.step_timeout_seconds,
-        after_step=_kill_after(settings.fault_kill_after),
+        after_step=after_step or _kill_after(settings.fault_kill_after),
     )
     claim = claim_saga(inventory, claims)
     auditor = Auditor(
@@ -142,12 +143,17 @@ def build(settings: Settings, stores: Stores) -> Components:
 
 
 @asynccontextmanager
-async def open_components(settings: Settings) -> AsyncIterator[Components]:
-    """All three stores and everything on top, for the replay tool and tests."""
+async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     async with AsyncExitStack() as stack:
-        stores = Stores(
+        yield Stores(
             await stack.enter_async_context(postgres_pool(settings)),
             await stack.enter_async_context(mongo_client(settings)),
             await stack.enter_async_context(redis_client(settings)),
         )
+
+
+@asynccontextmanager
+async def open_components(settings: Settings) -> AsyncIterator[Components]:
+    """All three stores and everything on top, for the replay tool and tests."""
+    async with open_stores(settings) as stores:
         yield build(settings, stores)

@@ -5,42 +5,13 @@ Outages are made with a proxy between the app and a real store; the stores thems
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
-
-from orchestrator.settings import Settings
 from sagas.records import SagaStatus
 from tests.support.api import claim, create, details, metric
 from tests.support.invariants import assert_invariants, read_facts
-from tests.support.proxy import CuttableProxy
+from tests.support.proxy import CuttableProxy, through
 from tests.support.servers import app_in_process
-
-
-async def _proxy(url: str) -> AsyncIterator[CuttableProxy]:
-    proxy = CuttableProxy.for_url(url)
-    await proxy.start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
-async def mongo_proxy(settings: Settings) -> AsyncIterator[CuttableProxy]:
-    async for proxy in _proxy(settings.mongo_url):
-        yield proxy
-
-
-@pytest.fixture
-async def redis_proxy(settings: Settings) -> AsyncIterator[CuttableProxy]:
-    async for proxy in _proxy(settings.redis_url):
-        yield proxy
-
-
-@pytest.fixture
-async def pg_proxy(settings: Settings) -> AsyncIterator[CuttableProxy]:
-    async for proxy in _proxy(settings.database_url):
-        yield proxy
 
 
 async def saga_of(pg, service, coupon: str, user: str):
@@ -63,14 +34,6 @@ async def cut_and_notice(proxy: CuttableProxy, http, base: str, name: str) -> No
     await proxy.cut()
     async with http.get(f"{base}/api/coupons/{name}") as response:
         assert response.status == 503
-
-
-def through(settings: Settings, **proxies: CuttableProxy) -> Settings:
-    """The settings with the named store URLs routed through their proxies."""
-    changes: dict[str, object] = {"store_timeout_seconds": 1.0}
-    for field, proxy in proxies.items():
-        changes[field] = proxy.url_through(getattr(settings, field))
-    return settings.model_copy(update=changes)
 
 
 async def test_mongodb_down_at_record_releases_the_hold(

@@ -9,6 +9,8 @@ import asyncio
 import contextlib
 from urllib.parse import urlsplit, urlunsplit
 
+from orchestrator.settings import Settings
+
 
 class CuttableProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -80,3 +82,11 @@ class CuttableProxy:
             while data := await reader.read(65536):
                 writer.write(data)
                 await writer.drain()
+
+
+def through(settings: Settings, **proxies: CuttableProxy) -> Settings:
+    """The settings with the named store URLs routed through their proxies."""
+    changes: dict[str, object] = {"store_timeout_seconds": 1.0}
+    for field, proxy in proxies.items():
+        changes[field] = proxy.url_through(getattr(settings, field))
+    return settings.model_copy(update=changes)

@@ -1,0 +1,131 @@
+"""The replay tool's verbs on real sagas left failed or stuck by real faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+
+from orchestrator.bootstrap import build, open_stores
+from sagas.records import SagaStatus
+from tests.support.api import claim, create
+from tests.support.cli import coupon_saga
+from tests.support.invariants import assert_invariants
+from tests.support.proxy import through
+from tests.support.servers import gateway_process
+
+# Long enough that the next dying gateway's first recovery round (at its start) finds
+# the earlier sagas' leases still running.
+STUCK_FAST = {"saga_lease_seconds": 5.0}
+
+
+def own_saga_log(settings):
+    """The settings with a Redis database of their own: no other gateway of the test
+    session (their recoverers run in the background) can take these sagas over first.
+    Dying gateways do not look for stuck sagas either."""
+    redis_url = settings.redis_url.rsplit("/", 1)[0] + "/7"
+    return settings.model_copy(
+        update={**STUCK_FAST, "redis_url": redis_url, "recovery_interval_seconds": 3600.0}
+    )
+
+
+async def test_resume_finishes_a_saga_parked_past_its_pivot(
+    settings, service, pg, mongo, pg_proxy, name
+):
+    """PostgreSQL goes away right after the claim document is written: the claim stands,
+    `confirm` cannot run, and the saga parks itself as failed for an operator."""
+    cut_settings = through(settings, database_url=pg_proxy)
+    loop = asyncio.get_running_loop()
+    cutting: list[asyncio.Task[None]] = []
+
+    def cut_after_record(step: str) -> None:
+        if step == "record":  # the cut lands at the engine's next await
+            cutting.append(loop.create_task(pg_proxy.cut()))
+
+    async with open_stores(cut_settings) as stores:
+        components = build(cut_settings, stores, after_step=cut_after_record)
+        await service.create(name, 3)
+        claimed = await components.coupons.claim("bob", name)  # past the pivot: a 200
+    await pg_proxy.restore()
+    saga_id = claimed.saga_id
+
+    code, out, _ = await coupon_saga(settings, "list", "--status", "failed", "--coupon", name)
+    assert code == 1 and saga_id in out
+
+    code, out, _ = await coupon_saga(settings, "show", saga_id, "--json")
+    shown = json.loads(out)
+    assert (code, shown["status"], shown["done"]) == (0, "failed", ["reserve", "record"])
+    assert ("confirm", "failed") in [(e["step"], e["phase"]) for e in shown["events"]]
+
+    code, out, _ = await coupon_saga(settings, "audit", "--coupon", name, "--json")
+    assert code == 1
+    assert [f["drift"] for f in json.loads(out)["findings"]] == ["failed_saga"]
+
+    code, _, err = await coupon_saga(settings, "compensate", saga_id)
+    assert code == 1 and "past its pivot" in err
+
+    code, out, _ = await coupon_saga(settings, "resume", saga_id, "--dry-run", "--json")
+    assert (code, json.loads(out)["would"]) == (0, "drive forward: confirm")
+    assert (await service.saga_log.load(saga_id)).status is SagaStatus.FAILED  # untouched
+
+    code, out, _ = await coupon_saga(settings, "resume", saga_id, "--json")
+    assert (code, json.loads(out)["status"]) == (0, "completed")
+
+    code, out, _ = await coupon_saga(settings, "resume", saga_id, "--json")
+    assert (code, json.loads(out)["did"]) == (0, "nothing")  # idempotent
+    facts = await assert_invariants(pg, mongo, name)
+    assert list(facts.claims.values()) == ["bob"]
+    assert (await coupon_saga(settings, "audit", "--coupon", name))[0] == 0
+
+
+async def stuck_after_reserve(http, settings, tmp_path, name: str, users: list[str]) -> None:
+    """Each user's claim dies with its gateway right after reserve; nobody recovers it."""
+    await service_create(http, settings, tmp_path, name)
+    dying = settings.model_copy(update={"fault_kill_after": "reserve"})
+    for user in users:
+        with (
+            gateway_process(dying, tmp_path / f"{user}.log", workers=1) as base,
+            pytest.raises(aiohttp.ClientError),
+        ):
+            await claim(http, base, user, name)
+    await asyncio.sleep(STUCK_FAST["saga_lease_seconds"] + 0.5)  # the leases run out
+
+
+async def service_create(http, settings, tmp_path, name: str) -> None:
+    with gateway_process(settings, tmp_path / "create.log", workers=1) as base:
+        await create(http, base, name, 5)
+
+
+async def test_compensate_and_recover_drive_stuck_sagas(
+    http, settings, service, pg, mongo, tmp_path, name
+):
+    cli_settings = own_saga_log(settings)
+    await stuck_after_reserve(http, cli_settings, tmp_path, name, ["ann", "ben", "cid"])
+
+    code, out, _ = await coupon_saga(
+        cli_settings, "list", "--status", "stuck", "--coupon", name, "--json"
+    )
+    stuck = {s["payload"]["user_id"]: s["saga_id"] for s in json.loads(out)}
+    assert code == 1 and set(stuck) == {"ann", "ben", "cid"}
+    assert (await coupon_saga(cli_settings, "audit", "--coupon", name))[0] == 0  # in flight
+
+    code, out, _ = await coupon_saga(cli_settings, "compensate", stuck["ann"], "--dry-run")
+    assert code == 0 and "would=compensate" in out
+    code, out, _ = await coupon_saga(cli_settings, "compensate", stuck["ann"], "--json")
+    assert (code, json.loads(out)["status"]) == (0, "compensated")
+
+    code, out, _ = await coupon_saga(cli_settings, "recover", "--dry-run", "--json")
+    planned = {r["saga_id"] for r in json.loads(out)}
+    assert {stuck["ben"], stuck["cid"]} <= planned and stuck["ann"] not in planned
+    code, out, _ = await coupon_saga(cli_settings, "recover", "--json")
+    recovered = {r["saga_id"]: r["status"] for r in json.loads(out)}
+    assert code == 0
+    assert recovered[stuck["ben"]] == recovered[stuck["cid"]] == "compensated"
+
+    code, out, _ = await coupon_saga(cli_settings, "list", "--status", "stuck", "--coupon", name)
+    assert code == 0
+    facts = await assert_invariants(pg, mongo, name)
+    assert (facts.remaining_amount, facts.claims) == (5, {})
+    assert (await coupon_saga(cli_settings, "audit", "--coupon", name))[0] == 0
