@@ -1,5 +1,7 @@
 # The coupon service image: a virtualenv built in one stage, copied into a clean slim base.
-FROM python:3.11-slim-bookworm AS build
+# One pinned base for both stages (the Python the tests run on: 3.11).
+ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
@@ -10,15 +12,16 @@ COPY sagas sagas
 # The lock pins every package that gets installed: the same tree the tests ran on.
 RUN /opt/venv/bin/pip install -c requirements.lock .
 
-FROM python:3.11-slim-bookworm
-RUN useradd --system --uid 10001 --no-create-home coupon
+FROM ${PYTHON_IMAGE}
+RUN groupadd --system --gid 10001 coupon \
+    && useradd --system --uid 10001 --gid coupon --no-create-home coupon
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
     PORT=8080 \
     WORKERS=0
-USER coupon
+USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=2).status != 200)"]

@@ -11,6 +11,7 @@ lint: deps
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	scripts/check-deploy
 
 test: lint ## everything: lint, then the whole suite on throw-away stores
 	$(PY) -m pytest
