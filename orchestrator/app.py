@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from orchestrator import bootstrap, recovery
+from orchestrator import bootstrap, metrics, recovery
 from orchestrator.errors import error_middleware
 from orchestrator.keys import AUDITOR, COUPONS, MONGO_CLIENT, PG_POOL, RECOVERER, REDIS, SETTINGS
+from orchestrator.observe import observe_middleware
 from orchestrator.routes import setup_routes
 from orchestrator.settings import Settings
+
+POOL_SAMPLE_SECONDS = 5.0
 
 
 async def _postgres(app: web.Application) -> AsyncIterator[None]:
@@ -53,9 +56,28 @@ async def _recovery(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _pool_sampler(app: web.Application) -> AsyncIterator[None]:
+    """Every few seconds, this worker's PostgreSQL pool into the metrics."""
+
+    async def sample() -> None:
+        pool = app[PG_POOL]
+        while True:
+            metrics.sample_postgres_pool(pool.get_size(), pool.get_idle_size(), pool.get_max_size())
+            await asyncio.sleep(POOL_SAMPLE_SECONDS)
+
+    task = asyncio.create_task(sample())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[observe_middleware, error_middleware],
+    )
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([_postgres, _mongo, _redis, _service, _recovery])
+    app.cleanup_ctx.extend([_postgres, _mongo, _redis, _service, _recovery, _pool_sampler])
     setup_routes(app)
     return app

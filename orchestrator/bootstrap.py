@@ -18,6 +18,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from orchestrator.coupons import CouponService
 from orchestrator.engine import AfterStep, SagaEngine
+from orchestrator.metrics import MongoPoolMetrics
 from orchestrator.recovery import Recoverer
 from orchestrator.settings import Settings
 from sagas.audit import Auditor
@@ -55,6 +56,7 @@ async def mongo_client(settings: Settings) -> AsyncIterator[AsyncMongoClient[dic
         connectTimeoutMS=timeout_ms,
         timeoutMS=timeout_ms,
         tz_aware=True,
+        event_listeners=[MongoPoolMetrics()],
     )
     try:
         await MongoClaims(client[settings.mongo_db]).ensure_indexes()

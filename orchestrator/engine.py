@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from orchestrator import metrics
+from orchestrator.logs import SAGA_ID
 from sagas.definition import SagaDefinition, Step
 from sagas.errors import LeaseLost, SagaConflict, StoreUnavailable, may_have_applied
 from sagas.ports import SagaLog
@@ -72,8 +73,10 @@ class SagaEngine:
         """
         now = self._clock()
         first = definition.steps[0]
+        saga_id = str(uuid.uuid4())
+        SAGA_ID.set(saga_id)
         record = SagaRecord(
-            saga_id=str(uuid.uuid4()),
+            saga_id=saga_id,
             name=definition.name,
             payload=dict(payload),
             status=SagaStatus.RUNNING,
@@ -91,6 +94,7 @@ class SagaEngine:
         Past the pivot it goes forward; before it, back. A saga that died inside its pivot
         step is settled by the fact: did the pivot take effect?
         """
+        SAGA_ID.set(record.saga_id)
         if record.compensating:
             return await self._backward(definition, record, None)
         in_pivot = definition.pivot not in record.done and record.step == definition.pivot
@@ -104,6 +108,7 @@ class SagaEngine:
 
     async def compensate(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
         """Undo a saga on an operator's word; refused once its pivot has taken effect."""
+        SAGA_ID.set(record.saga_id)
         if definition.pivot in record.done:
             raise SagaConflict(f"saga {record.saga_id} is past its pivot; it can only go forward")
         return await self._backward(definition, record, None)

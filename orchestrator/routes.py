@@ -12,4 +12,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/coupons/claim", views.claim_coupon)
     app.router.add_get("/api/coupons/{name}", views.get_coupon)
     app.router.add_get("/health", views.health)
+    app.router.add_get("/ready", views.ready)
     app.router.add_get("/metrics", views.metrics)

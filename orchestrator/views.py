@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from orchestrator.errors import InvalidRequest
+from orchestrator.errors import RETRY_AFTER_SECONDS, InvalidRequest
 from orchestrator.keys import COUPONS
 from orchestrator.metrics import exposition
 from orchestrator.models import (
@@ -19,6 +19,7 @@ from orchestrator.models import (
     CreateCouponRequest,
     coupon_name_adapter,
 )
+from orchestrator.readiness import store_status
 from orchestrator.responses import json_response
 from sagas.errors import CouponNotFound
 
@@ -71,7 +72,34 @@ async def get_coupon(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"}, dumps=lambda value: orjson.dumps(value).decode())
+    return _plain_json({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """200 when every store answers; 503 naming the ones that do not."""
+    status = await store_status(request.app)
+    stores = {name: "ok" if up else "unavailable" for name, up in status.items()}
+    down = [name for name, up in status.items() if not up]
+    if not down:
+        return _plain_json({"status": "ready", "stores": stores})
+    message = f"Not ready: {', '.join(down)} {'does' if len(down) == 1 else 'do'} not answer."
+    return _plain_json(
+        {"error": "unavailable", "message": message, "stores": stores},
+        status=503,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+def _plain_json(
+    value: object, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(value),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+        charset="utf-8",
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:

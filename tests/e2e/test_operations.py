@@ -1,0 +1,85 @@
+"""Operating the gateway: /metrics across worker processes, request ids in logs, /ready."""
+
+from __future__ import annotations
+
+import json
+
+from tests.support.api import claim, create, metric
+from tests.support.servers import gateway_process
+
+
+async def test_saga_outcomes_are_counted_across_workers(http, gateway, name):
+    def read(sample: str, **labels: str):
+        return metric(http, gateway, sample, saga="claim", **labels)
+
+    before = {
+        sample: await read(sample)
+        for sample in ("saga_started_total", "saga_completed_total", "saga_compensated_total")
+    }
+    durations_before = await read("saga_duration_seconds_count", status="completed")
+    await create(http, gateway, name, 2)
+
+    statuses = [(await claim(http, gateway, f"user_{n}", name))[0] for n in range(10)]
+
+    assert statuses.count(200) == 2
+    after = {sample: await read(sample) for sample in before}
+    assert after["saga_started_total"] - before["saga_started_total"] == 10
+    assert after["saga_completed_total"] - before["saga_completed_total"] == 2
+    assert after["saga_compensated_total"] - before["saga_compensated_total"] == 8
+    assert await read("saga_duration_seconds_count", status="completed") - durations_before == 2
+
+
+async def test_metrics_are_prometheus_text(http, gateway):
+    async with http.get(f"{gateway}/metrics") as response:
+        assert response.status == 200
+        assert response.content_type == "text/plain"
+        text = await response.text()
+    assert "# TYPE saga_started_total counter" in text
+    assert "# TYPE saga_duration_seconds histogram" in text
+
+
+async def test_requests_are_counted_by_route_pattern_and_status(http, gateway, name):
+    route = {"method": "GET", "route": "/api/coupons/{name}"}
+    before = await metric(http, gateway, "http_requests_total", status="404", **route)
+    async with http.get(f"{gateway}/api/coupons/{name}") as response:
+        assert response.status == 404
+
+    after = await metric(http, gateway, "http_requests_total", status="404", **route)
+    assert after - before == 1
+    assert await metric(http, gateway, "http_request_duration_seconds_count", **route) >= 1
+    assert (
+        await metric(http, gateway, "store_pool_wait_seconds_count", store="mongodb") > 0
+    )  # every claim and read checks a connection out
+
+
+async def test_request_ids_are_echoed_and_logged_with_the_saga(http, settings, tmp_path, name):
+    log_path = tmp_path / "gateway.log"
+    with gateway_process(settings.model_copy(update={"log_level": "debug"}), log_path) as base:
+        await create(http, base, name, 1)
+        async with http.post(
+            f"{base}/api/coupons/claim",
+            json={"user_id": "traced", "coupon_name": name},
+            headers={"X-Request-Id": "trace-42"},
+        ) as response:
+            assert response.headers["X-Request-Id"] == "trace-42"
+            saga_id = response.headers["X-Saga-Id"]
+        async with http.get(
+            f"{base}/api/coupons/{name}", headers={"X-Request-Id": "no spaces\\allowed"}
+        ) as response:
+            made_up = response.headers["X-Request-Id"]
+    assert len(made_up) == 32 and made_up.isalnum()  # an unusable id is replaced, not echoed
+
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line]
+    traced = [line for line in lines if line.get("request_id") == "trace-42"]
+    assert {line.get("saga_id") for line in traced} >= {saga_id}  # the saga's own line
+    assert all({"time", "level", "message"} <= line.keys() for line in lines)
+    assert not any(settings.database_url in line["message"] for line in lines)
+
+
+async def test_ready_names_every_store(http, gateway):
+    async with http.get(f"{gateway}/ready") as response:
+        assert response.status == 200
+        assert await response.json() == {
+            "status": "ready",
+            "stores": {"postgresql": "ok", "mongodb": "ok", "redis": "ok"},
+        }
