@@ -16,6 +16,7 @@ from aiohttp import web
 
 from orchestrator.logs import configure_logging
 from orchestrator.settings import Settings
+from orchestrator.shutdown import stop_gracefully_on_sigterm
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +25,19 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     from orchestrator.app import create_app  # after PROMETHEUS_MULTIPROC_DIR is decided
 
     configure_logging(settings.log_level)
+    app = create_app(settings)
+    stop_gracefully_on_sigterm(app, settings.shutdown_drain_seconds)
     log.info("listening on %s:%d", settings.host, settings.port)
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         reuse_port=reuse_port,
         access_log=None,
         print=None,
         loop=uvloop.new_event_loop(),
+        handle_signals=False,  # SIGTERM is ours (above); SIGINT still stops at once
+        shutdown_timeout=settings.shutdown_grace_seconds,
     )
 
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from orchestrator.errors import Handler
 from orchestrator.logs import REQUEST_ID
 from orchestrator.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from orchestrator.shutdown import draining
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     HTTP_REQUESTS.labels(request.method, route, str(response.status)).inc()
     HTTP_LATENCY.labels(request.method, route).observe(elapsed)
     response.headers[REQUEST_ID_HEADER] = request_id
+    if draining(request.app):
+        response.force_close()  # the client's next request goes to a gateway that stays
     if log.isEnabledFor(logging.DEBUG):
         log.debug("%s %s %d %.1fms", request.method, request.path, response.status, elapsed * 1e3)
     return response

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     store_timeout_seconds: float = Field(5.0, gt=0)
 
     max_body_bytes: int = Field(64 * 1024, ge=1)
+    # On SIGTERM: keep serving this long while /ready says 503 (load balancers move away),
+    # then stop listening and give requests in progress this long to finish.
+    shutdown_drain_seconds: float = Field(2.0, ge=0)
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
     saga_retention_seconds: int = Field(7 * 24 * 3600, ge=60)
     saga_store_attempts: int = Field(3, ge=1)
     # A store call that takes longer than this is abandoned and counts as failed.

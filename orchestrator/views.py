@@ -21,6 +21,7 @@ from orchestrator.models import (
 )
 from orchestrator.readiness import store_status
 from orchestrator.responses import json_response
+from orchestrator.shutdown import draining
 from sagas.errors import CouponNotFound
 
 
@@ -76,7 +77,13 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """200 when every store answers; 503 naming the ones that do not."""
+    """200 when every store answers; 503 naming the ones that do not, or while stopping."""
+    if draining(request.app):
+        return _plain_json(
+            {"error": "unavailable", "message": "Shutting down."},
+            status=503,
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
     status = await store_status(request.app)
     stores = {name: "ok" if up else "unavailable" for name, up in status.items()}
     down = [name for name, up in status.items() if not up]
