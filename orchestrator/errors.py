@@ -27,14 +27,14 @@ class InvalidRequest(Exception):
     """The body or a field breaks the contract; the message is safe to show the client."""
 
 
-_DOMAIN: dict[type[Exception], tuple[int, str, str]] = {
+DOMAIN_ERRORS: dict[type[Exception], tuple[int, str, str]] = {
     CouponNotFound: (404, "coupon_not_found", "No coupon has that name."),
     CouponExists: (409, "coupon_exists", "A coupon with that name already exists."),
     AlreadyClaimed: (409, "already_claimed", "This user already holds this coupon."),
     OutOfStock: (409, "out_of_stock", "This coupon has no stock left."),
 }
 
-_HTTP: dict[int, tuple[str, str]] = {
+HTTP_ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request", "The request could not be read."),
     404: ("not_found", "There is nothing at this path."),
     405: ("method_not_allowed", "This path does not accept that method."),
@@ -70,11 +70,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
     except web.HTTPException as error:
-        code, message = _HTTP.get(error.status, ("internal", error.reason))
+        code, message = HTTP_ERRORS.get(error.status, ("internal", error.reason))
         headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
         return error_response(error.status, code, message, headers=headers)
-    except tuple(_DOMAIN) as error:
-        status, code, message = _DOMAIN[type(error)]
+    except tuple(DOMAIN_ERRORS) as error:
+        status, code, message = DOMAIN_ERRORS[type(error)]
         return error_response(status, code, message)
     except Exception:
         log.exception("%s %s failed", request.method, request.path)

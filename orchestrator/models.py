@@ -25,9 +25,47 @@ def _coupon_name(value: str) -> str:
     return value
 
 
-UserId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_printable)]
-CouponName = Annotated[UserId, AfterValidator(_coupon_name)]
-Amount = Annotated[int, Field(ge=0, le=1_000_000_000)]
+# The same rules as patterns, for the OpenAPI description (JSON Schema regex dialect).
+# The validators above are what the service enforces and words its 400s with; a
+# property test keeps the two in agreement.
+USER_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+COUPON_NAME_PATTERN = (
+    r"^[^\s\x00-\x1f\x7f-\x9f/](?:[^\x00-\x1f\x7f-\x9f/]*[^\s\x00-\x1f\x7f-\x9f/])?$"
+)
+
+UserId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        json_schema_extra={"pattern": USER_ID_PATTERN},
+        description="1-128 characters, no control characters.",
+        examples=["user_12345"],
+    ),
+    AfterValidator(_printable),
+]
+CouponName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        json_schema_extra={"pattern": COUPON_NAME_PATTERN},
+        description="1-128 characters, no control characters, no '/', "
+        "no leading or trailing white space. Case-sensitive.",
+        examples=["PROMO_SUPER"],
+    ),
+    AfterValidator(_printable),
+    AfterValidator(_coupon_name),
+]
+Amount = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=1_000_000_000,
+        description="Units of stock; 0 is a coupon sold out from the start.",
+        examples=[100],
+    ),
+]
 
 coupon_name_adapter: TypeAdapter[str] = TypeAdapter(CouponName)
 
@@ -38,28 +76,45 @@ class _Request(BaseModel):
 
 
 class CreateCouponRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "PROMO_SUPER", "amount": 100}]}
+    )
+
     name: CouponName
     amount: Amount
 
 
 class ClaimRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"user_id": "user_12345", "coupon_name": "PROMO_SUPER"}]}
+    )
+
     user_id: UserId
     coupon_name: CouponName
 
 
 class CouponResponse(BaseModel):
-    name: str
-    amount: int
-    remaining_amount: int
-    claimed_by: list[str]
+    name: str = Field(examples=["PROMO_SUPER"])
+    amount: int = Field(ge=0, examples=[100])
+    remaining_amount: int = Field(ge=0, examples=[99])
+    claimed_by: list[str] = Field(
+        description="Every user holding the coupon, oldest claim first, each once.",
+        examples=[["user_12345"]],
+    )
 
 
 class ClaimResponse(BaseModel):
-    user_id: str
-    coupon_name: str
-    claimed_at: str  # RFC 3339, UTC, millisecond precision
+    user_id: str = Field(examples=["user_12345"])
+    coupon_name: str = Field(examples=["PROMO_SUPER"])
+    claimed_at: str = Field(
+        description="RFC 3339, UTC, millisecond precision.",
+        json_schema_extra={"format": "date-time"},
+        examples=["2026-11-24T18:56:08.768Z"],
+    )
 
 
 class ErrorResponse(BaseModel):
-    error: str
-    message: str
+    error: str = Field(description="A machine-readable code.", examples=["out_of_stock"])
+    message: str = Field(
+        description="One human sentence.", examples=["This coupon has no stock left."]
+    )

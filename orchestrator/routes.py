@@ -14,3 +14,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/health", views.health)
     app.router.add_get("/ready", views.ready)
     app.router.add_get("/metrics", views.metrics)
+    app.router.add_get("/openapi.json", views.openapi)

@@ -19,6 +19,7 @@ from orchestrator.models import (
     CreateCouponRequest,
     coupon_name_adapter,
 )
+from orchestrator.openapi import openapi_document
 from orchestrator.readiness import store_status
 from orchestrator.responses import json_response
 from orchestrator.shutdown import draining
@@ -107,6 +108,10 @@ def _plain_json(
         content_type="application/json",
         charset="utf-8",
     )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _plain_json(openapi_document())
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -1,0 +1,202 @@
+"""The OpenAPI 3.1 description of the gateway, built from the models the handlers use.
+
+The request and response schemas come from orchestrator/models.py and the error codes
+from the one error mapping (orchestrator/errors.py), so the description cannot drift
+from what the service does.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import version
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from orchestrator.errors import DOMAIN_ERRORS, HTTP_ERRORS
+from orchestrator.models import (
+    ClaimRequest,
+    ClaimResponse,
+    CouponResponse,
+    CreateCouponRequest,
+    ErrorResponse,
+)
+
+_REF = "#/components/schemas/{model}"
+_UNAVAILABLE = ("unavailable", "A data store is unavailable; try again shortly.")
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel], description: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": _ref(model)}},
+        **extra,
+    }
+
+
+def _errors(*codes: tuple[int, str, str]) -> dict[str, Any]:
+    """Error responses by status, each listing the codes it may carry as examples."""
+    by_status: dict[str, list[tuple[str, str]]] = {}
+    for status, code, message in codes:
+        by_status.setdefault(str(status), []).append((code, message))
+    responses: dict[str, Any] = {}
+    for http_status, errors in by_status.items():
+        examples = {code: {"value": {"error": code, "message": msg}} for code, msg in errors}
+        response = _json(ErrorResponse, " or ".join(f"`{code}`" for code, _ in errors))
+        response["content"]["application/json"]["examples"] = examples
+        if http_status == "503":
+            response["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
+        responses[http_status] = response
+    return responses
+
+
+def _http(status: int) -> tuple[int, str, str]:
+    code, message = HTTP_ERRORS[status]
+    return status, code, message
+
+
+def _domain(name: str) -> tuple[int, str, str]:
+    (found,) = [entry for entry in DOMAIN_ERRORS.values() if entry[1] == name]
+    return found
+
+
+_BAD_BODY = (_http(400), _http(413), (503, *_UNAVAILABLE))
+
+
+def _operations() -> dict[str, Any]:
+    name_parameter = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "The coupon's name, percent-encoded.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+        "example": "PROMO_SUPER",
+    }
+    return {
+        "/api/coupons": {
+            "post": {
+                "operationId": "createCoupon",
+                "summary": "Create a coupon with its stock",
+                "requestBody": {"required": True, "content": _body(CreateCouponRequest)},
+                "responses": {
+                    "201": _json(
+                        CouponResponse,
+                        "Created",
+                        headers={"Location": {"schema": {"type": "string"}}},
+                    ),
+                    **_errors(*_BAD_BODY, _domain("coupon_exists")),
+                },
+            }
+        },
+        "/api/coupons/claim": {
+            "post": {
+                "operationId": "claimCoupon",
+                "summary": "Claim one unit of a coupon for a user, all or nothing",
+                "requestBody": {"required": True, "content": _body(ClaimRequest)},
+                "responses": {
+                    "200": _json(
+                        ClaimResponse,
+                        "Claimed",
+                        headers={
+                            "X-Saga-Id": {
+                                "description": "The claim saga's id, for the replay tool.",
+                                "schema": {"type": "string", "format": "uuid"},
+                            }
+                        },
+                    ),
+                    **_errors(
+                        *_BAD_BODY,
+                        _domain("coupon_not_found"),
+                        _domain("already_claimed"),
+                        _domain("out_of_stock"),
+                    ),
+                },
+            }
+        },
+        "/api/coupons/{name}": {
+            "get": {
+                "operationId": "getCoupon",
+                "summary": "A coupon's stock and the users who claimed it",
+                "parameters": [name_parameter],
+                "responses": {
+                    "200": _json(CouponResponse, "The coupon"),
+                    **_errors(_domain("coupon_not_found"), (503, *_UNAVAILABLE)),
+                },
+            }
+        },
+        "/health": {"get": _probe("getHealth", "200 while the process runs")},
+        "/ready": {
+            "get": {
+                **_probe("getReady", "200 when PostgreSQL, MongoDB and Redis all answer"),
+                "responses": {
+                    "200": _object("Every store answers"),
+                    "503": _object("Not ready: the body names the stores that do not answer"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "getMetrics",
+                "summary": "Prometheus metrics, all worker processes added up",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {"get": _probe("getOpenApi", "This description")},
+    }
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    examples = model.model_json_schema().get("examples")
+    content: dict[str, Any] = {"schema": _ref(model)}
+    if examples:
+        content["example"] = examples[0]
+    return {"application/json": content}
+
+
+def _object(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+
+
+def _probe(operation_id: str, summary: str) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "responses": {"200": _object(summary)},
+    }
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    models: list[type[BaseModel]] = [
+        CreateCouponRequest,
+        ClaimRequest,
+        CouponResponse,
+        ClaimResponse,
+        ErrorResponse,
+    ]
+    _, schemas = models_json_schema([(model, "validation") for model in models], ref_template=_REF)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Coupon service",
+            "version": version("coupon-service"),
+            "description": "Flash-sale coupons: create, claim (a saga across PostgreSQL, "
+            "MongoDB and Redis) and read. Every response body is JSON except /metrics; "
+            "every error is {error, message}.",
+        },
+        "paths": _operations(),
+        "components": {"schemas": schemas["$defs"]},
+    }

@@ -1,0 +1,49 @@
+"""The OpenAPI description covers every route the app serves, with the contract's codes."""
+
+from __future__ import annotations
+
+from orchestrator.app import create_app
+from orchestrator.openapi import openapi_document
+from orchestrator.settings import Settings
+
+
+def served_operations() -> set[tuple[str, str]]:
+    app = create_app(Settings(_env_file=None))
+    return {
+        (route.resource.canonical, route.method.lower())
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+
+
+def test_every_route_is_described_and_nothing_else():
+    document = openapi_document()
+    described = {(path, method) for path, ops in document["paths"].items() for method in ops}
+    assert described == served_operations()
+    assert document["openapi"].startswith("3.1")
+
+
+def test_the_claim_lists_every_outcome_of_the_contract():
+    responses = openapi_document()["paths"]["/api/coupons/claim"]["post"]["responses"]
+    codes = {
+        status: set(response["content"]["application/json"].get("examples", {}))
+        for status, response in responses.items()
+    }
+    assert codes == {
+        "200": set(),
+        "400": {"invalid_request"},
+        "404": {"coupon_not_found"},
+        "409": {"already_claimed", "out_of_stock"},
+        "413": {"payload_too_large"},
+        "503": {"unavailable"},
+    }
+    assert "Retry-After" in responses["503"]["headers"]
+
+
+def test_request_schemas_carry_the_contract_rules():
+    schemas = openapi_document()["components"]["schemas"]
+    amount = schemas["CreateCouponRequest"]["properties"]["amount"]
+    assert (amount["type"], amount["minimum"], amount["maximum"]) == ("integer", 0, 1_000_000_000)
+    name = schemas["ClaimRequest"]["properties"]["coupon_name"]
+    assert (name["minLength"], name["maxLength"]) == (1, 128)
+    assert "pattern" in name
