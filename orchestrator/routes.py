@@ -10,7 +10,8 @@ from orchestrator import views
 def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/coupons", views.create_coupon)
     app.router.add_post("/api/coupons/claim", views.claim_coupon)
-    app.router.add_get("/api/coupons/{name}", views.get_coupon)
+    # Any name without "/" (the default pattern would also refuse "{" and "}").
+    app.router.add_get("/api/coupons/{name:[^/]+}", views.get_coupon)
     app.router.add_get("/health", views.health)
     app.router.add_get("/ready", views.ready)
     app.router.add_get("/metrics", views.metrics)
