@@ -11,6 +11,7 @@ from aiohttp import web
 from orchestrator import bootstrap, metrics, recovery
 from orchestrator.errors import error_middleware
 from orchestrator.keys import AUDITOR, COUPONS, MONGO_CLIENT, PG_POOL, RECOVERER, REDIS, SETTINGS
+from orchestrator.limits import IN_PROGRESS, concurrency_limit_middleware
 from orchestrator.observe import observe_middleware
 from orchestrator.routes import setup_routes
 from orchestrator.settings import Settings
@@ -75,9 +76,15 @@ async def _pool_sampler(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[observe_middleware, error_middleware],
+        middlewares=[observe_middleware, concurrency_limit_middleware, error_middleware],
+        handler_args={
+            "max_line_size": settings.max_header_bytes,
+            "max_field_size": settings.max_header_bytes,
+            "max_headers": settings.max_headers,
+        },
     )
     app[SETTINGS] = settings
+    app[IN_PROGRESS] = [0]
     app.cleanup_ctx.extend([_postgres, _mongo, _redis, _service, _recovery, _pool_sampler])
     setup_routes(app)
     return app

@@ -27,6 +27,14 @@ class InvalidRequest(Exception):
     """The body or a field breaks the contract; the message is safe to show the client."""
 
 
+class BodyTimeout(Exception):
+    """The client did not send its whole body within the body timeout."""
+
+
+class Unauthorized(Exception):
+    """A write that needs the admin token came without it (or with another one)."""
+
+
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str, str]] = {
     CouponNotFound: (404, "coupon_not_found", "No coupon has that name."),
     CouponExists: (409, "coupon_exists", "A coupon with that name already exists."),
@@ -38,7 +46,7 @@ HTTP_ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request", "The request could not be read."),
     404: ("not_found", "There is nothing at this path."),
     405: ("method_not_allowed", "This path does not accept that method."),
-    413: ("payload_too_large", "The request body is larger than 64 KiB."),
+    413: ("payload_too_large", "The request body is too large."),
 }
 
 RETRY_AFTER_SECONDS = "1"
@@ -61,6 +69,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(400, "invalid_request", _validation_message(error))
     except InvalidRequest as error:
         return error_response(400, "invalid_request", str(error))
+    except BodyTimeout:
+        response = error_response(408, "request_timeout", "The request body came too slowly.")
+        response.force_close()  # the rest of the body may still be on its way
+        return response
+    except Unauthorized:
+        return error_response(
+            401,
+            "unauthorized",
+            "This request needs a valid bearer token.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     except (StoreUnavailable, LeaseLost) as error:
         log.warning("%s %s: %s", request.method, request.path, error)
         return error_response(

@@ -65,7 +65,13 @@ def _domain(name: str) -> tuple[int, str, str]:
     return found
 
 
-_BAD_BODY = (_http(400), _http(413), (503, *_UNAVAILABLE))
+_BAD_BODY = (
+    _http(400),
+    (408, "request_timeout", "The request body came too slowly."),
+    _http(413),
+    (503, *_UNAVAILABLE),
+)
+_UNAUTHORIZED = (401, "unauthorized", "This request needs a valid bearer token.")
 
 
 def _operations() -> dict[str, Any]:
@@ -82,6 +88,8 @@ def _operations() -> dict[str, Any]:
             "post": {
                 "operationId": "createCoupon",
                 "summary": "Create a coupon with its stock",
+                "description": "When the service runs with ADMIN_TOKEN set, this needs "
+                "`Authorization: Bearer <token>` (401 otherwise).",
                 "requestBody": {"required": True, "content": _body(CreateCouponRequest)},
                 "responses": {
                     "201": _json(
@@ -89,7 +97,7 @@ def _operations() -> dict[str, Any]:
                         "Created",
                         headers={"Location": {"schema": {"type": "string"}}},
                     ),
-                    **_errors(*_BAD_BODY, _domain("coupon_exists")),
+                    **_errors(*_BAD_BODY, _UNAUTHORIZED, _domain("coupon_exists")),
                 },
             }
         },

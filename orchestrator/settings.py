@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,7 +27,17 @@ class Settings(BaseSettings):
     # How long one store call may take before it counts as unavailable.
     store_timeout_seconds: float = Field(5.0, gt=0)
 
+    # Limits on what one client can make a worker hold (README "Limits").
     max_body_bytes: int = Field(64 * 1024, ge=1)
+    body_timeout_seconds: float = Field(10.0, gt=0)  # to receive a whole body: 408 after
+    max_header_bytes: int = Field(8190, ge=256)  # the request line, and each header
+    max_headers: int = Field(64, ge=1)
+    max_json_depth: int = Field(32, ge=2)
+    # Requests in progress per process; past it a request gets 503 at once instead of
+    # queueing for a store connection behind thousands of others.
+    max_concurrent_requests: int = Field(1024, ge=1)
+    # When set, creating a coupon needs `Authorization: Bearer <token>`.
+    admin_token: SecretStr | None = None
     # On SIGTERM: keep serving this long while /ready says 503 (load balancers move away),
     # then stop listening and give requests in progress this long to finish.
     shutdown_drain_seconds: float = Field(2.0, ge=0)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from orchestrator.errors import RETRY_AFTER_SECONDS, InvalidRequest
+from orchestrator.errors import RETRY_AFTER_SECONDS
 from orchestrator.keys import COUPONS
+from orchestrator.limits import read_json_body, require_admin
 from orchestrator.metrics import exposition
 from orchestrator.models import (
     ClaimRequest,
@@ -26,17 +26,9 @@ from orchestrator.shutdown import draining
 from sagas.errors import CouponNotFound
 
 
-async def _json_body(request: web.Request) -> Any:
-    """The body as JSON whatever the Content-Type says (the contract does not promise one)."""
-    body = await request.read()  # raises 413 past client_max_size
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The body is not valid JSON.") from None
-
-
 async def create_coupon(request: web.Request) -> web.Response:
-    command = CreateCouponRequest.model_validate(await _json_body(request))
+    require_admin(request)
+    command = CreateCouponRequest.model_validate(await read_json_body(request))
     stock = await request.app[COUPONS].create(command.name, command.amount)
     body = CouponResponse(
         name=stock.name, amount=stock.amount, remaining_amount=stock.remaining_amount, claimed_by=[]
@@ -47,7 +39,7 @@ async def create_coupon(request: web.Request) -> web.Response:
 
 
 async def claim_coupon(request: web.Request) -> web.Response:
-    command = ClaimRequest.model_validate(await _json_body(request))
+    command = ClaimRequest.model_validate(await read_json_body(request))
     claimed = await request.app[COUPONS].claim(command.user_id, command.coupon_name)
     body = ClaimResponse(
         user_id=claimed.user_id,

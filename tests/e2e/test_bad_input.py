@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from urllib.parse import quote
 
 import pytest
 
@@ -39,6 +40,7 @@ BAD_CREATES = {
     "amount null": body(name="BAD_A", amount=None),
     "amount -1": body(name="BAD_A", amount=-1),
     "amount 2**63": body(name="BAD_A", amount=2**63),
+    "amount -2**63": body(name="BAD_A", amount=-(2**63)),
     "amount over a billion": body(name="BAD_A", amount=1_000_000_001),
     "huge integer": b'{"name": "BAD_A", "amount": 1' + b"0" * 400 + b"}",
     "NaN": b'{"name": "BAD_A", "amount": NaN}',
@@ -55,6 +57,15 @@ BAD_CREATES = {
     "name as object": body(name={"$ne": None}, amount=1),
     "name lone surrogate": b'{"name": "\\ud800", "amount": 1}',
     "invalid utf-8": b'{"name": "\xff\xfe", "amount": 1}',
+    "10,000-deep nesting": b'{"name": "BAD_A", "amount": 1, "x": '
+    + b"[" * 10_000
+    + b"]" * 10_000
+    + b"}",
+    "40-deep in an ignored field": b'{"name": "BAD_A", "amount": 1, "x": '
+    + b"[" * 40
+    + b"]" * 40
+    + b"}",
+    "SQL in the name": body(name="x'; DROP TABLE coupons; --\u0000", amount=1),
 }
 
 BAD_CLAIMS = {
@@ -71,6 +82,9 @@ BAD_CLAIMS = {
     "user with control char": body(user_id="u\u0001", coupon_name="BAD_C"),
     "coupon 129 chars": body(user_id="u", coupon_name="C" * 129),
     "coupon blank": body(user_id="u", coupon_name=""),
+    "coupon with slash": body(user_id="u", coupon_name="a/../b"),
+    "user lone surrogate": b'{"user_id": "\\udc00", "coupon_name": "BAD_C"}',
+    "10,000-deep nesting": b"[" * 10_000 + b"]" * 10_000,
 }
 
 
@@ -141,3 +155,33 @@ async def test_an_impossible_name_in_the_path_is_404(http, gateway):
         async with http.get(f"{gateway}/api/coupons/{path}") as response:
             assert response.status == 404
             assert (await response.json())["error"] == "coupon_not_found"
+
+
+async def test_duplicate_keys_take_the_last_value_as_every_json_parser_here_does(
+    http, gateway, name
+):
+    dodged = f'{{"name": "{name}", "amount": 1, "name": "a/b"}}'.encode()
+    async with http.post(f"{gateway}{CREATE}", data=dodged) as response:
+        assert response.status == 400  # the slash name is the one judged
+    plain = f'{{"name": "a/b", "amount": 7, "name": "{name}"}}'.encode()
+    async with http.post(f"{gateway}{CREATE}", data=plain) as response:
+        assert (response.status, (await response.json())["amount"]) == (201, 7)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("PUT", CREATE), ("DELETE", CLAIM), ("POST", "/api/coupons/x"), ("PATCH", "/health")],
+)
+async def test_wrong_methods_are_405_json_with_allow(http, gateway, method, path):
+    async with http.request(method, f"{gateway}{path}") as response:
+        assert response.status == 405
+        assert response.headers["Allow"]
+        assert (await response.json())["error"] == "method_not_allowed"
+
+
+async def test_names_with_path_characters_round_trip_through_the_url(http, gateway):
+    name = f"{{braces}} [brackets] %41 ? # {uuid.uuid4().hex[:8]}"
+    await create(http, gateway, name, 2)
+    async with http.get(f"{gateway}/api/coupons/{quote(name, safe='')}") as response:
+        assert response.status == 200
+        assert (await response.json())["name"] == name

@@ -21,7 +21,13 @@ from orchestrator.settings import Settings
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    return {key.upper(): str(value) for key, value in settings.model_dump().items()}
+    """The settings as the environment a process reads them from (unset ones left out)."""
+    env = {}
+    for key, value in settings.model_dump().items():
+        if value is not None:
+            secret = getattr(value, "get_secret_value", None)
+            env[key.upper()] = secret() if secret else str(value)
+    return env
 
 
 _RUNNING: dict[str, subprocess.Popen[bytes]] = {}

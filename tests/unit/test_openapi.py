@@ -33,6 +33,7 @@ def test_the_claim_lists_every_outcome_of_the_contract():
         "200": set(),
         "400": {"invalid_request"},
         "404": {"coupon_not_found"},
+        "408": {"request_timeout"},
         "409": {"already_claimed", "out_of_stock"},
         "413": {"payload_too_large"},
         "503": {"unavailable"},
