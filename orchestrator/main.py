@@ -14,6 +14,7 @@ import tempfile
 import uvloop
 from aiohttp import web
 
+from orchestrator.framing import answer_framing_errors_in_json
 from orchestrator.logs import configure_logging
 from orchestrator.settings import Settings
 from orchestrator.shutdown import stop_gracefully_on_sigterm
@@ -25,6 +26,7 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     from orchestrator.app import create_app  # after PROMETHEUS_MULTIPROC_DIR is decided
 
     configure_logging(settings.log_level)
+    answer_framing_errors_in_json()
     app = create_app(settings)
     stop_gracefully_on_sigterm(app, settings.shutdown_drain_seconds)
     log.info("listening on %s:%d", settings.host, settings.port)

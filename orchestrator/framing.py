@@ -1,0 +1,38 @@
+"""JSON for the errors aiohttp answers itself: a request it cannot parse as HTTP.
+
+Such a request (a head past the header limits, broken framing, a bad method) never
+reaches a route or a middleware; aiohttp's protocol handler answers it directly, in
+plain text. The contract says every response body is JSON, so the gateway's servers
+make their protocol handlers from this subclass, which answers in the contract's shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web_protocol, web_server
+from aiohttp.web_response import StreamResponse
+
+from orchestrator.errors import HTTP_ERRORS
+from orchestrator.responses import error_response
+
+
+class JsonErrorRequestHandler(web_protocol.RequestHandler):
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> StreamResponse:
+        # The parent logs the error and refuses if a response has begun; its text is dropped.
+        super().handle_error(request, status, exc, message)
+        code, text = HTTP_ERRORS.get(status, ("internal", "The server failed to handle this."))
+        response = error_response(status, code, text)
+        response.force_close()
+        return response
+
+
+def answer_framing_errors_in_json() -> None:
+    """Make every aiohttp server in this process use the JSON-answering handler."""
+    web_server.RequestHandler = JsonErrorRequestHandler  # type: ignore[attr-defined]
