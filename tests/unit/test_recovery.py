@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 
 from orchestrator.engine import SagaEngine
 from orchestrator.recovery import Recoverer
@@ -23,6 +24,15 @@ def recoverer(saga_log: MemorySagaLog, script: Script, max_recoveries: int) -> R
     )
 
 
+def recovered_total(status: str) -> float:
+    labels = {"saga": "test", "status": status}
+    return REGISTRY.get_sample_value("saga_recovered_total", labels) or 0.0
+
+
+def failed_total() -> float:
+    return REGISTRY.get_sample_value("saga_failed_total", {"saga": "test"}) or 0.0
+
+
 async def failed_undo(saga_log: MemorySagaLog, script: Script) -> str:
     script.fail("do b", OutOfStock("x"))
     script.fail("undo a", *[StoreUnavailable("store") for _ in range(10)])
@@ -38,17 +48,20 @@ async def test_an_undo_that_comes_back_is_finished_by_recovery():
     saga_id = await failed_undo(saga_log, script)
     script.failures["undo a"] = []  # the store is back
 
+    recovered_before = recovered_total("compensated")
     saga_log.lapsed.add(saga_id)
     (result,) = await recoverer(saga_log, script, max_recoveries=3).recover_stuck()
 
     assert result.status == "compensated"
     assert script.calls.count("undo a") == 2
+    assert recovered_total("compensated") - recovered_before == 1
 
 
 async def test_an_undo_that_keeps_failing_is_parked_after_the_last_recovery():
     saga_log, script = MemorySagaLog(), Script()
     saga_id = await failed_undo(saga_log, script)
     driver = recoverer(saga_log, script, max_recoveries=2)
+    failed_before = failed_total()
 
     statuses = []
     for _ in range(3):
@@ -59,3 +72,4 @@ async def test_an_undo_that_keeps_failing_is_parked_after_the_last_recovery():
     assert statuses == ["compensating", "compensating", "failed"]
     assert script.calls.count("undo a") == 3  # the run, then two recoveries; none after
     assert "parked for an operator" in saga_log.only().error
+    assert failed_total() - failed_before == 1
