@@ -1,0 +1,1 @@
+"""`python -m bench`: load scenarios against the gateway, with the ceilings they are judged by."""

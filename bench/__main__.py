@@ -1,0 +1,211 @@
+"""`python -m bench SCENARIO`: run a load scenario, check correctness, report with ceilings.
+
+Without --base-url it starts throw-away stores and a `coupon-service` (WORKERS=2) of its
+own, as the tests do. Exit code 1 when the run's correctness check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.ceilings import bare_gateway_rate, hot_row_rate
+from bench.load import LoadResult, fire
+from bench.scenarios import SCENARIOS, Shape, check, coupon_name
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=SCENARIOS)
+    parser.add_argument("--requests", type=int)
+    parser.add_argument("--users", type=int)
+    parser.add_argument("--stock", type=int)
+    parser.add_argument("--concurrency", type=int)
+    parser.add_argument("--base-url", help="a running gateway (default: start one)")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument("--workers", type=int, default=2, help="for the gateway started here")
+    parser.add_argument("--ceiling-seconds", type=float, default=3.0)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+@contextlib.contextmanager
+def _local_gateway(workers: int) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    from devstack.servers import free_port
+    from devstack.stack import running_stack
+
+    with running_stack() as urls:
+        port = free_port()
+        log = Path(tempfile.mkdtemp(prefix="bench-")) / "gateway.log"
+        env = {
+            **os.environ,
+            **urls.as_env(),
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "WORKERS": str(workers),
+            "LOG_LEVEL": "warning",
+        }
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "orchestrator"], env=env, stdout=out, stderr=out
+            )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_healthy(base, process)
+            yield base, urls.database_url, process
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+def _wait_healthy(base: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("the gateway exited while starting")
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/health", timeout=1):
+            return
+        time.sleep(0.1)
+    raise SystemExit("the gateway did not become healthy")
+
+
+def _worker_rss_mib(process: subprocess.Popen[bytes] | None) -> list[float]:
+    """Resident memory of the gateway's processes that serve (its workers, or itself)."""
+    if process is None:
+        return []
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    pids = [int(pid) for pid in children.read_text().split()] if children.exists() else []
+    rss = []
+    for pid in pids or [process.pid]:
+        status = Path(f"/proc/{pid}/status").read_text()
+        kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+        rss.append(round(kib / 1024, 1))
+    return rss
+
+
+async def _api(base: str, method: str, path: str, body: Any = None) -> Any:
+    async with aiohttp.ClientSession(base) as http, http.request(method, path, json=body) as r:
+        if r.status >= 300:
+            raise SystemExit(f"{method} {path}: {r.status} {await r.text()}")
+        return await r.json()
+
+
+async def run(args: argparse.Namespace, base: str, database_url: str | None, gateway: Any) -> int:
+    scenario = SCENARIOS[args.scenario]
+    default = scenario.default
+    shape = Shape(
+        args.requests or default.requests,
+        args.users or default.users,
+        default.stock if args.stock is None else args.stock,
+        args.concurrency or default.concurrency,
+    )
+    coupon = coupon_name(scenario.name)
+    await _api(base, "POST", "/api/coupons", {"name": coupon, "amount": shape.stock})
+    if not scenario.claims:  # a read scenario reads a coupon that has its claimants
+        claims = [("POST", "/api/coupons/claim", {"user_id": f"u{n}", "coupon_name": coupon})
+                  for n in range(shape.stock)]  # fmt: skip
+        await fire(base, claims, concurrency=64, label="claimants")
+    load = await fire(
+        base,
+        scenario.requests(coupon, shape),
+        concurrency=shape.concurrency,
+        label=scenario.name,
+        keep_bodies=scenario.claims,
+    )
+    rss = _worker_rss_mib(gateway)
+    state = await _api(base, "GET", f"/api/coupons/{coupon}")
+    problems = check(shape, load, state) if scenario.claims else []
+    hot_row = (
+        await hot_row_rate(database_url, shape.concurrency, args.ceiling_seconds)
+        if database_url
+        else None
+    )
+    bare = await bare_gateway_rate(base, shape.concurrency, min(shape.requests, 20_000))
+    report = _report(scenario.name, shape, load, hot_row, bare, rss, problems)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_table(report)
+    return 1 if problems else 0
+
+
+def _report(
+    name: str,
+    shape: Shape,
+    load: LoadResult,
+    hot_row: float | None,
+    bare: float,
+    rss: list[float],
+    problems: list[str],
+) -> dict[str, Any]:
+    claims_per_second = load.statuses.get(200, 0) / load.seconds if load.seconds else 0.0
+    ms = {f"p{int(f * 100)}": round(load.percentile(f) * 1000, 2) for f in (0.5, 0.9, 0.99)}
+    return {
+        "scenario": name,
+        "shape": vars(shape),
+        "seconds": round(load.seconds, 3),
+        "requests_per_second": round(load.per_second),
+        "successful_claims_per_second": round(claims_per_second),
+        "latency_ms": {**ms, "max": round(max(load.latencies, default=0) * 1000, 2)},
+        "statuses": dict(sorted(load.statuses.items())),
+        "ceilings": {
+            "hot_row_tx_per_second": round(hot_row) if hot_row else None,
+            "bare_gateway_requests_per_second": round(bare),
+        },
+        "ratios": {
+            "claims_per_second_to_hot_row": round(claims_per_second / hot_row, 3)
+            if hot_row
+            else None,
+            "requests_per_second_to_bare_gateway": round(load.per_second / bare, 3),
+        },
+        "worker_rss_mib": rss,
+        "correct": not problems,
+        "problems": problems,
+    }
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    rows = [
+        ("scenario", report["scenario"]),
+        ("shape", ", ".join(f"{k}={v}" for k, v in report["shape"].items())),
+        ("requests/s", report["requests_per_second"]),
+        ("successful claims/s", report["successful_claims_per_second"]),
+        ("latency ms", ", ".join(f"{k}={v}" for k, v in report["latency_ms"].items())),
+        ("statuses", ", ".join(f"{k}: {v}" for k, v in report["statuses"].items())),
+        ("hot-row tx/s (ceiling)", report["ceilings"]["hot_row_tx_per_second"]),
+        ("bare /health req/s", report["ceilings"]["bare_gateway_requests_per_second"]),
+        ("claims/s ÷ hot row", report["ratios"]["claims_per_second_to_hot_row"]),
+        ("req/s ÷ bare gateway", report["ratios"]["requests_per_second_to_bare_gateway"]),
+        ("worker RSS MiB", report["worker_rss_mib"]),
+        ("correct", "yes" if report["correct"] else "NO: " + "; ".join(report["problems"])),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    if args.base_url:
+        code = asyncio.run(run(args, args.base_url, args.database_url, None))
+    else:
+        with _local_gateway(args.workers) as (base, database_url, process):
+            code = asyncio.run(run(args, base, database_url, process))
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

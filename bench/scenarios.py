@@ -1,0 +1,114 @@
+"""The scenarios: what each sends, and the correctness each checks when it is over."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from bench.load import LoadResult, Request
+
+
+@dataclass(frozen=True)
+class Shape:
+    requests: int
+    users: int
+    stock: int
+    concurrency: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    describe: str
+    default: Shape
+    requests: Callable[[str, Shape], list[Request]]
+    claims: bool = True  # whether its requests are claims (read: GETs of one coupon)
+
+
+def _claim(user: str, coupon: str) -> Request:
+    return "POST", "/api/coupons/claim", {"user_id": user, "coupon_name": coupon}
+
+
+def _flash_sale(coupon: str, shape: Shape) -> list[Request]:
+    users = [f"user_{n % shape.users}" for n in range(shape.requests)]
+    random.Random(1).shuffle(users)
+    return [_claim(user, coupon) for user in users]
+
+
+def _double_dip(coupon: str, shape: Shape) -> list[Request]:
+    """Every user tries requests/users times, the tries of one user side by side."""
+    tries = max(1, shape.requests // shape.users)
+    return [_claim(f"user_{n}", coupon) for n in range(shape.users) for _ in range(tries)]
+
+
+def _read(coupon: str, shape: Shape) -> list[Request]:
+    return [("GET", f"/api/coupons/{coupon}", None)] * shape.requests
+
+
+SCENARIOS = {
+    scenario.name: scenario
+    for scenario in [
+        Scenario(
+            "flash-sale",
+            "N claims from U users for S units at concurrency C",
+            Shape(20_000, 20_000, 1_000, 200),
+            _flash_sale,
+        ),
+        Scenario(
+            "claim-rate",
+            "ample stock, every request a distinct user: the success path",
+            Shape(10_000, 10_000, 10_000, 32),
+            _flash_sale,
+        ),
+        Scenario(
+            "sold-out",
+            "a coupon with 0 units: the rejection path",
+            Shape(20_000, 20_000, 0, 200),
+            _flash_sale,
+        ),
+        Scenario(
+            "double-dip",
+            "many concurrent duplicates per user",
+            Shape(10_000, 1_000, 500, 200),
+            _double_dip,
+        ),
+        Scenario(
+            "read",
+            "GET of a coupon with S claimants (claimed first, then read)",
+            Shape(2_000, 10_000, 10_000, 64),
+            _read,
+            claims=False,
+        ),
+    ]
+}
+
+
+def coupon_name(scenario: str) -> str:
+    return f"bench-{scenario}-{uuid.uuid4().hex[:8]}"
+
+
+def check(shape: Shape, load: LoadResult, coupon: dict[str, Any]) -> list[str]:
+    """Correctness after a claim scenario: exactly the right winners, none twice, conserved."""
+    problems = []
+    claimed_by = coupon["claimed_by"]
+    expected = min(shape.stock, shape.users)
+    if len(claimed_by) != expected:
+        problems.append(f"{len(claimed_by)} winners, expected {expected}")
+    if len(set(claimed_by)) != len(claimed_by):
+        problems.append("a user holds the coupon twice")
+    if coupon["remaining_amount"] + len(claimed_by) != coupon["amount"]:
+        problems.append("remaining_amount + claimants != amount")
+    winners = {orjson.loads(body)["user_id"] for status, body in load.bodies if status == 200}
+    if winners != set(claimed_by):
+        problems.append("the 200s the clients saw are not the coupon's claimants")
+    if load.statuses.get(200, 0) != len(claimed_by):
+        problems.append(f"{load.statuses.get(200, 0)} answers of 200 for {len(claimed_by)} claims")
+    unexpected = set(load.statuses) - {200, 409}
+    if unexpected:
+        problems.append(f"unexpected statuses {sorted(unexpected)}")
+    return problems
