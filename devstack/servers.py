@@ -218,15 +218,20 @@ def start_redis(root: Path) -> Server:
     return Server("redis", f"redis://127.0.0.1:{port}/0", process, log_path)
 
 
-def start_ferretdb(root: Path, postgres_url: str) -> Server:
-    """FerretDB v1 on the PostgreSQL backend (database `ferretdb` of the given server)."""
-    port = free_port()
+def start_ferretdb(
+    root: Path, postgres_url: str, *, database: str = "ferretdb", port: int = 0
+) -> Server:
+    """FerretDB v1 on the PostgreSQL backend (`database` of the given server).
+
+    `port`: 0 for a free one; a test restarting its FerretDB passes the one it had.
+    """
+    port = port or free_port()
     log_path = root / "ferretdb.log"
     argv = [
         str(ferretdb_binary()),
         f"--listen-addr=127.0.0.1:{port}",
         "--handler=postgresql",
-        f"--postgresql-url={postgres_url}/ferretdb",
+        f"--postgresql-url={postgres_url}/{database}",
         "--log-level=warn",
     ]
     process = _spawn("ferretdb", argv, log_path)

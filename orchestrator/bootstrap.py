@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -102,20 +103,24 @@ class Components:
     auditor: Auditor
 
 
-def _kill_after(step: str) -> AfterStep | None:
-    """The test-only fault hook: die like `kill -9` right after the named step's action."""
-    if not step:
+def _fault_hook(settings: Settings) -> AfterStep | None:
+    """The test-only fault hooks, run right after the named step's action: die like
+    `kill -9` (FAULT_KILL_AFTER), or freeze the whole process (FAULT_STALL_AFTER)."""
+    kill_after, stall_after = settings.fault_kill_after, settings.fault_stall_after
+    if not kill_after and not stall_after:
         return None
 
     def hook(done: str) -> None:
-        if done == step:
+        if done == stall_after:
+            time.sleep(settings.fault_stall_seconds)  # blocks the event loop on purpose
+        if done == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return hook
 
 
 def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = None) -> Components:
-    """`after_step`: a test's fault hook; by default the one FAULT_KILL_AFTER asks for."""
+    """`after_step`: a test's fault hook; by default the ones the FAULT_* settings ask for."""
     inventory = PostgresInventory(stores.pg_pool)
     claims = MongoClaims(stores.mongo[settings.mongo_db])
     saga_log = RedisSagaLog(
@@ -127,7 +132,7 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
         saga_log,
         store_attempts=settings.saga_store_attempts,
         step_timeout_seconds=settings.step_timeout_seconds,
-        after_step=after_step or _kill_after(settings.fault_kill_after),
+        after_step=after_step or _fault_hook(settings),
     )
     claim = claim_saga(inventory, claims)
     auditor = Auditor(

@@ -84,8 +84,13 @@ class Recoverer:
 
 
 async def run_forever(recoverer: Recoverer, auditor: Auditor, interval_seconds: float) -> None:
-    """Each round: take over stuck sagas, then settle units whose saga record is gone."""
-    while True:
+    """Each round: take over stuck sagas, then settle units whose saga record is gone.
+
+    Ends when its task is cancelled, also if a driver call swallowed the CancelledError (a
+    redis-py command cancelled mid-read sometimes does): the gateway's shutdown awaits this.
+    """
+    task = asyncio.current_task()
+    while task is None or not task.cancelling():
         try:
             for result in await recoverer.recover_stuck():
                 if result.status != "skipped":
@@ -100,3 +105,4 @@ async def run_forever(recoverer: Recoverer, auditor: Auditor, interval_seconds: 
         except Exception as error:
             log.warning("recovery round failed: %s", describe(error))
         await asyncio.sleep(interval_seconds)
+    raise asyncio.CancelledError

@@ -57,3 +57,7 @@ class Settings(BaseSettings):
 
     # Test only: the process kills itself right after this saga step's action succeeds.
     fault_kill_after: str = ""
+    # Test only: right after this step's action the whole process freezes (event loop and
+    # all) for `fault_stall_seconds`, like a long GC pause or SIGSTOP: its lease runs out.
+    fault_stall_after: str = ""
+    fault_stall_seconds: float = Field(0.0, ge=0)

@@ -61,3 +61,17 @@ async def metric(http: aiohttp.ClientSession, base: str, sample: str, **labels: 
             if found.name == sample and all(found.labels.get(k) == v for k, v in labels.items()):
                 return float(found.value)
     return 0.0
+
+
+async def claim_all_tolerant(
+    http: aiohttp.ClientSession, base: str, attempts: list[tuple[str, str]]
+) -> list[tuple[int, dict[str, Any]]]:
+    """Fire every claim at once; a claim cut off (its gateway died) counts as (0, {})."""
+
+    async def one(user_id: str, coupon_name: str) -> tuple[int, dict[str, Any]]:
+        try:
+            return await claim(http, base, user_id, coupon_name)
+        except aiohttp.ClientError:
+            return 0, {}
+
+    return await asyncio.gather(*(one(u, c) for u, c in attempts))

@@ -1,4 +1,4 @@
-"""A TCP proxy a test can cut and restore: a store outage without touching the store.
+"""A TCP proxy a test can cut, hang and restore: a store outage without touching the store.
 
 Not a fake store: the bytes go to the real server; the proxy only decides whether they flow.
 """
@@ -18,6 +18,8 @@ class CuttableProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()  # cleared while the proxy hangs
+        self._flowing.set()
         self.port = 0
 
     @classmethod
@@ -46,17 +48,35 @@ class CuttableProxy:
             writer.transport.abort()
         self._writers.clear()
 
+    async def hang(self) -> None:
+        """Become a black hole: connections are still accepted and the open ones kept, but
+        not a byte flows either way, as with a server that is up and never answers."""
+        self._flowing.clear()
+
     async def restore(self) -> None:
-        await self.start()
+        """Undo a cut or a hang. Hung connections are dropped, with whatever they held back."""
+        if not self._flowing.is_set():
+            for writer in list(self._writers):
+                writer.transport.abort()
+            self._writers.clear()
+            self._flowing.set()
+        if self._server is None:
+            await self.start()
 
     async def close(self) -> None:
         await self.cut()
+        self._flowing.set()  # hung connections are gone by now: let their handlers end
         for task in list(self._tasks):
             task.cancel()
 
     async def _serve(
         self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
     ) -> None:
+        if not self._flowing.is_set():
+            # Accepted and held open, never connected through; restore() drops it.
+            self._writers.add(client_writer)
+            await self._flowing.wait()
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
         except OSError:
@@ -76,10 +96,10 @@ class CuttableProxy:
             pump.cancel()
             self._tasks.discard(pump)
 
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
+                await self._flowing.wait()  # a hang holds the bytes back
                 writer.write(data)
                 await writer.drain()
 

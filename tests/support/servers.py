@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 
 from aiohttp import web
@@ -40,9 +41,32 @@ def kill_9(base_url: str) -> None:
     process.wait()
 
 
+def process_group(base_url: str) -> int:
+    """The process group of the gateway at `base_url`: its main process and its workers."""
+    return _RUNNING[base_url].pid  # started as a session leader: group id == its pid
+
+
 @contextmanager
 def gateway_process(settings: Settings, log_path: Path, workers: int = 2) -> Iterator[str]:
     """Run the console script the Docker image runs; yield its base URL."""
+    with gateway_processes(settings, [log_path], workers) as (base_url,):
+        yield base_url
+
+
+@contextmanager
+def gateway_processes(
+    settings: Settings, log_paths: Sequence[Path], workers: int = 2
+) -> Iterator[list[str]]:
+    """One gateway per log path, all started at once (none waits for another to be up)."""
+    with ExitStack() as stack:
+        started = [stack.enter_context(_spawned(settings, path, workers)) for path in log_paths]
+        for base_url, path in zip(started, log_paths, strict=True):
+            _wait_healthy(base_url, _RUNNING[base_url], path)
+        yield started
+
+
+@contextmanager
+def _spawned(settings: Settings, log_path: Path, workers: int) -> Iterator[str]:
     port = free_port()
     env = {
         **os.environ,
@@ -62,7 +86,6 @@ def gateway_process(settings: Settings, log_path: Path, workers: int = 2) -> Ite
     base_url = f"http://127.0.0.1:{port}"
     _RUNNING[base_url] = process
     try:
-        _wait_healthy(base_url, process, log_path)
         yield base_url
     finally:
         del _RUNNING[base_url]
@@ -72,6 +95,9 @@ def gateway_process(settings: Settings, log_path: Path, workers: int = 2) -> Ite
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        # No worker may outlive its gateway: it would go on recovering other tests' sagas.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def _wait_healthy(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:

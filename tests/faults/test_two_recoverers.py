@@ -1,0 +1,195 @@
+"""Several recoverers at once: the saga lease lets exactly one drive a saga at a time.
+
+Two gateways racing to recover a dead gateway's sagas never apply an effect twice, and a
+gateway frozen past its lease (a GC pause, SIGSTOP) cannot write once another took over.
+Each test keeps its saga log apart, so only its own gateways can take its sagas over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+from collections import Counter
+
+from sagas.records import Phase, SagaEvent, SagaStatus
+from services import redis_keys as keys
+from tests.support.apart import Apart, saga_log_apart
+from tests.support.api import claim, claim_all_tolerant, create
+from tests.support.cli import coupon_saga
+from tests.support.invariants import assert_invariants
+from tests.support.servers import gateway_process, gateway_processes, kill_9, process_group
+from tests.support.waiting import (
+    FAST_RECOVERY,
+    all_settled,
+    eventually,
+    held_at_least,
+    sagas_in_flight,
+)
+
+REDIS_DB = 13  # this module's saga log; no other test module uses it
+STALL_SECONDS = 4.0  # several leases: the other gateway has long finished when A wakes
+
+# Events that stand for an effect on a store (or its end): each at most once per saga.
+EFFECTS = {
+    ("reserve", Phase.SUCCEEDED),
+    ("record", Phase.SUCCEEDED),
+    ("record", Phase.RECOVERED),  # the same effect, found landed by a recoverer
+    ("confirm", Phase.SUCCEEDED),
+    ("reserve", Phase.COMPENSATED),
+    ("record", Phase.COMPENSATED),
+}
+
+
+def effects(history: list[SagaEvent]) -> Counter[tuple[str, str]]:
+    counted: Counter[tuple[str, str]] = Counter()
+    for event in history:
+        if (event.step, event.phase) in EFFECTS:
+            counted[(event.step, event.phase.value)] += 1
+        if event.phase is Phase.FINISHED:
+            counted[("*", "finished")] += 1
+    return counted
+
+
+async def owner_group(apart: Apart, saga_id: str) -> int | None:
+    """Process group of the saga's last recoverer, None if that process is gone."""
+    owner = await apart.redis.hget(keys.saga(saga_id), "owner")
+    assert owner, f"saga {saga_id} was never taken over"
+    host, _, pid = owner.rpartition(":")
+    assert host == socket.gethostname()
+    try:
+        return os.getpgid(int(pid))
+    except ProcessLookupError:
+        return None
+
+
+async def test_two_gateways_recovering_at_once_never_drive_a_saga_twice(
+    http, settings, pg, mongo, tmp_path, name
+):
+    """kill -9 under 600 claims by 300 users for 100 units; two gateways recover at once."""
+    stock, users = 100, [f"user_{n}" for n in range(300)]
+    attempts = [(user, name) for user in users * 2]
+    random.Random(13).shuffle(attempts)
+    async with saga_log_apart(settings, REDIS_DB) as apart:
+        fast = apart.settings.model_copy(update=FAST_RECOVERY)
+        with gateway_process(fast, tmp_path / "dying.log") as base:
+            await create(http, base, name, stock)
+            burst = asyncio.ensure_future(claim_all_tolerant(http, base, attempts))
+            await eventually(lambda: held_at_least(pg, name, 40))
+            kill_9(base)
+            answered = await burst
+        in_flight = len(await sagas_in_flight(apart.saga_log))
+
+        started = time.monotonic()
+        logs = [tmp_path / "b.log", tmp_path / "c.log"]
+        with gateway_processes(fast, logs) as recovering:
+            await eventually(lambda: all_settled(pg, apart.saga_log, name))
+            settled_in = time.monotonic() - started
+            sagas = await apart.saga_log.find(None, 10_000)
+            recovered = [s.saga_id for s in sagas if s.recoveries > 0]
+            groups = Counter([await owner_group(apart, saga_id) for saga_id in recovered])
+            recoverers = [process_group(base) for base in recovering]
+        ends = Counter(s.status.value for s in sagas if s.recoveries > 0)
+        print(
+            f"{in_flight} sagas in flight at the kill, all settled {settled_in:.1f}s after "
+            f"starting two gateways; taken over by B {groups[recoverers[0]]}, "
+            f"C {groups[recoverers[1]]}; recovered to {dict(ends)}"
+        )
+
+        assert {s.status for s in sagas} <= {SagaStatus.COMPLETED, SagaStatus.COMPENSATED}
+        assert all(groups[group] > 0 for group in recoverers), groups
+        for saga in sagas:
+            counted = effects(await apart.saga_log.history(saga.saga_id))
+            assert max(counted.values(), default=0) <= 1, (saga.saga_id, counted)
+        facts = await assert_invariants(pg, mongo, name)
+        winners = {body["user_id"] for status, body in answered if status == 200}
+        assert winners <= set(facts.claims.values())
+        code, out, _ = await coupon_saga(apart.settings, "audit", "--coupon", name)
+        assert code == 0, out
+
+
+async def claim_while_frozen(http, apart: Apart, tmp_path, coupon: str, step: str):
+    """Claim through gateway A, which freezes right after `step`, with gateway B beside it.
+
+    Returns A's answer, the saga's record and history once it ended, the process group of
+    its last recoverer and B's, and A's log.
+    """
+    fast = apart.settings.model_copy(update=FAST_RECOVERY)
+    freezing = fast.model_copy(
+        update={"fault_stall_after": step, "fault_stall_seconds": STALL_SECONDS}
+    )
+    with (
+        gateway_process(fast, tmp_path / "b.log", workers=1) as b,
+        gateway_process(freezing, tmp_path / "a.log", workers=1) as a,
+    ):
+        await create(http, b, coupon, 2)
+        status, body = await claim(http, a, "paused", coupon)
+        saga_id = (await apart.saga_log.find(None, 10))[0].saga_id
+
+        async def ended() -> bool:
+            record = await apart.saga_log.load(saga_id)
+            return record is not None and not record.status.in_flight
+
+        await eventually(ended)
+        record = await apart.saga_log.load(saga_id)
+        taken_by = await owner_group(apart, saga_id)
+        b_group = process_group(b)
+    history = [(e.step, e.phase.value) for e in await apart.saga_log.history(saga_id)]
+    return (status, body), record, history, (taken_by, b_group), (tmp_path / "a.log").read_text()
+
+
+async def test_a_gateway_frozen_before_its_pivot_cannot_write_after_the_takeover(
+    http, settings, pg, mongo, tmp_path, name
+):
+    """A freezes after reserve; B takes the saga over and gives the unit back; A, awake,
+    is refused at its next write and answers 503."""
+    async with saga_log_apart(settings, REDIS_DB) as apart:
+        answer, record, history, (taken_by, b_group), a_log = await claim_while_frozen(
+            http, apart, tmp_path, name, "reserve"
+        )
+        assert (answer[0], answer[1]["error"]) == (503, "unavailable")
+        assert record.status is SagaStatus.COMPENSATED and record.recoveries == 1
+        assert taken_by == b_group
+        # A wrote the start; everything after is B's. A's "reserve succeeded" was refused.
+        assert history == [
+            ("reserve", "started"),
+            ("reserve", "compensating"),
+            ("reserve", "compensated"),
+            ("reserve", "finished"),
+        ]
+        assert f"saga {record.saga_id} is driven by someone else now" in a_log
+        hold = await pg.fetchval("SELECT status FROM holds WHERE saga_id = $1", record.saga_id)
+        assert hold == "released"
+        assert await mongo.claims.find_one({"saga_id": record.saga_id}) is None
+        facts = await assert_invariants(pg, mongo, name)
+        assert facts.remaining_amount == 2
+        code, out, _ = await coupon_saga(apart.settings, "audit", "--coupon", name)
+        assert code == 0, out
+
+
+async def test_a_gateway_frozen_after_its_pivot_leaves_one_claim_finished_by_another(
+    http, settings, pg, mongo, tmp_path, name
+):
+    """A freezes after its claim document landed; B finds the pivot landed and finishes
+    the saga forward; A, awake, is refused at its next write and tells the client its 200."""
+    async with saga_log_apart(settings, REDIS_DB) as apart:
+        answer, record, history, (taken_by, b_group), _ = await claim_while_frozen(
+            http, apart, tmp_path, name, "record"
+        )
+        assert answer[0] == 200, answer
+        assert record.status is SagaStatus.COMPLETED and record.recoveries == 1
+        assert taken_by == b_group
+        assert history == [
+            ("reserve", "started"),
+            ("reserve", "succeeded"),
+            ("record", "started"),
+            ("record", "recovered"),
+            ("confirm", "succeeded"),
+            ("confirm", "finished"),
+        ]
+        facts = await assert_invariants(pg, mongo, name)
+        assert facts.claims == {record.saga_id: "paused"}
+        code, out, _ = await coupon_saga(apart.settings, "audit", "--coupon", name)
+        assert code == 0, out

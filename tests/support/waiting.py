@@ -1,0 +1,46 @@
+"""Waiting, within generous bounds, for sagas to settle; and settings that make it quick.
+
+Waits poll for a behaviour (a row count, an empty index), never for a wall-clock time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from sagas.ports import SagaLog
+from sagas.records import SagaStatus
+
+# A stuck saga is taken over a second after its driver's last write, looked for 5x a second.
+FAST_RECOVERY = {"saga_lease_seconds": 1.0, "recovery_interval_seconds": 0.2}
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], tries: int = 1200) -> None:
+    """Poll `check` (a coroutine function) until it holds; fail after `tries` polls."""
+    for _ in range(tries):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{check} never held")
+
+
+async def held_at_least(pg: asyncpg.Pool, coupon: str, count: int) -> bool:
+    """Whether at least `count` sagas of the coupon have reached PostgreSQL (any hold status)."""
+    return await pg.fetchval("SELECT count(*) FROM holds WHERE coupon_name = $1", coupon) >= count
+
+
+async def all_settled(pg: asyncpg.Pool, saga_log: SagaLog, coupon: str) -> bool:
+    """No unit of the coupon is still held, and no saga in the log waits for a recoverer."""
+    held = await pg.fetchval(
+        "SELECT count(*) FROM holds WHERE coupon_name = $1 AND status = 'held'", coupon
+    )
+    return held == 0 and not await saga_log.stuck(1)
+
+
+async def sagas_in_flight(saga_log: SagaLog) -> set[str]:
+    """Ids of the sagas still running or compensating."""
+    running = await saga_log.find(SagaStatus.RUNNING, 100_000)
+    compensating = await saga_log.find(SagaStatus.COMPENSATING, 100_000)
+    return {record.saga_id for record in running + compensating}
