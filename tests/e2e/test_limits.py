@@ -1,0 +1,139 @@
+"""Limits on what one client can make the gateway hold, and the optional admin token.
+
+Each test runs its own `coupon-service` (one worker) with the limit set small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from tests.support.api import claim, create
+from tests.support.servers import gateway_process, process_group
+
+
+def with_limits(settings, **limits):
+    return settings.model_copy(update=limits)
+
+
+async def raw_request(
+    base: str, head: bytes, body: bytes = b""
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(head + body)
+    await writer.drain()
+    return reader, writer
+
+
+async def status_of(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    response = await asyncio.wait_for(reader.read(65536), timeout=30)
+    status = int(response.split(b" ", 2)[1])
+    return status, response.partition(b"\r\n\r\n")[2]
+
+
+def slow_claim_head(base: str) -> bytes:
+    return (
+        b"POST /api/coupons/claim HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+    )
+
+
+async def test_a_body_that_comes_too_slowly_is_408(http, settings, tmp_path):
+    limited = with_limits(settings, body_timeout_seconds=0.5)
+    with gateway_process(limited, tmp_path / "gw.log", workers=1) as base:
+        reader, writer = await raw_request(base, slow_claim_head(base), b'{"user_id": ')
+        status, body = await status_of(reader)
+        writer.close()
+    assert status == 408
+    assert b'"request_timeout"' in body
+
+
+async def test_past_the_concurrency_cap_requests_get_503_not_a_queue(http, settings, tmp_path):
+    limited = with_limits(settings, max_concurrent_requests=1, body_timeout_seconds=3.0)
+    with gateway_process(limited, tmp_path / "gw.log", workers=1) as base:
+        # One slow request takes the only slot ...
+        reader, writer = await raw_request(base, slow_claim_head(base), b"{")
+        await asyncio.sleep(0.3)
+        async with http.get(f"{base}/ready") as response:
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "1"
+            assert (await response.json())["error"] == "unavailable"
+        async with http.get(f"{base}/health") as response:
+            assert response.status == 200  # liveness is never refused
+        # ... until it is over.
+        assert (await status_of(reader))[0] == 408
+        writer.close()
+        async with http.get(f"{base}/ready") as response:
+            assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-H%d: v\r\n" % n for n in range(100))
+        + b"\r\n",
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+    ids=["header too large", "too many headers", "request line too long"],
+)
+async def test_oversized_heads_are_refused_with_400(settings, tmp_path, head):
+    with gateway_process(settings, tmp_path / "gw.log", workers=1) as base:
+        reader, writer = await raw_request(base, head)
+        status, body = await status_of(reader)
+        writer.close()
+    assert status == 400
+    assert json.loads(body)["error"] == "invalid_request"
+
+
+async def test_the_admin_token_guards_coupon_creation_only(http, settings, pg, tmp_path, name):
+    guarded = with_limits(settings, admin_token=SecretStr("s3cret-token"))
+    url = "/api/coupons"
+    payload = {"name": name, "amount": 1}
+    with gateway_process(guarded, tmp_path / "gw.log", workers=1) as base:
+        for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}]:
+            async with http.post(f"{base}{url}", json=payload, headers=headers) as response:
+                assert response.status == 401
+                assert response.headers["WWW-Authenticate"] == "Bearer"
+                assert (await response.json())["error"] == "unauthorized"
+        assert await pg.fetchval("SELECT count(*) FROM coupons WHERE name = $1", name) == 0
+
+        headers = {"Authorization": "Bearer s3cret-token"}
+        async with http.post(f"{base}{url}", json=payload, headers=headers) as response:
+            assert response.status == 201
+        assert (await claim(http, base, "anyone", name))[0] == 200  # claims need no token
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_two_thousand_idle_connections_do_not_stop_a_normal_client(
+    http, settings, tmp_path, name
+):
+    with gateway_process(settings, tmp_path / "gw.log", workers=1) as base:
+        pid = process_group(base)  # with one worker, the gateway's only process
+        await create(http, base, name, 1)
+        before = rss_kib(pid)
+        host, port = base.removeprefix("http://").split(":")
+        idle = [await asyncio.open_connection(host, int(port)) for _ in range(2000)]
+        await asyncio.sleep(0.5)
+        held = rss_kib(pid)
+
+        assert (await claim(http, base, "normal", name))[0] == 200
+        async with http.get(f"{base}/health") as response:
+            assert response.status == 200
+        for _, writer in idle:
+            writer.close()
+    grown_mib = (held - before) / 1024
+    print(f"worker RSS {before // 1024} MiB -> {held // 1024} MiB with 2,000 idle connections")
+    assert grown_mib < 64, f"{grown_mib:.1f} MiB for 2,000 idle connections"
