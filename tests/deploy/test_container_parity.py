@@ -9,6 +9,7 @@ drift apart. Only the port, the worker count (2) and the store URLs are set by t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shlex
@@ -108,16 +109,21 @@ def container(image_venv: Path, settings, tmp_path: Path) -> Iterator[tuple[str,
     }
     log = (tmp_path / "container.log").open("wb")
     process = subprocess.Popen(
-        command, env=environment, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+        command,
+        env=environment,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: teardown takes the workers too
     )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(base, process)
         yield base, process
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
         log.close()
 
 

@@ -10,12 +10,11 @@ import aiohttp
 import pytest
 
 from sagas.records import SagaStatus
-from tests.support.api import claim, create, details
+from tests.support.api import claim, claim_all_tolerant, create, details
 from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
 from tests.support.servers import gateway_process, kill_9
-
-FAST_RECOVERY = {"saga_lease_seconds": 1.0, "recovery_interval_seconds": 0.2}
+from tests.support.waiting import FAST_RECOVERY, all_settled, eventually, held_at_least
 
 
 async def finished_saga(pg, service, coupon: str, user: str):
@@ -76,7 +75,7 @@ async def test_kill_9_under_load_then_recovery_keeps_every_invariant(
 
     started = time.monotonic()
     with gateway_process(settings.model_copy(update=FAST_RECOVERY), tmp_path / "b.log") as base:
-        await eventually(lambda: all_settled(pg, service, name))
+        await eventually(lambda: all_settled(pg, service.saga_log, name))
         print(f"recovery settled every saga in {time.monotonic() - started:.1f}s")
         coupon = await details(http, base, name)
 
@@ -87,35 +86,3 @@ async def test_kill_9_under_load_then_recovery_keeps_every_invariant(
     assert coupon["remaining_amount"] + len(coupon["claimed_by"]) == stock
     code, out, _ = await coupon_saga(settings, "audit", "--coupon", name)
     assert code == 0, out
-
-
-async def claim_all_tolerant(http, base, attempts):
-    """Fire every claim at once; a claim cut off by the crash counts as no answer."""
-
-    async def one(user: str, coupon: str):
-        try:
-            return await claim(http, base, user, coupon)
-        except aiohttp.ClientError:
-            return 0, {}
-
-    return await asyncio.gather(*(one(u, c) for u, c in attempts))
-
-
-async def eventually(check, tries: int = 1200) -> None:
-    """Poll `check` (a coroutine function) until it holds; fail after `tries` polls."""
-    for _ in range(tries):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{check} never held")
-
-
-async def held_at_least(pg, coupon: str, count: int) -> bool:
-    return await pg.fetchval("SELECT count(*) FROM holds WHERE coupon_name = $1", coupon) >= count
-
-
-async def all_settled(pg, service, coupon: str) -> bool:
-    held = await pg.fetchval(
-        "SELECT count(*) FROM holds WHERE coupon_name = $1 AND status = 'held'", coupon
-    )
-    return held == 0 and not await service.saga_log.stuck(1)

@@ -12,11 +12,11 @@ import json
 import random
 
 from sagas.audit import Drift
-from tests.faults.test_kill import all_settled, claim_all_tolerant, eventually, held_at_least
-from tests.support.api import create, details
+from tests.support.api import claim_all_tolerant, create, details
 from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
 from tests.support.servers import gateway_process
+from tests.support.waiting import all_settled, eventually, held_at_least
 
 SETTLE_SECONDS = 3.0  # longer than a lease plus a step's worst case, as in production
 FAST = {
@@ -82,7 +82,7 @@ async def test_gateways_settle_abandoned_holds_by_themselves(
         await eventually(lambda: held_at_least(pg, name, 60))
         await redis.flushdb()
         answered = await burst
-        await eventually(lambda: all_settled(pg, service, name), tries=2400)
+        await eventually(lambda: all_settled(pg, service.saga_log, name), tries=2400)
 
     facts = await assert_invariants(pg, mongo, name)
     winners = {body["user_id"] for status, body in answered if status == 200}
