@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -18,33 +20,69 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from orchestrator.coupons import CouponService
-from orchestrator.engine import AfterStep, SagaEngine
+from orchestrator.engine import AfterStep, SagaEngine, describe
 from orchestrator.metrics import MongoPoolMetrics
 from orchestrator.recovery import Recoverer
 from orchestrator.settings import Settings
 from sagas.audit import Auditor
 from sagas.claim import claim_saga
+from sagas.errors import StoreUnavailable
 from services.claims import MongoClaims
 from services.failures import unavailable_on_failure
 from services.inventory import PostgresInventory, apply_schema
 from services.saga_log import RedisSagaLog
 
+log = logging.getLogger(__name__)
+
+
+async def wait_for(store: str, attempt: Callable[[], Awaitable[None]], seconds: float) -> None:
+    """Run `attempt` until the store answers, backing off, for up to `seconds`.
+
+    A service started together with its stores (docker compose, a rolling deploy) comes
+    up once they do, saying what it waits for, instead of dying at the first refusal.
+    """
+    deadline = time.monotonic() + seconds
+    delay, tries = 0.25, 1
+    while True:
+        try:
+            await attempt()
+        except StoreUnavailable as error:
+            if time.monotonic() + delay > deadline:
+                log.error("%s did not answer: %s", store, describe(error))
+                raise
+            log.warning("waiting for %s (try %d): %s", store, tries, describe(error))
+            await asyncio.sleep(delay)
+            delay, tries = min(delay * 2, 5.0), tries + 1
+        else:
+            log.info("%s is ready", store)
+            return
+
 
 @asynccontextmanager
 async def postgres_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    with unavailable_on_failure("postgresql"):
-        pool = await asyncpg.create_pool(
-            settings.database_url,
-            min_size=1,
-            max_size=settings.pg_pool_size,
-            command_timeout=settings.store_timeout_seconds,
-            timeout=settings.store_timeout_seconds,
-        )
+    pools: list[asyncpg.Pool] = []
+
+    async def connect() -> None:
+        with unavailable_on_failure("postgresql"):
+            pool = await asyncpg.create_pool(
+                settings.database_url,
+                min_size=1,
+                max_size=settings.pg_pool_size,
+                command_timeout=settings.store_timeout_seconds,
+                timeout=settings.store_timeout_seconds,
+            )
+        try:
+            await apply_schema(pool)
+        except BaseException:
+            await pool.close()
+            raise
+        pools.append(pool)
+
+    await wait_for("postgresql", connect, settings.startup_wait_seconds)
     try:
-        await apply_schema(pool)
-        yield pool
+        yield pools[0]
     finally:
-        await pool.close()
+        await pools[0].close()
 
 
 @asynccontextmanager
@@ -60,7 +98,8 @@ async def mongo_client(settings: Settings) -> AsyncIterator[AsyncMongoClient[dic
         event_listeners=[MongoPoolMetrics()],
     )
     try:
-        await MongoClaims(client[settings.mongo_db]).ensure_indexes()
+        claims = MongoClaims(client[settings.mongo_db])
+        await wait_for("mongodb", claims.ensure_indexes, settings.startup_wait_seconds)
         yield client
     finally:
         await client.close()
@@ -80,9 +119,13 @@ async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
         retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), retries=2),
     )
     client = aioredis.Redis(connection_pool=pool)
-    try:
+
+    async def ping() -> None:
         with unavailable_on_failure("redis"):
             await client.ping()
+
+    try:
+        await wait_for("redis", ping, settings.startup_wait_seconds)
         yield client
     finally:
         await client.aclose()

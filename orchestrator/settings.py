@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     mongo_pool_size: int = Field(64, ge=1)
     # How long one store call may take before it counts as unavailable.
     store_timeout_seconds: float = Field(5.0, gt=0)
+    # At start, how long to keep trying a store that does not answer yet (with backoff).
+    startup_wait_seconds: float = Field(60.0, ge=0)
 
     # Limits on what one client can make a worker hold (README "Limits").
     max_body_bytes: int = Field(64 * 1024, ge=1)

@@ -281,7 +281,8 @@ async def _run(args: argparse.Namespace) -> int:
     from orchestrator.settings import Settings
     from services.saga_log import RedisSagaLog
 
-    settings = Settings()
+    # An operator's command fails fast with the store's name rather than waiting for it.
+    settings = Settings().model_copy(update={"startup_wait_seconds": 0.0})
     if args.command in ("list", "show"):
         # Only Redis: an operator must be able to look while another store is down.
         async with redis_client(settings) as client:
