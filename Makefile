@@ -12,6 +12,7 @@ lint: deps
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	scripts/check-deploy
+	scripts/audit-deps
 
 test: lint ## everything: lint, then the whole suite on throw-away stores
 	$(PY) -m pytest
