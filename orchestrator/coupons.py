@@ -6,7 +6,8 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from orchestrator.engine import SagaEngine
+from orchestrator.engine import SagaEngine, new_saga_id
+from orchestrator.logs import SAGA_ID
 from sagas.claim import ClaimPayload
 from sagas.definition import SagaDefinition
 from sagas.errors import CouponNotFound
@@ -57,6 +58,11 @@ class CouponService:
         payload = ClaimPayload(
             user_id, coupon_name, now.replace(microsecond=now.microsecond // 1000 * 1000)
         )
+        # Named here, so the answer can carry the saga's id whatever the outcome.
+        saga_id = new_saga_id()
+        SAGA_ID.set(saga_id)
         # Shielded: a client that hangs up must not cut a saga (or its compensation) short.
-        record = await asyncio.shield(self._engine.run(self._claim_saga, payload.to_dict()))
+        record = await asyncio.shield(
+            self._engine.run(self._claim_saga, payload.to_dict(), saga_id)
+        )
         return Claimed(record.saga_id, user_id, coupon_name, payload.claimed_at)

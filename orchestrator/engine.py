@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 AfterStep = Callable[[str], None]
 
 
+def new_saga_id() -> str:
+    return str(uuid.uuid4())
+
+
 def describe(error: BaseException) -> str:
     """One line for operators: the error and, for store failures, the driver's reason."""
     text = f"{type(error).__name__}: {error}"
@@ -65,15 +69,18 @@ class SagaEngine:
         self._step_timeout = step_timeout_seconds
         self._after_step = after_step
 
-    async def run(self, definition: SagaDefinition, payload: Mapping[str, Any]) -> SagaRecord:
+    async def run(
+        self, definition: SagaDefinition, payload: Mapping[str, Any], saga_id: str | None = None
+    ) -> SagaRecord:
         """Run a new saga to its end and return its final record, or raise what ended it.
 
+        `saga_id`: a fresh id the caller made (to name the saga in its answer), or None.
         If the first log write fails nothing has been touched, and StoreUnavailable
         propagates as it is.
         """
         now = self._clock()
         first = definition.steps[0]
-        saga_id = str(uuid.uuid4())
+        saga_id = saga_id or new_saga_id()
         SAGA_ID.set(saga_id)
         record = SagaRecord(
             saga_id=saga_id,

@@ -15,13 +15,14 @@ import uuid
 from aiohttp import web
 
 from orchestrator.errors import Handler
-from orchestrator.logs import REQUEST_ID
+from orchestrator.logs import REQUEST_ID, SAGA_ID
 from orchestrator.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from orchestrator.shutdown import draining
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
+SAGA_ID_HEADER = "X-Saga-Id"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -40,6 +41,7 @@ def _route(request: web.Request) -> str:
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = _request_id(request)
     REQUEST_ID.set(request_id)
+    SAGA_ID.set("")  # requests on one keep-alive connection share a context
     started = time.perf_counter()
     response = await handler(request)
     elapsed = time.perf_counter() - started
@@ -47,6 +49,8 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     HTTP_REQUESTS.labels(request.method, route, str(response.status)).inc()
     HTTP_LATENCY.labels(request.method, route).observe(elapsed)
     response.headers[REQUEST_ID_HEADER] = request_id
+    if (saga_id := SAGA_ID.get()) and SAGA_ID_HEADER not in response.headers:
+        response.headers[SAGA_ID_HEADER] = saga_id  # also on a 409 or a 503: ask the replay tool
     if draining(request.app):
         response.force_close()  # the client's next request goes to a gateway that stays
     if log.isEnabledFor(logging.DEBUG):

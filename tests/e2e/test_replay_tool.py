@@ -82,3 +82,19 @@ async def test_recover_with_nothing_stuck_exits_0(settings):
     code, out, _ = await coupon_saga(settings, "recover", "--older-than", "3600", "--json")
     assert code == 0
     assert json.loads(out) == []
+
+
+async def test_a_refused_claim_names_its_saga_for_the_replay_tool(http, gateway, settings, name):
+    await create(http, gateway, name, 0)
+    async with http.post(
+        f"{gateway}/api/coupons/claim", json={"user_id": "late", "coupon_name": name}
+    ) as response:
+        assert response.status == 409
+        saga_id = response.headers["X-Saga-Id"]
+    async with http.get(f"{gateway}/api/coupons/{name}") as response:
+        assert "X-Saga-Id" not in response.headers  # not carried over on a kept-alive connection
+
+    code, out, _ = await coupon_saga(settings, "show", saga_id, "--json")
+    shown = json.loads(out)
+    assert (code, shown["status"], shown["payload"]["user_id"]) == (0, "compensated", "late")
+    assert shown["error"].startswith("OutOfStock")
