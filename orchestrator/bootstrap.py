@@ -24,6 +24,7 @@ from orchestrator.engine import AfterStep, SagaEngine, describe
 from orchestrator.metrics import MongoPoolMetrics
 from orchestrator.recovery import Recoverer
 from orchestrator.settings import Settings
+from orchestrator.soldout import SoldOutMemo
 from sagas.audit import Auditor
 from sagas.claim import claim_saga
 from sagas.errors import StoreUnavailable
@@ -188,7 +189,8 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
         owner=f"{socket.gethostname()}:{os.getpid()}",
         max_recoveries=settings.saga_max_recoveries,
     )
-    coupons = CouponService(inventory, claims, saga_log, engine, claim)
+    sold_out = SoldOutMemo(settings.sold_out_memo_seconds)
+    coupons = CouponService(inventory, claims, saga_log, engine, claim, sold_out)
     return Components(coupons, recoverer, auditor)
 
 

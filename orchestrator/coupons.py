@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 from orchestrator.engine import SagaEngine, new_saga_id
 from orchestrator.logs import SAGA_ID
+from orchestrator.soldout import SoldOutMemo
 from sagas.claim import ClaimPayload
 from sagas.definition import SagaDefinition
-from sagas.errors import CouponNotFound
+from sagas.errors import AlreadyClaimed, CouponNotFound, OutOfStock
 from sagas.ports import ClaimLedger, CouponStock, Inventory, SagaLog
 
 
@@ -36,12 +37,14 @@ class CouponService:
         saga_log: SagaLog,
         engine: SagaEngine,
         claim: SagaDefinition,
+        sold_out: SoldOutMemo,
     ) -> None:
         self.inventory = inventory
         self.claims = claims
         self.saga_log = saga_log
         self._engine = engine
         self._claim_saga = claim
+        self._sold_out = sold_out
 
     async def create(self, name: str, amount: int) -> CouponStock:
         return await self.inventory.create_coupon(name, amount)
@@ -53,6 +56,11 @@ class CouponService:
         return CouponDetails(stock, await self.claims.claimants(name))
 
     async def claim(self, user_id: str, coupon_name: str) -> Claimed:
+        if self._sold_out.knows(coupon_name):
+            # No saga and no write; one indexed read keeps "already_claimed" for a holder.
+            if await self.inventory.holds_unit(coupon_name, user_id):
+                raise AlreadyClaimed(coupon_name)
+            raise OutOfStock(coupon_name)
         # Millisecond precision: what MongoDB stores is what the client is told.
         now = datetime.now(UTC)
         payload = ClaimPayload(
@@ -62,7 +70,11 @@ class CouponService:
         saga_id = new_saga_id()
         SAGA_ID.set(saga_id)
         # Shielded: a client that hangs up must not cut a saga (or its compensation) short.
-        record = await asyncio.shield(
-            self._engine.run(self._claim_saga, payload.to_dict(), saga_id)
-        )
+        try:
+            record = await asyncio.shield(
+                self._engine.run(self._claim_saga, payload.to_dict(), saga_id)
+            )
+        except OutOfStock:
+            self._sold_out.remember(coupon_name)
+            raise
         return Claimed(record.saga_id, user_id, coupon_name, payload.claimed_at)

@@ -56,6 +56,9 @@ class Inventory(Protocol):
 
     async def confirm(self, saga_id: str) -> None: ...
 
+    async def holds_unit(self, coupon_name: str, user_id: str) -> bool:
+        """Whether the user has a live (held or confirmed) unit of the coupon."""
+
     async def coupon_names(self) -> list[str]: ...
 
     async def snapshot(self, coupon_name: str) -> StockSnapshot | None: ...

@@ -116,6 +116,18 @@ class PostgresInventory:
         if status != "confirmed":
             raise SagaConflict(f"saga {saga_id} has no live hold to confirm")
 
+    async def holds_unit(self, coupon_name: str, user_id: str) -> bool:
+        """One read of the one-live-hold index: no lock, no write."""
+        with unavailable_on_failure("postgresql"):
+            return bool(
+                await self._pool.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM holds WHERE coupon_name = $1 "
+                    "AND user_id = $2 AND status <> 'released')",
+                    coupon_name,
+                    user_id,
+                )
+            )
+
     async def coupon_names(self) -> list[str]:
         with unavailable_on_failure("postgresql"):
             rows = await self._pool.fetch("SELECT name FROM coupons ORDER BY name")

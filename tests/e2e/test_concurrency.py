@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.api import claim_all, create, details, outcomes
+from tests.support.api import claim, claim_all, create, details, outcomes
 from tests.support.invariants import assert_invariants
 
 
@@ -83,3 +83,14 @@ async def test_many_users_many_coupons_at_once(http, gateway, pg, mongo, name):
     for coupon in coupons:
         facts = await assert_invariants(pg, mongo, coupon)
         assert facts.remaining_amount == 0
+
+
+async def test_claims_after_the_sell_out_start_no_saga(http, gateway, service, name):
+    """Past the sell-out each worker remembers it: no saga, no write, still a 409."""
+    await create(http, gateway, name, 1)
+    results = [await claim(http, gateway, f"u{n}", name) for n in range(30)]
+
+    assert outcomes(results) == {"claimed": 1, "out_of_stock": 29}
+    sagas = [r for r in await service.saga_log.find(None, 100_000)
+             if r.payload.get("coupon_name") == name]  # fmt: skip
+    assert 2 <= len(sagas) <= 3  # the winner, then the first refusal in each of 2 workers

@@ -100,6 +100,8 @@ async def test_claim_errors(http, gateway, name):
     for user, coupon, status, code in [
         ("a", name, 409, "already_claimed"),
         ("b", name, 409, "out_of_stock"),
+        ("a", name, 409, "already_claimed"),  # the holder, also once the coupon is sold out
+        ("c", name, 409, "out_of_stock"),
         ("a", name + "_missing", 404, "coupon_not_found"),
     ]:
         async with http.post(

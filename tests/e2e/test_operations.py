@@ -17,16 +17,18 @@ async def test_saga_outcomes_are_counted_across_workers(http, gateway, name):
         for sample in ("saga_started_total", "saga_completed_total", "saga_compensated_total")
     }
     durations_before = await read("saga_duration_seconds_count", status="completed")
-    await create(http, gateway, name, 2)
+    await create(http, gateway, name, 10)
 
-    statuses = [(await claim(http, gateway, f"user_{n}", name))[0] for n in range(10)]
+    # Four claims, then the same four again: duplicates are refused by their saga.
+    users = [f"user_{n}" for n in range(4)] * 2
+    statuses = [(await claim(http, gateway, user, name))[0] for user in users]
 
-    assert statuses.count(200) == 2
+    assert statuses == [200] * 4 + [409] * 4
     after = {sample: await read(sample) for sample in before}
-    assert after["saga_started_total"] - before["saga_started_total"] == 10
-    assert after["saga_completed_total"] - before["saga_completed_total"] == 2
-    assert after["saga_compensated_total"] - before["saga_compensated_total"] == 8
-    assert await read("saga_duration_seconds_count", status="completed") - durations_before == 2
+    assert after["saga_started_total"] - before["saga_started_total"] == 8
+    assert after["saga_completed_total"] - before["saga_completed_total"] == 4
+    assert after["saga_compensated_total"] - before["saga_compensated_total"] == 4
+    assert await read("saga_duration_seconds_count", status="completed") - durations_before == 4
 
 
 async def test_metrics_are_prometheus_text(http, gateway):
