@@ -31,6 +31,8 @@ _TRANSIENT: dict[str, tuple[type[BaseException], ...]] = {
         pymongo.errors.ConnectionFailure,  # AutoReconnect, NetworkTimeout, server selection
         pymongo.errors.ExecutionTimeout,
         pymongo.errors.WTimeoutError,
+        # A long read's cursor was dropped by the server (seen under overload): read again.
+        pymongo.errors.CursorNotFound,
     ),
     "redis": (
         OSError,
