@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.ceilings import bare_gateway_rate, hot_row_rate
+from bench.ceilings import bare_gateway_rate, floor_latency, hot_row_rate
 from bench.load import LoadResult, fire
 from bench.scenarios import SCENARIOS, Shape, check, coupon_name
 
@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int)
     parser.add_argument("--base-url", help="a running gateway (default: start one)")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
     parser.add_argument("--workers", type=int, default=2, help="for the gateway started here")
     parser.add_argument("--ceiling-seconds", type=float, default=3.0)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -43,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _local_gateway(workers: int) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+def _local_gateway(workers: int) -> Iterator[tuple[str, str, str, subprocess.Popen[bytes]]]:
     from devstack.servers import free_port
     from devstack.stack import running_stack
 
@@ -65,7 +66,7 @@ def _local_gateway(workers: int) -> Iterator[tuple[str, str, subprocess.Popen[by
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_healthy(base, process)
-            yield base, urls.database_url, process
+            yield base, urls.database_url, urls.redis_url, process
         finally:
             process.terminate()
             process.wait(timeout=60)
@@ -103,7 +104,13 @@ async def _api(base: str, method: str, path: str, body: Any = None) -> Any:
         return await r.json()
 
 
-async def run(args: argparse.Namespace, base: str, database_url: str | None, gateway: Any) -> int:
+async def run(
+    args: argparse.Namespace,
+    base: str,
+    database_url: str | None,
+    redis_url: str | None,
+    gateway: Any,
+) -> int:
     scenario = SCENARIOS[args.scenario]
     default = scenario.default
     shape = Shape(
@@ -134,7 +141,12 @@ async def run(args: argparse.Namespace, base: str, database_url: str | None, gat
         else None
     )
     bare = await bare_gateway_rate(base, shape.concurrency, min(shape.requests, 20_000))
-    report = _report(scenario.name, shape, load, hot_row, bare, rss, problems)
+    floor = None
+    if scenario.name == "flash-sale" and database_url and redis_url:
+        floor = await floor_latency(
+            database_url, redis_url, shape.requests, shape.concurrency, args.workers
+        )
+    report = _report(scenario.name, shape, load, hot_row, bare, floor, rss, problems)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -148,10 +160,12 @@ def _report(
     load: LoadResult,
     hot_row: float | None,
     bare: float,
+    floor: LoadResult | None,
     rss: list[float],
     problems: list[str],
 ) -> dict[str, Any]:
     claims_per_second = load.statuses.get(200, 0) / load.seconds if load.seconds else 0.0
+    floor_p99 = floor.percentile(0.99) if floor else None
     ms = {f"p{int(f * 100)}": round(load.percentile(f) * 1000, 2) for f in (0.5, 0.9, 0.99)}
     return {
         "scenario": name,
@@ -164,12 +178,14 @@ def _report(
         "ceilings": {
             "hot_row_tx_per_second": round(hot_row) if hot_row else None,
             "bare_gateway_requests_per_second": round(bare),
+            "floor_p99_ms": round(floor_p99 * 1000, 2) if floor_p99 else None,
         },
         "ratios": {
             "claims_per_second_to_hot_row": round(claims_per_second / hot_row, 3)
             if hot_row
             else None,
             "requests_per_second_to_bare_gateway": round(load.per_second / bare, 3),
+            "p99_to_floor_p99": round(load.percentile(0.99) / floor_p99, 3) if floor_p99 else None,
         },
         "worker_rss_mib": rss,
         "correct": not problems,
@@ -189,6 +205,8 @@ def _print_table(report: dict[str, Any]) -> None:
         ("bare /health req/s", report["ceilings"]["bare_gateway_requests_per_second"]),
         ("claims/s ÷ hot row", report["ratios"]["claims_per_second_to_hot_row"]),
         ("req/s ÷ bare gateway", report["ratios"]["requests_per_second_to_bare_gateway"]),
+        ("floor p99 ms (UPDATE+SET)", report["ceilings"]["floor_p99_ms"]),
+        ("p99 ÷ floor p99", report["ratios"]["p99_to_floor_p99"]),
         ("worker RSS MiB", report["worker_rss_mib"]),
         ("correct", "yes" if report["correct"] else "NO: " + "; ".join(report["problems"])),
     ]
@@ -200,10 +218,10 @@ def _print_table(report: dict[str, Any]) -> None:
 def main() -> None:
     args = _parser().parse_args()
     if args.base_url:
-        code = asyncio.run(run(args, args.base_url, args.database_url, None))
+        code = asyncio.run(run(args, args.base_url, args.database_url, args.redis_url, None))
     else:
-        with _local_gateway(args.workers) as (base, database_url, process):
-            code = asyncio.run(run(args, base, database_url, process))
+        with _local_gateway(args.workers) as (base, database_url, redis_url, process):
+            code = asyncio.run(run(args, base, database_url, redis_url, process))
     sys.exit(code)
 
 

@@ -20,6 +20,7 @@ async def test_a_small_flash_sale_is_measured_and_checked(gateway, settings):
     code, out = await bench(
         "flash-sale",
         *("--base-url", gateway, "--database-url", settings.database_url),
+        *("--redis-url", settings.redis_url),
         *("--requests", "300", "--users", "200", "--stock", "50", "--concurrency", "20"),
         *("--ceiling-seconds", "0.3", "--json"),
     )
@@ -29,6 +30,8 @@ async def test_a_small_flash_sale_is_measured_and_checked(gateway, settings):
     assert report["statuses"] == {"200": 50, "409": 250}
     assert report["ceilings"]["hot_row_tx_per_second"] > 0
     assert report["ratios"]["requests_per_second_to_bare_gateway"] > 0
+    assert report["ceilings"]["floor_p99_ms"] > 0  # the UPDATE + SET floor, measured too
+    assert report["ratios"]["p99_to_floor_p99"] > 0
 
 
 async def test_the_read_scenario_reads_a_coupon_with_its_claimants(gateway):
