@@ -17,8 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +26,7 @@ import pytest
 from devstack.servers import free_port
 from tests.support.api import claim, create, details
 from tests.support.invariants import assert_invariants
-from tests.support.servers import settings_env
+from tests.support.servers import settings_env, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_IN_IMAGE = "/opt/venv"
@@ -118,26 +116,13 @@ def container(image_venv: Path, settings, tmp_path: Path) -> Iterator[tuple[str,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(base, process)
+        wait_healthy(base, process, tmp_path / "container.log")
         yield base, process
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         log.close()
-
-
-def _wait_healthy(base: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the container's CMD exited"
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("the container's CMD never became healthy")
 
 
 def test_the_image_runs_the_installed_package_not_the_source_tree(image_venv):

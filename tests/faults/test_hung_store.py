@@ -70,6 +70,27 @@ def gave_up_on(step: str) -> list[tuple[str, str]]:
     ]
 
 
+async def answer_again(proxy, apart) -> None:
+    """Let the store answer again and wait for recovery to end the saga."""
+    await proxy.restore()
+    restored = time.monotonic()
+    await eventually(lambda: ended(apart))
+    print(f"compensated {time.monotonic() - restored:.1f}s after the store answered again")
+
+
+async def unit_back_and_audit_clean(apart, pg, mongo, name: str):
+    """The saga ended compensated, its hold released, the stock whole, the audit clean."""
+    record = await the_saga(apart)
+    assert record.status is SagaStatus.COMPENSATED, record.error
+    hold = await pg.fetchval("SELECT status FROM holds WHERE saga_id = $1", record.saga_id)
+    assert hold == "released"
+    facts = await assert_invariants(pg, mongo, name)
+    assert (facts.remaining_amount, facts.claims) == (3, {})
+    code, out, _ = await coupon_saga(apart.settings, "audit", "--coupon", name)
+    assert code == 0, out
+    return record
+
+
 async def test_mongodb_that_never_answers_is_a_503_then_the_unit_comes_back(
     http, settings, pg, mongo, mongo_proxy, apart, name
 ):
@@ -91,20 +112,10 @@ async def test_mongodb_that_never_answers_is_a_503_then_the_unit_comes_back(
         hold = await pg.fetchval("SELECT status FROM holds WHERE saga_id = $1", record.saga_id)
         assert hold == "held"
 
-        await mongo_proxy.restore()
-        restored = time.monotonic()
-        await eventually(lambda: ended(apart))
-        print(f"compensated {time.monotonic() - restored:.1f}s after the store answered again")
+        await answer_again(mongo_proxy, apart)
 
-    record = await the_saga(apart)
-    assert record.status is SagaStatus.COMPENSATED, record.error
+    record = await unit_back_and_audit_clean(apart, pg, mongo, name)
     assert record.recoveries >= 1
-    hold = await pg.fetchval("SELECT status FROM holds WHERE saga_id = $1", record.saga_id)
-    assert hold == "released"
-    facts = await assert_invariants(pg, mongo, name)
-    assert (facts.remaining_amount, facts.claims) == (3, {})
-    code, out, _ = await coupon_saga(apart.settings, "audit", "--coupon", name)
-    assert code == 0, out
 
 
 async def test_postgresql_that_never_answers_at_reserve_takes_no_unit(
@@ -124,18 +135,8 @@ async def test_postgresql_that_never_answers_at_reserve_takes_no_unit(
         assert timeouts(history) == gave_up_on("reserve")
         assert record.status is SagaStatus.COMPENSATING
 
-        await pg_proxy.restore()
-        restored = time.monotonic()
-        await eventually(lambda: ended(apart))
-        print(f"compensated {time.monotonic() - restored:.1f}s after the store answered again")
+        await answer_again(pg_proxy, apart)
 
-    record = await the_saga(apart)
-    assert record.status is SagaStatus.COMPENSATED, record.error
     # The reserve never reached PostgreSQL; its undo left a released tombstone, so a late
     # reserve of this saga could take nothing.
-    hold = await pg.fetchval("SELECT status FROM holds WHERE saga_id = $1", record.saga_id)
-    assert hold == "released"
-    facts = await assert_invariants(pg, mongo, name)
-    assert (facts.remaining_amount, facts.claims) == (3, {})
-    code, out, _ = await coupon_saga(apart.settings, "audit", "--coupon", name)
-    assert code == 0, out
+    await unit_back_and_audit_clean(apart, pg, mongo, name)

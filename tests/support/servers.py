@@ -61,7 +61,7 @@ def gateway_processes(
     with ExitStack() as stack:
         started = [stack.enter_context(_spawned(settings, path, workers)) for path in log_paths]
         for base_url, path in zip(started, log_paths, strict=True):
-            _wait_healthy(base_url, _RUNNING[base_url], path)
+            wait_healthy(base_url, _RUNNING[base_url], path)
         yield started
 
 
@@ -100,7 +100,7 @@ def _spawned(settings: Settings, log_path: Path, workers: int) -> Iterator[str]:
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def _wait_healthy(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+def wait_healthy(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
