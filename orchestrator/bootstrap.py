@@ -174,6 +174,7 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
     )
     engine = SagaEngine(
         saga_log,
+        lease_seconds=settings.saga_lease_seconds,
         store_attempts=settings.saga_store_attempts,
         step_timeout_seconds=settings.step_timeout_seconds,
         after_step=after_step or _fault_hook(settings),

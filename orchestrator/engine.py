@@ -1,23 +1,28 @@
 """The saga engine: runs a saga definition step by step and keeps the saga log true.
 
-The log is written before each side effect (the step is recorded as started) and after
-it (succeeded, merged with the next step's start into one write). A failure up to the
-pivot undoes the completed steps in reverse and re-raises the original error; an undo
-that cannot finish is left to recovery. After the pivot the saga only moves forward, and
-is parked as failed for an operator if it still cannot finish. Every write is fenced by
-the saga's epoch: a driver that lost its lease stops at its next write, so one saga never
-has two drivers acting on it.
+On the success path the log is written twice: the intent (the saga, its payload and its
+plan, in flight under a lease) before the first side effect, and the outcome (every
+step's events) after the last. Between them each step leaves a fact keyed by the saga id
+in its own store, and a recoverer reads those facts, not the log, to decide a saga's
+direction: forward if the pivot landed, otherwise back through every step before it
+(each undo is idempotent). A driver whose lease may have run out since its last write
+(it was paused) writes again before its next side effect, and that write is fenced.
+
+A failure up to the pivot undoes the completed steps in reverse and re-raises the
+original error; an undo that cannot finish is left to recovery. After the pivot the saga
+only moves forward, and is parked as failed for an operator if it still cannot finish.
+Every write is fenced by the saga's epoch: a driver that lost its lease is refused at its
+next write and acts no more, so one saga never has two drivers acting on it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from orchestrator import metrics
@@ -50,6 +55,8 @@ class SagaEngine:
         saga_log: SagaLog,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        lease_seconds: float = 60.0,
         store_attempts: int = 3,
         backoff_seconds: float = 0.05,
         backoff_cap_seconds: float = 1.0,
@@ -58,11 +65,16 @@ class SagaEngine:
     ) -> None:
         """`store_attempts`: tries at each action and compensation when a store is away.
 
+        `lease_seconds`: the saga log's lease. A driver that has not written for half of it
+        writes again (and is fenced) before its next side effect.
+
         `after_step` is a test hook, called after each action succeeds (before its outcome
         is logged): the fault tests kill the process there.
         """
         self._log = saga_log
         self._clock = clock
+        self._monotonic = monotonic
+        self._checkpoint_after = lease_seconds / 2
         self._store_attempts = store_attempts
         self._backoff = backoff_seconds
         self._backoff_cap = backoff_cap_seconds
@@ -98,48 +110,93 @@ class SagaEngine:
     async def resume(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
         """Drive a saga taken over from a dead or stalled driver to its end.
 
-        Past the pivot it goes forward; before it, back. A saga that died inside its pivot
-        step is settled by the fact: did the pivot take effect?
+        Past the pivot it goes forward; compensating, back. Otherwise the log does not say
+        how far the driver got, and the fact does: if the pivot landed, forward; if not,
+        back through the pivot and every step before it.
         """
         SAGA_ID.set(record.saga_id)
         if record.compensating:
             return await self._backward(definition, record, None)
-        in_pivot = definition.pivot not in record.done and record.step == definition.pivot
-        if in_pivot and await definition.pivot_landed(record.saga_id, record.payload):
+        if definition.pivot not in record.done:
+            if not await definition.pivot_landed(record.saga_id, record.payload):
+                return await self._backward(definition, self._up_to_pivot(definition, record), None)
             at = self._clock()
-            record = record.moved(at, done=(*record.done, definition.pivot))
+            record = record.moved(at, step=definition.pivot, done=definition.through_pivot)
             await self._log.save(record, [SagaEvent(at, definition.pivot, Phase.RECOVERED)])
-        if definition.pivot in record.done:
-            return await self._forward(definition, record, raise_failure=False)
-        return await self._backward(definition, record, None)
+        return await self._forward(definition, record, raise_failure=False)
 
     async def compensate(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
         """Undo a saga on an operator's word; refused once its pivot has taken effect."""
         SAGA_ID.set(record.saga_id)
-        if definition.pivot in record.done:
-            raise SagaConflict(f"saga {record.saga_id} is past its pivot; it can only go forward")
+        if not record.compensating:
+            if definition.pivot in record.done or await definition.pivot_landed(
+                record.saga_id, record.payload
+            ):
+                raise SagaConflict(
+                    f"saga {record.saga_id} is past its pivot; it can only go forward"
+                )
+            record = self._up_to_pivot(definition, record)
         return await self._backward(definition, record, None)
+
+    def _up_to_pivot(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
+        """A saga whose progress the log does not know, to be undone: through its pivot,
+        every step before it may have taken effect (undoing one that did not is a no-op)."""
+        return record.moved(self._clock(), step=definition.pivot, done=definition.before_pivot)
 
     async def _forward(
         self, definition: SagaDefinition, record: SagaRecord, *, raise_failure: bool
     ) -> SagaRecord:
-        steps = definition.steps
-        for index, step in enumerate(steps):
+        # Events not yet written: they go out with the next write, in order.
+        pending: list[SagaEvent] = []
+        written_at = self._monotonic()
+        for step in definition.steps:
             if step.name in record.done:
                 continue
             committed = definition.pivot in record.done
+            if record.step != step.name:
+                at = self._clock()
+                record = record.moved(at, step=step.name)
+                pending.append(SagaEvent(at, step.name, Phase.STARTED))
+            if self._monotonic() - written_at >= self._checkpoint_after:
+                # Paused long enough that the lease may have run out: a fenced write
+                # (which renews the lease) before the next side effect.
+                try:
+                    await self._log.save(record, pending)
+                except LeaseLost:
+                    if committed:
+                        return await self._fenced_out_past_pivot(definition, record)
+                    raise
+                except StoreUnavailable as error:
+                    if committed:
+                        log.warning("saga %s: log write failed (%s)", record.saga_id, error)
+                    else:
+                        # Without a live lease the next step must not run: undo what is done.
+                        last = record.done[-1] if record.done else step.name
+                        record = await self._backward(
+                            definition,
+                            record.moved(record.updated_at, step=last),
+                            error,
+                            pending=pending,
+                        )
+                        if raise_failure:
+                            raise
+                        return record
+                pending = []
+                written_at = self._monotonic()
             try:
-                record = await self._attempt(record, step.name, step.action)
+                record = await self._attempt(record, step.name, step.action, pending)
             except LeaseLost:
                 if committed:
-                    return record  # the new driver finishes it
+                    return await self._fenced_out_past_pivot(definition, record)
                 if step.name == definition.pivot:
                     await self._yield_pivot(definition, record)
                 raise
             except Exception as error:
                 if committed:
-                    return await self._park(record, step, error)
-                record = await self._backward(definition, record, error, failed=step)
+                    return await self._park(definition, record, step, error, pending)
+                record = await self._backward(
+                    definition, record, error, failed=step, pending=pending
+                )
                 if raise_failure:
                     raise
                 return record
@@ -147,31 +204,16 @@ class SagaEngine:
                 self._after_step(step.name)
             at = self._clock()
             record = record.moved(at, done=(*record.done, step.name), attempts=0)
-            events = [SagaEvent(at, step.name, Phase.SUCCEEDED)]
-            if index + 1 < len(steps):
-                record = record.moved(at, step=steps[index + 1].name)
-                events.append(SagaEvent(at, record.step, Phase.STARTED))
-            else:
-                record = record.moved(at, status=SagaStatus.COMPLETED, error="")
-                events.append(SagaEvent(at, step.name, Phase.FINISHED))
-            if definition.pivot in record.done:
-                # Committed: the claim stands whoever finishes it. If the log is away the
-                # saga goes on; if another driver took over, that driver finishes it.
-                try:
-                    await self._save_best_effort(record, events)
-                except LeaseLost:
-                    if step.name == definition.pivot:
-                        await self._yield_pivot(definition, record)
-                    return record
-                continue
-            try:
-                await self._log.save(record, events)
-            except StoreUnavailable as error:
-                # Without the intent in the log the next step must not run: undo what is done.
-                record = await self._backward(definition, record.moved(at, step=step.name), error)
-                if raise_failure:
-                    raise
-                return record
+            pending.append(SagaEvent(at, step.name, Phase.SUCCEEDED))
+        at = self._clock()
+        record = record.moved(at, status=SagaStatus.COMPLETED, error="")
+        pending.append(SagaEvent(at, record.step, Phase.FINISHED))
+        # Committed: the claim stands whoever finishes it. If the log is away the saga
+        # stays in flight there, and a recoverer finds the facts and completes it.
+        try:
+            await self._save_best_effort(record, pending)
+        except LeaseLost:
+            return await self._fenced_out_past_pivot(definition, record)
         metrics.saga_ended(record, self._clock())
         return record
 
@@ -180,11 +222,13 @@ class SagaEngine:
         record: SagaRecord,
         what: str,
         call: Callable[[str, Mapping[str, Any]], Awaitable[None]],
+        pending: list[SagaEvent] | None = None,
     ) -> SagaRecord:
         """One store call, retried while the store is away, each try bounded by a timeout.
 
         A timed-out or dropped call may have taken effect; so may the whole series if any
-        try may have, and the error that ends it says so.
+        try may have, and the error that ends it says so. A retry is logged together with
+        the `pending` events, which it empties.
         """
         maybe_applied = False
         for attempt in range(1, self._store_attempts + 1):
@@ -208,9 +252,11 @@ class SagaEngine:
                     attempt,
                     describe(error),
                 )
-                await self._save_best_effort(
-                    record, [SagaEvent(self._clock(), what, Phase.RETRYING, describe(error))]
-                )
+                retry = SagaEvent(self._clock(), what, Phase.RETRYING, describe(error))
+                events = [*(pending or ()), retry]
+                if pending:
+                    pending.clear()
+                await self._save_best_effort(record, events)
                 metrics.STEP_RETRIES.labels(record.name, what).inc()
                 # Capped exponential backoff with full jitter: a burst of failing sagas
                 # does not come back to the store in lockstep.
@@ -225,6 +271,7 @@ class SagaEngine:
         error: Exception | None,
         *,
         failed: Step | None = None,
+        pending: Sequence[SagaEvent] = (),
     ) -> SagaRecord:
         """Undo the saga in reverse. Returns the last record: compensated, or still compensating.
 
@@ -236,7 +283,7 @@ class SagaEngine:
         at = self._clock()
         reason = describe(error) if error is not None else record.error
         record = record.moved(at, status=SagaStatus.COMPENSATING, compensating=True, error=reason)
-        events = []
+        events = [*pending]
         current = failed
         if failed is not None:
             assert error is not None
@@ -321,16 +368,33 @@ class SagaEngine:
                 )
         raise LeaseLost(f"saga {record.saga_id} was compensated by another driver")
 
-    async def _park(self, record: SagaRecord, step: Step, error: Exception) -> SagaRecord:
+    async def _fenced_out_past_pivot(
+        self, definition: SagaDefinition, record: SagaRecord
+    ) -> SagaRecord:
+        """Refused a write after our pivot landed: the new driver finishes the saga, unless
+        it went backward, and then our claim is undone and LeaseLost raised."""
+        await self._yield_pivot(definition, record)
+        return record
+
+    async def _park(
+        self,
+        definition: SagaDefinition,
+        record: SagaRecord,
+        step: Step,
+        error: Exception,
+        pending: Sequence[SagaEvent],
+    ) -> SagaRecord:
         """Past the pivot and out of attempts: the claim stands, an operator finishes it."""
         at = self._clock()
         record = record.moved(at, status=SagaStatus.FAILED, step=step.name, error=describe(error))
         log.error("saga %s parked as failed at %s: %s", record.saga_id, step.name, describe(error))
-        metrics.saga_ended(record, at)
-        with contextlib.suppress(LeaseLost):  # another driver has it and will finish it
+        try:
             await self._save_best_effort(
-                record, [SagaEvent(at, step.name, Phase.FAILED, describe(error))]
+                record, [*pending, SagaEvent(at, step.name, Phase.FAILED, describe(error))]
             )
+        except LeaseLost:
+            return await self._fenced_out_past_pivot(definition, record)
+        metrics.saga_ended(record, at)
         return record
 
     async def _save_best_effort(self, record: SagaRecord, events: list[SagaEvent]) -> None:

@@ -37,22 +37,30 @@ class SagaDefinition:
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
 
+    @property
+    def before_pivot(self) -> tuple[str, ...]:
+        names = [step.name for step in self.steps]
+        return tuple(names[: names.index(self.pivot)])
+
+    @property
+    def through_pivot(self) -> tuple[str, ...]:
+        return (*self.before_pivot, self.pivot)
+
 
 def plan(definition: SagaDefinition, record: SagaRecord) -> str:
     """What `resume` would do with this saga, in one line (for --dry-run)."""
     if record.status.finished:
         return f"nothing: the saga is {record.status.value}"
-    undo = [record.step] if record.step not in record.done else []
-    undo += list(reversed(record.done))
-    backward = "compensate: undo " + ", ".join(undo) if undo else "compensate: nothing to undo"
-    forward = [step.name for step in definition.steps if step.name not in record.done]
     if record.compensating:
-        return backward
+        undo = [record.step] if record.step not in record.done else []
+        undo += list(reversed(record.done))
+        return "compensate: undo " + ", ".join(undo) if undo else "compensate: nothing to undo"
+    forward = [step.name for step in definition.steps if step.name not in record.done]
     if definition.pivot in record.done:
         return "drive forward: " + ", ".join(forward)
-    if record.step == definition.pivot:
-        return (
-            f"check whether {definition.pivot} took effect; if so drive forward: "
-            f"{', '.join(forward)}; if not {backward}"
-        )
-    return backward
+    after = [name for name in forward if name not in definition.through_pivot]
+    return (
+        f"check whether {definition.pivot} took effect; if so drive forward: "
+        f"{', '.join(after) or 'nothing left'}; "
+        f"if not compensate: undo {', '.join(reversed(definition.through_pivot))}"
+    )

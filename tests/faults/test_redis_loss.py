@@ -1,8 +1,9 @@
 """Redis loses every saga record mid-sale; the holds are settled from PostgreSQL and MongoDB.
 
-A driver whose record vanished stops at its next log write, so units stay held with
-nobody left to finish them. The facts decide each: a claim document with the saga's id
-means the claim stands (confirm), none means it never happened (release).
+A gateway that crashed mid-sale leaves units held, and with the saga records gone no
+recoverer knows of them. The facts decide each: a claim document with the saga's id
+means the claim stands (confirm), none means it never happened (release). A live
+gateway's drivers are refused at their next log write and finish or undo from the facts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sagas.audit import Drift
 from tests.support.api import claim_all_tolerant, create, details
 from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
-from tests.support.servers import gateway_process
+from tests.support.servers import gateway_process, kill_9
 from tests.support.waiting import all_settled, eventually, held_at_least
 
 SETTLE_SECONDS = 3.0  # longer than a lease plus a step's worst case, as in production
@@ -41,51 +42,76 @@ async def test_audit_repair_converges_after_redis_loses_its_data(
 ):
     # The gateway itself would settle abandoned holds only after an hour: the audit does it.
     gateway_settings = settings.model_copy(update={**FAST, "hold_settle_seconds": 3600.0})
-    with gateway_process(gateway_settings, tmp_path / "gateway.log") as base:
+    with gateway_process(gateway_settings, tmp_path / "crashed.log") as base:
         burst = await start_sale(http, base, name)
         await eventually(lambda: held_at_least(pg, name, 60))
-        await redis.flushdb()
+        kill_9(base)
         answered = await burst
-        assert {status for status, _ in answered} <= {0, 200, 409, 503}
-        assert 0 not in {status for status, _ in answered}  # the gateway stayed up
+    await redis.flushdb()
 
-        await asyncio.sleep(SETTLE_SECONDS)
-        auditing = settings.model_copy(update={"hold_settle_seconds": SETTLE_SECONDS})
-        code, out, _ = await coupon_saga(auditing, "audit", "--coupon", name, "--json")
-        found = json.loads(out)
-        assert code == 1, out
-        assert {f["drift"] for f in found["findings"]} == {Drift.UNSETTLED_HOLD.value}
+    await asyncio.sleep(SETTLE_SECONDS)
+    auditing = settings.model_copy(update={"hold_settle_seconds": SETTLE_SECONDS})
+    code, out, _ = await coupon_saga(auditing, "audit", "--coupon", name, "--json")
+    found = json.loads(out)
+    assert code == 1, out
+    assert {f["drift"] for f in found["findings"]} == {Drift.UNSETTLED_HOLD.value}
 
-        code, out, _ = await coupon_saga(auditing, "audit", "--coupon", name, "--repair", "--json")
-        repaired = json.loads(out)
-        assert code == 0, out
-        assert repaired["repaired"] == found["drift"] and repaired["outstanding"] == 0
+    code, out, _ = await coupon_saga(auditing, "audit", "--coupon", name, "--repair", "--json")
+    repaired = json.loads(out)
+    assert code == 0, out
+    assert repaired["repaired"] == found["drift"] and repaired["outstanding"] == 0
 
-        code, out, _ = await coupon_saga(auditing, "audit", "--coupon", name)
-        assert code == 0, out
-        assert "drift=0" in out
-        coupon = await details(http, base, name)
+    code, out, _ = await coupon_saga(auditing, "audit", "--coupon", name)
+    assert code == 0, out
+    assert "drift=0" in out
 
     facts = await assert_invariants(pg, mongo, name)
     winners = {body["user_id"] for status, body in answered if status == 200}
     assert winners <= set(facts.claims.values())  # every 200 a client saw is a real claim
-    assert coupon["remaining_amount"] + len(coupon["claimed_by"]) == 150
+    assert facts.remaining_amount + len(facts.claims) == 150
 
 
-async def test_gateways_settle_abandoned_holds_by_themselves(
+async def test_a_restarted_gateway_settles_abandoned_holds_by_itself(
     http, settings, service, pg, mongo, redis, tmp_path, name
 ):
     """Reconciliation without an operator: every gateway's recovery round does it too."""
+    gateway_settings = settings.model_copy(update={**FAST, "hold_settle_seconds": SETTLE_SECONDS})
+    with gateway_process(gateway_settings, tmp_path / "crashed.log") as base:
+        burst = await start_sale(http, base, name)
+        await eventually(lambda: held_at_least(pg, name, 60))
+        kill_9(base)
+        answered = await burst
+    await redis.flushdb()
+    assert await pg.fetchval(
+        "SELECT count(*) FROM holds WHERE coupon_name = $1 AND status = 'held'", name
+    )
+
+    with gateway_process(gateway_settings, tmp_path / "restarted.log"):
+        await eventually(lambda: all_settled(pg, service.saga_log, name), tries=2400)
+
+    facts = await assert_invariants(pg, mongo, name)
+    winners = {body["user_id"] for status, body in answered if status == 200}
+    assert winners <= set(facts.claims.values())
+    code, out, _ = await coupon_saga(settings, "audit", "--coupon", name)
+    assert code == 0, out
+
+
+async def test_redis_flushed_under_a_live_gateway_loses_no_unit(
+    http, settings, service, pg, mongo, redis, tmp_path, name
+):
     gateway_settings = settings.model_copy(update={**FAST, "hold_settle_seconds": SETTLE_SECONDS})
     with gateway_process(gateway_settings, tmp_path / "gateway.log") as base:
         burst = await start_sale(http, base, name)
         await eventually(lambda: held_at_least(pg, name, 60))
         await redis.flushdb()
         answered = await burst
+        assert {status for status, _ in answered} <= {200, 409, 503}  # the gateway stayed up
         await eventually(lambda: all_settled(pg, service.saga_log, name), tries=2400)
+        coupon = await details(http, base, name)
 
     facts = await assert_invariants(pg, mongo, name)
     winners = {body["user_id"] for status, body in answered if status == 200}
     assert winners <= set(facts.claims.values())
+    assert coupon["remaining_amount"] + len(coupon["claimed_by"]) == 150
     code, out, _ = await coupon_saga(settings, "audit", "--coupon", name)
     assert code == 0, out

@@ -144,7 +144,7 @@ async def test_a_gateway_frozen_before_its_pivot_cannot_write_after_the_takeover
     http, settings, pg, mongo, tmp_path, name
 ):
     """A freezes after reserve; B takes the saga over and gives the unit back; A, awake,
-    is refused at its next write and answers 503."""
+    is refused at the write it makes before its pivot and answers 503."""
     async with saga_log_apart(settings, REDIS_DB) as apart:
         answer, record, history, (taken_by, b_group), a_log = await claim_while_frozen(
             http, apart, tmp_path, name, "reserve"
@@ -152,9 +152,12 @@ async def test_a_gateway_frozen_before_its_pivot_cannot_write_after_the_takeover
         assert (answer[0], answer[1]["error"]) == (503, "unavailable")
         assert record.status is SagaStatus.COMPENSATED and record.recoveries == 1
         assert taken_by == b_group
-        # A wrote the start; everything after is B's. A's "reserve succeeded" was refused.
+        # A wrote the intent; everything after is B's, which undid every step up to the
+        # pivot (none had landed). A, awake, was refused at the write before its pivot.
         assert history == [
             ("reserve", "started"),
+            ("record", "compensating"),
+            ("record", "compensated"),
             ("reserve", "compensating"),
             ("reserve", "compensated"),
             ("reserve", "finished"),
@@ -183,9 +186,8 @@ async def test_a_gateway_frozen_after_its_pivot_leaves_one_claim_finished_by_ano
         assert taken_by == b_group
         assert history == [
             ("reserve", "started"),
-            ("reserve", "succeeded"),
-            ("record", "started"),
             ("record", "recovered"),
+            ("confirm", "started"),
             ("confirm", "succeeded"),
             ("confirm", "finished"),
         ]

@@ -75,6 +75,19 @@ class MemorySagaLog:
         return [(e.step, e.phase.value) for e in events]
 
 
+class FakeClock:
+    """A monotonic clock a test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class Script:
     """Steps a, b (pivot), c; each records its calls and raises what a test tells it to."""
 
@@ -99,6 +112,8 @@ class Script:
                 await self.meanwhile.pop(call)(saga_id)
             if self.failures.get(call):
                 raise self.failures[call].pop(0)
+            if call == "do b":
+                self.b_landed = True
 
         return run
 
