@@ -30,7 +30,7 @@ from sagas.claim import claim_saga
 from sagas.errors import StoreUnavailable
 from services.claims import MongoClaims
 from services.failures import unavailable_on_failure
-from services.inventory import PostgresInventory, apply_schema
+from services.inventory import PostgresInventory, apply_schema, reset_connection
 from services.saga_log import RedisSagaLog
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ async def postgres_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
                 max_size=settings.pg_pool_size,
                 command_timeout=settings.store_timeout_seconds,
                 timeout=settings.store_timeout_seconds,
+                reset=reset_connection,
             )
         try:
             await apply_schema(pool)

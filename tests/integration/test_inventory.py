@@ -12,7 +12,7 @@ import pytest
 
 from sagas.errors import AlreadyClaimed, CouponExists, CouponNotFound, OutOfStock, SagaConflict
 from sagas.ports import CouponStock
-from services.inventory import PostgresInventory
+from services.inventory import PostgresInventory, reset_connection
 
 
 @pytest.fixture
@@ -311,3 +311,20 @@ async def test_concurrent_reserves_by_one_user_take_one_unit(inventory, pg, name
     assert await remaining(pg, name) == 4
     assert await holds_of(pg, name) == [("dipper", "held")]
     await assert_conserved(pg, name)
+
+
+async def test_a_pooled_connection_comes_back_without_an_open_transaction(settings):
+    """The pool's reset skips asyncpg's reset query but still ends a forgotten transaction."""
+    pool = await asyncpg.create_pool(
+        settings.database_url, min_size=1, max_size=1, reset=reset_connection
+    )
+    try:
+        async with pool.acquire() as connection:
+            await connection.execute("BEGIN")
+            await connection.execute("CREATE TEMP TABLE forgotten (n int)")
+            assert connection.is_in_transaction()
+        async with pool.acquire() as connection:
+            assert not connection.is_in_transaction()
+            assert await connection.fetchval("SELECT to_regclass('forgotten')") is None
+    finally:
+        await pool.close()
