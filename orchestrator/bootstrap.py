@@ -191,7 +191,7 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
         owner=f"{socket.gethostname()}:{os.getpid()}",
         max_recoveries=settings.saga_max_recoveries,
     )
-    sold_out = SoldOutMemo(settings.sold_out_memo_seconds)
+    sold_out = SoldOutMemo(inventory, settings.sold_out_memo_seconds)
     coupons = CouponService(inventory, claims, saga_log, engine, claim, sold_out)
     return Components(coupons, recoverer, auditor)
 

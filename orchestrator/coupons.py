@@ -56,9 +56,9 @@ class CouponService:
         return CouponDetails(stock, await self.claims.claimants(name))
 
     async def claim(self, user_id: str, coupon_name: str) -> Claimed:
-        if self._sold_out.knows(coupon_name):
-            # No saga and no write; one indexed read keeps "already_claimed" for a holder.
-            if await self.inventory.holds_unit(coupon_name, user_id):
+        sold_out = await self._sold_out.get(coupon_name)
+        if sold_out is not None:  # no saga, no write
+            if await sold_out.holds(self.inventory, coupon_name, user_id):
                 raise AlreadyClaimed(coupon_name)
             raise OutOfStock(coupon_name)
         # Millisecond precision: what MongoDB stores is what the client is told.
@@ -75,6 +75,6 @@ class CouponService:
                 self._engine.run(self._claim_saga, payload.to_dict(), saga_id)
             )
         except OutOfStock:
-            self._sold_out.remember(coupon_name)
+            await self._sold_out.learn(coupon_name)
             raise
         return Claimed(record.saga_id, user_id, coupon_name, payload.claimed_at)

@@ -1,39 +1,101 @@
-"""Sold-out coupons remembered for a moment: during a flash sale most claims arrive after
-the stock is gone, and each would otherwise cost a saga (three Redis writes) and a
-reserve that inserts and deletes a hold under the hot row's lock.
+"""Sold-out coupons remembered for a moment, with who held their units at that moment.
 
-The guarantee: a unit given back (a compensation) is claimable again within
-SOLD_OUT_MEMO_SECONDS in every gateway process. Until then a process that has seen the
-coupon sold out answers `out_of_stock` after one indexed read, which still tells a user
-who holds the coupon `already_claimed`.
+During a flash sale most claims arrive after the stock is gone, and each would otherwise
+cost a saga (two Redis writes, a reserve that inserts and deletes a hold under the hot
+row's lock). A process that finds a coupon sold out reads, in one statement, its stock
+and the users holding its units, and answers claims from memory: `already_claimed` to a
+holder, `out_of_stock` to anyone else. An entry past half its age is read again by the
+next claim that meets it (one claim at a time; the others keep the entry meanwhile).
+
+The guarantee: every answer from memory rests on a read of PostgreSQL at most
+SOLD_OUT_MEMO_SECONDS old, so a unit given back by a compensation is claimable again
+within that time in every gateway process. For a coupon with more holders than a
+process keeps, only "sold out" is remembered and each claim reads the hold index once.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-_MAX_REMEMBERED = 10_000  # coupons; a process that sees more forgets all and starts over
+from sagas.errors import StoreUnavailable
+from sagas.ports import Inventory
+
+MAX_HOLDERS_KEPT = 10_000  # per coupon
+_MAX_KEPT = 200_000  # holders over all coupons; past it the memo starts over
+
+
+@dataclass(frozen=True)
+class SoldOut:
+    read_at: float
+    holders: frozenset[str] | None  # None: too many to keep
+
+    async def holds(self, inventory: Inventory, coupon_name: str, user_id: str) -> bool:
+        if self.holders is not None:
+            return user_id in self.holders
+        return await inventory.holds_unit(coupon_name, user_id)
 
 
 class SoldOutMemo:
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        inventory: Inventory,
+        seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_holders: int = MAX_HOLDERS_KEPT,
+    ) -> None:
+        self._inventory = inventory
         self._seconds = seconds
+        self._max_holders = max_holders
         self._clock = clock
-        self._until: dict[str, float] = {}
+        self._entries: dict[str, SoldOut] = {}
+        self._kept = 0
+        self._reading: set[str] = set()
 
-    def remember(self, coupon_name: str) -> None:
-        if self._seconds <= 0:
+    async def get(self, coupon_name: str) -> SoldOut | None:
+        """The coupon's sold-out entry if one is fresh enough to answer from."""
+        entry = self._entries.get(coupon_name)
+        if entry is None:
+            return None
+        age = self._clock() - entry.read_at
+        if age >= self._seconds:
+            self._forget(coupon_name)
+            return None
+        if age >= self._seconds / 2 and coupon_name not in self._reading:
+            await self.learn(coupon_name)
+        return self._entries.get(coupon_name)
+
+    async def learn(self, coupon_name: str) -> None:
+        """Read the coupon's stock and holders; remember them if it is sold out.
+
+        Called after a reserve found no stock, and to renew an entry. A read that fails
+        changes nothing: the entry, if any, runs out at its time.
+        """
+        if self._seconds <= 0 or coupon_name in self._reading:
             return
-        if len(self._until) >= _MAX_REMEMBERED:
-            self._until.clear()
-        self._until[coupon_name] = self._clock() + self._seconds
+        entry = self._entries.get(coupon_name)
+        if entry is not None and self._clock() - entry.read_at < self._seconds / 2:
+            return  # another claim read it a moment ago
+        self._reading.add(coupon_name)
+        try:
+            read_at = self._clock()  # before the read: the entry is never younger than it
+            holders = await self._inventory.holders_if_sold_out(coupon_name, self._max_holders)
+        except StoreUnavailable:
+            return
+        finally:
+            self._reading.discard(coupon_name)
+        self._forget(coupon_name)
+        if holders is None:
+            return  # stock again (or no such coupon)
+        kept = frozenset(holders) if len(holders) <= self._max_holders else None
+        if self._kept + len(kept or ()) > _MAX_KEPT:
+            self._entries.clear()
+            self._kept = 0
+        self._entries[coupon_name] = SoldOut(read_at, kept)
+        self._kept += len(kept or ())
 
-    def knows(self, coupon_name: str) -> bool:
-        until = self._until.get(coupon_name)
-        if until is None:
-            return False
-        if self._clock() >= until:
-            del self._until[coupon_name]
-            return False
-        return True
+    def _forget(self, coupon_name: str) -> None:
+        entry = self._entries.pop(coupon_name, None)
+        if entry is not None:
+            self._kept -= len(entry.holders or ())

@@ -59,6 +59,10 @@ class Inventory(Protocol):
     async def holds_unit(self, coupon_name: str, user_id: str) -> bool:
         """Whether the user has a live (held or confirmed) unit of the coupon."""
 
+    async def holders_if_sold_out(self, coupon_name: str, limit: int) -> list[str] | None:
+        """None if the coupon has stock left (or does not exist); else, read at the same
+        instant, the users with a live unit of it, up to `limit` + 1 of them."""
+
     async def coupon_names(self) -> list[str]: ...
 
     async def snapshot(self, coupon_name: str) -> StockSnapshot | None: ...

@@ -51,6 +51,14 @@ RETURNING locked.remaining_amount AS before, coupons.remaining_amount AS after
 """
 
 
+_HOLDERS_IF_SOLD_OUT = """
+SELECT remaining_amount,
+       ARRAY(SELECT user_id FROM holds
+             WHERE coupon_name = coupons.name AND status <> 'released' LIMIT $2) AS holders
+FROM coupons WHERE name = $1
+"""
+
+
 async def reset_connection(connection: asyncpg.Connection) -> None:
     """What a pool runs on each connection it gets back, instead of asyncpg's default.
 
@@ -138,6 +146,14 @@ class PostgresInventory:
                     user_id,
                 )
             )
+
+    async def holders_if_sold_out(self, coupon_name: str, limit: int) -> list[str] | None:
+        """One statement, so the stock and the holders are one snapshot."""
+        with unavailable_on_failure("postgresql"):
+            row = await self._pool.fetchrow(_HOLDERS_IF_SOLD_OUT, coupon_name, limit + 1)
+        if row is None or row["remaining_amount"] > 0:
+            return None
+        return list(row["holders"])
 
     async def coupon_names(self) -> list[str]:
         with unavailable_on_failure("postgresql"):

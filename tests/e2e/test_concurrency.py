@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.api import claim, claim_all, create, details, outcomes
+from tests.support.api import claim, claim_all, create, details, metric, outcomes
 from tests.support.invariants import assert_invariants
+from tests.support.servers import gateway_process
 
 
 @pytest.mark.parametrize(("claims", "stock"), [(50, 5), (1000, 100)])
@@ -94,3 +95,29 @@ async def test_claims_after_the_sell_out_start_no_saga(http, gateway, service, n
     sagas = [r for r in await service.saga_log.find(None, 100_000)
              if r.payload.get("coupon_name") == name]  # fmt: skip
     assert 2 <= len(sagas) <= 3  # the winner, then the first refusal in each of 2 workers
+
+
+async def test_after_a_sell_out_claims_are_answered_without_a_saga(
+    http, settings, pg, mongo, tmp_path, name
+):
+    """The sold-out memo: a holder still hears already_claimed, anyone else out_of_stock,
+    and neither answer starts a saga or writes anything."""
+    remembering = settings.model_copy(update={"sold_out_memo_seconds": 600.0})
+    with gateway_process(remembering, tmp_path / "gateway.log") as base:
+        await create(http, base, name, 2)
+        await claim_all(http, base, [("ann", name), ("bob", name)])
+        # Until each worker has met the sell-out in a saga of its own; at most two.
+        learning = await claim_all(http, base, [(f"early_{n}", name) for n in range(20)])
+        started = await metric(http, base, "saga_started_total", saga="claim")
+
+        late = await claim_all(
+            http, base, [(f"late_{n}", name) for n in range(200)] + [("ann", name)] * 20
+        )
+
+        assert await metric(http, base, "saga_started_total", saga="claim") == started
+        coupon = await details(http, base, name)
+    assert outcomes(learning) == {"out_of_stock": 20}
+    assert outcomes(late) == {"out_of_stock": 200, "already_claimed": 20}
+    assert sorted(coupon["claimed_by"]) == ["ann", "bob"]
+    facts = await assert_invariants(pg, mongo, name)
+    assert facts.remaining_amount == 0

@@ -1,0 +1,115 @@
+"""The sold-out memo over a real PostgreSQL: what it remembers, and for how long."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from orchestrator.soldout import SoldOutMemo
+from services.inventory import PostgresInventory
+
+SECONDS = 1.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def inventory(service) -> PostgresInventory:
+    return service.inventory
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def memo(inventory, clock) -> SoldOutMemo:
+    return SoldOutMemo(inventory, SECONDS, clock)
+
+
+async def sell_out(inventory: PostgresInventory, coupon: str, users: list[str]) -> dict[str, str]:
+    """A coupon with one unit per user, all held; returns each user's saga id."""
+    await inventory.create_coupon(coupon, len(users))
+    sagas = {user: str(uuid.uuid4()) for user in users}
+    for user, saga_id in sagas.items():
+        await inventory.reserve(saga_id, coupon, user)
+    return sagas
+
+
+async def test_a_sold_out_coupon_is_answered_from_memory_for_its_seconds_only(
+    inventory, memo, clock, name
+):
+    await sell_out(inventory, name, ["ann", "bob"])
+    assert await memo.get(name) is None  # not learned yet
+
+    await memo.learn(name)
+    entry = await memo.get(name)
+    assert entry is not None and entry.holders == {"ann", "bob"}
+    assert await entry.holds(inventory, name, "ann")
+    assert not await entry.holds(inventory, name, "cid")
+
+    clock.now += SECONDS
+    assert await memo.get(name) is None
+
+
+async def test_a_coupon_with_stock_is_not_remembered(inventory, memo, name):
+    await inventory.create_coupon(name, 1)
+    await memo.learn(name)
+    assert await memo.get(name) is None
+    await memo.learn("no such coupon")
+    assert await memo.get("no such coupon") is None
+
+
+async def test_a_unit_given_back_is_seen_by_the_first_claim_past_half_the_time(
+    inventory, memo, clock, name
+):
+    sagas = await sell_out(inventory, name, ["ann", "bob"])
+    await memo.learn(name)
+    assert await inventory.release(sagas["ann"], name, "ann")
+
+    clock.now += SECONDS / 4
+    assert await memo.get(name) is not None  # young enough: no read
+
+    clock.now += SECONDS / 4
+    assert await memo.get(name) is None  # read again: there is stock
+
+
+async def test_an_entry_still_sold_out_is_renewed_with_its_new_holders(
+    inventory, memo, clock, name
+):
+    await sell_out(inventory, name, ["ann"])
+    await memo.learn(name)
+    clock.now += SECONDS * 0.9
+
+    entry = await memo.get(name)
+
+    assert entry is not None and entry.read_at == clock.now
+    clock.now += SECONDS * 0.9
+    assert await memo.get(name) is not None
+
+
+async def test_past_the_holders_it_keeps_it_asks_the_hold_index(inventory, clock, name):
+    memo = SoldOutMemo(inventory, SECONDS, clock, max_holders=2)
+    await sell_out(inventory, name, ["ann", "bob", "cid"])
+
+    await memo.learn(name)
+
+    entry = await memo.get(name)
+    assert entry is not None and entry.holders is None
+    assert await entry.holds(inventory, name, "cid")
+    assert not await entry.holds(inventory, name, "dan")
+
+
+async def test_zero_seconds_turns_it_off(inventory, clock, name):
+    memo = SoldOutMemo(inventory, 0.0, clock)
+    await sell_out(inventory, name, ["ann"])
+    await memo.learn(name)
+    assert await memo.get(name) is None
