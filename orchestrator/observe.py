@@ -8,9 +8,9 @@ put on every log line written while the request is served.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from aiohttp import web
 
@@ -28,7 +28,7 @@ _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 def _request_id(request: web.Request) -> str:
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    return given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+    return given if _SANE_ID.fullmatch(given) else os.urandom(16).hex()
 
 
 def _route(request: web.Request) -> str:
