@@ -67,8 +67,11 @@ async def postgres_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         with unavailable_on_failure("postgresql"):
             pool = await asyncpg.create_pool(
                 settings.database_url,
-                min_size=1,
+                # Opened in full and kept open: a sale that starts after a quiet hour
+                # does not pay for connecting in its first second.
+                min_size=settings.pg_pool_size,
                 max_size=settings.pg_pool_size,
+                max_inactive_connection_lifetime=0,
                 command_timeout=settings.store_timeout_seconds,
                 timeout=settings.store_timeout_seconds,
                 reset=reset_connection,
@@ -93,6 +96,7 @@ async def mongo_client(settings: Settings) -> AsyncIterator[AsyncMongoClient[dic
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongo_url,
         maxPoolSize=settings.mongo_pool_size,
+        minPoolSize=settings.mongo_pool_size,  # filled in the background, kept open
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
         timeoutMS=timeout_ms,
