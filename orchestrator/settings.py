@@ -19,11 +19,12 @@ class Settings(BaseSettings):
     mongo_db: str = "coupons"
     redis_url: str = "redis://127.0.0.1:6379/0"
 
-    # A coupon seen sold out is answered from memory this long; a unit given back by a
-    # compensation is claimable again after it at most. 0 turns the memo off.
+    # A coupon seen sold out is answered from memory, on a read at most this old; a unit
+    # given back by a compensation is claimable again after it at most. 0 turns it off.
     sold_out_memo_seconds: float = Field(1.0, ge=0)
     # Few connections on purpose: the hot stock row gets slower as more transactions
     # queue on its lock, so extra claims wait in the pool instead of in PostgreSQL.
+    # Opened in full at start (and MongoDB's too), so a sale does not pay for connecting.
     pg_pool_size: int = Field(16, ge=1)
     redis_pool_size: int = Field(64, ge=1)
     mongo_pool_size: int = Field(64, ge=1)

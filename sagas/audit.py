@@ -171,6 +171,8 @@ class Auditor:
             case Drift.UNSETTLED_HOLD:
                 if await self._inventory.release(saga_id, coupon, user):
                     did = "released the hold; the unit is back in stock"
+                else:  # every gateway process settles; another one got there first
+                    did = "settled meanwhile by another process"
             case Drift.MISSING_CLAIM:
                 hold = await self._inventory.hold(saga_id)
                 if hold is not None and hold.status == "confirmed":

@@ -6,6 +6,7 @@ written through the adapters with no saga record, then aged past the settle time
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
@@ -188,3 +189,21 @@ async def test_background_settlement_takes_only_stale_holds_without_a_record(
     assert fresh not in {f.saga_id for f in settled}
     assert (await service.inventory.hold(abandoned)).status == "confirmed"
     assert (await service.inventory.hold(fresh)).status == "held"
+
+
+async def test_two_processes_settling_at_once_give_a_unit_back_once(auditor, service, pg, coupon):
+    """Every gateway process settles stale holds; the release itself decides who did it."""
+    abandoned = await abandoned_hold(service, pg, coupon, "abandoned", claimed=False)
+    before = (await service.inventory.get_coupon(coupon)).remaining_amount
+
+    first, second = await asyncio.gather(
+        auditor.settle_stale_holds(limit=10_000), auditor.settle_stale_holds(limit=10_000)
+    )
+
+    outcomes = [f.repaired for f in [*first, *second] if f.saga_id == abandoned]
+    assert outcomes.count("released the hold; the unit is back in stock") == 1
+    assert set(outcomes) <= {  # never "left for an operator" for what the other one did
+        "released the hold; the unit is back in stock",
+        "settled meanwhile by another process",
+    }
+    assert (await service.inventory.get_coupon(coupon)).remaining_amount == before + 1
