@@ -24,7 +24,7 @@ import aiohttp
 
 from bench.ceilings import bare_gateway_rate, floor_latency, hot_row_rate
 from bench.load import LoadResult, fire
-from bench.scenarios import SCENARIOS, Shape, check, coupon_name
+from bench.scenarios import SCENARIOS, Scenario, Shape, check, coupon_name
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,7 +146,7 @@ async def run(
         floor = await floor_latency(
             database_url, redis_url, shape.requests, shape.concurrency, args.workers
         )
-    report = _report(scenario.name, shape, load, hot_row, bare, floor, rss, problems)
+    report = _report(scenario, shape, load, hot_row, bare, floor, rss, problems)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -155,7 +155,7 @@ async def run(
 
 
 def _report(
-    name: str,
+    scenario: Scenario,
     shape: Shape,
     load: LoadResult,
     hot_row: float | None,
@@ -164,11 +164,13 @@ def _report(
     rss: list[float],
     problems: list[str],
 ) -> dict[str, Any]:
-    claims_per_second = load.statuses.get(200, 0) / load.seconds if load.seconds else 0.0
+    # A read scenario's 200s are reads, not claims.
+    claimed = load.statuses.get(200, 0) if scenario.claims else 0
+    claims_per_second = claimed / load.seconds if load.seconds else 0.0
     floor_p99 = floor.percentile(0.99) if floor else None
     ms = {f"p{int(f * 100)}": round(load.percentile(f) * 1000, 2) for f in (0.5, 0.9, 0.99)}
     return {
-        "scenario": name,
+        "scenario": scenario.name,
         "shape": vars(shape),
         "seconds": round(load.seconds, 3),
         "requests_per_second": round(load.per_second),
@@ -182,7 +184,7 @@ def _report(
         },
         "ratios": {
             "claims_per_second_to_hot_row": round(claims_per_second / hot_row, 3)
-            if hot_row
+            if hot_row and scenario.claims
             else None,
             "requests_per_second_to_bare_gateway": round(load.per_second / bare, 3),
             "p99_to_floor_p99": round(load.percentile(0.99) / floor_p99, 3) if floor_p99 else None,
