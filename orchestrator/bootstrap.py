@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from orchestrator.admission import Admission
 from orchestrator.coupons import CouponService
 from orchestrator.engine import AfterStep, SagaEngine, describe
 from orchestrator.metrics import MongoPoolMetrics
@@ -196,7 +197,8 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
         max_recoveries=settings.saga_max_recoveries,
     )
     sold_out = SoldOutMemo(inventory, settings.sold_out_memo_seconds)
-    coupons = CouponService(inventory, claims, saga_log, engine, claim, sold_out)
+    admission = Admission(settings.max_concurrent_sagas, settings.saga_queue_seconds)
+    coupons = CouponService(inventory, claims, saga_log, engine, claim, sold_out, admission)
     return Components(coupons, recoverer, auditor)
 
 

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from orchestrator.admission import Admission
 from orchestrator.engine import SagaEngine, new_saga_id
 from orchestrator.logs import SAGA_ID
 from orchestrator.soldout import SoldOutMemo
@@ -38,6 +39,7 @@ class CouponService:
         engine: SagaEngine,
         claim: SagaDefinition,
         sold_out: SoldOutMemo,
+        admission: Admission,
     ) -> None:
         self.inventory = inventory
         self.claims = claims
@@ -45,6 +47,7 @@ class CouponService:
         self._engine = engine
         self._claim_saga = claim
         self._sold_out = sold_out
+        self._admission = admission
 
     async def create(self, name: str, amount: int) -> CouponStock:
         return await self.inventory.create_coupon(name, amount)
@@ -66,14 +69,15 @@ class CouponService:
         payload = ClaimPayload(
             user_id, coupon_name, now.replace(microsecond=now.microsecond // 1000 * 1000)
         )
+        await self._admission.enter()
         # Named here, so the answer can carry the saga's id whatever the outcome.
         saga_id = new_saga_id()
         SAGA_ID.set(saga_id)
+        saga = asyncio.ensure_future(self._engine.run(self._claim_saga, payload.to_dict(), saga_id))
+        saga.add_done_callback(self._admission.leave)
         # Shielded: a client that hangs up must not cut a saga (or its compensation) short.
         try:
-            record = await asyncio.shield(
-                self._engine.run(self._claim_saga, payload.to_dict(), saga_id)
-            )
+            record = await asyncio.shield(saga)
         except OutOfStock:
             await self._sold_out.learn(coupon_name)
             raise

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from pydantic import ValidationError
 
+from orchestrator.admission import AtCapacity
 from orchestrator.responses import error_response
 from sagas.errors import (
     AlreadyClaimed,
@@ -61,6 +62,15 @@ def _validation_message(error: ValidationError) -> str:
     return f"Invalid field '{field}': {reason[0].lower()}{reason[1:]}."
 
 
+def at_capacity_response() -> web.Response:
+    return error_response(
+        503,
+        "unavailable",
+        "The service is at capacity; try again shortly.",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -80,6 +90,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "This request needs a valid bearer token.",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    except AtCapacity:
+        return at_capacity_response()
     except (StoreUnavailable, LeaseLost) as error:
         log.warning("%s %s: %s", request.method, request.path, error)
         return error_response(

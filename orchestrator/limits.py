@@ -11,14 +11,13 @@ import orjson
 from aiohttp import web
 
 from orchestrator.errors import (
-    RETRY_AFTER_SECONDS,
     BodyTimeout,
     Handler,
     InvalidRequest,
     Unauthorized,
+    at_capacity_response,
 )
 from orchestrator.keys import SETTINGS
-from orchestrator.responses import error_response
 
 IN_PROGRESS = web.AppKey("requests_in_progress", list[int])
 _NEVER_REFUSED = frozenset({"/health", "/metrics"})
@@ -82,12 +81,7 @@ async def concurrency_limit_middleware(
         return await handler(request)
     in_progress = request.app[IN_PROGRESS]
     if in_progress[0] >= request.app[SETTINGS].max_concurrent_requests:
-        return error_response(
-            503,
-            "unavailable",
-            "The service is at capacity; try again shortly.",
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
-        )
+        return at_capacity_response()
     in_progress[0] += 1
     try:
         return await handler(request)

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # Requests in progress per process; past it a request gets 503 at once instead of
     # queueing for a store connection behind thousands of others.
     max_concurrent_requests: int = Field(1024, ge=1)
+    # Sagas run at once per process; more claims wait their turn, in arrival order, for
+    # up to saga_queue_seconds, then get 503. As many as PostgreSQL connections: measured.
+    max_concurrent_sagas: int = Field(16, ge=1)
+    saga_queue_seconds: float = Field(5.0, gt=0)
     # When set, creating a coupon needs `Authorization: Bearer <token>`.
     admin_token: SecretStr | None = None
     # On SIGTERM: keep serving this long while /ready says 503 (load balancers move away),

@@ -103,10 +103,12 @@ async def test_after_a_sell_out_claims_are_answered_without_a_saga(
     """The sold-out memo: a holder still hears already_claimed, anyone else out_of_stock,
     and neither answer starts a saga or writes anything."""
     remembering = settings.model_copy(update={"sold_out_memo_seconds": 600.0})
-    with gateway_process(remembering, tmp_path / "gateway.log") as base:
+    # One worker: the memo is a process's own, and which worker takes a connection is
+    # the kernel's choice.
+    with gateway_process(remembering, tmp_path / "gateway.log", workers=1) as base:
         await create(http, base, name, 2)
         await claim_all(http, base, [("ann", name), ("bob", name)])
-        # Until each worker has met the sell-out in a saga of its own; at most two.
+        # Sagas that meet the sell-out, and the first to end teaches the memo.
         learning = await claim_all(http, base, [(f"early_{n}", name) for n in range(20)])
         started = await metric(http, base, "saga_started_total", saga="claim")
 

@@ -1,0 +1,33 @@
+"""Claims admitted to their saga a few at a time per process, in arrival order.
+
+Past the pool sizes, more sagas at once only queue inside the drivers, where the order
+is nobody's: in a flash sale the winners' slowest waited twice as long as with a short
+queue in front (docs/PERFORMANCE.md). A claim that waits here has started nothing; one
+that waits past its timeout (a hung store holding every slot) is refused with a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class AtCapacity(Exception):
+    """No saga slot came free in time; nothing was started for this claim."""
+
+
+class Admission:
+    def __init__(self, slots: int, wait_seconds: float) -> None:
+        self._slots = asyncio.Semaphore(slots)  # wakes its waiters first come, first served
+        self._wait = wait_seconds
+
+    async def enter(self) -> None:
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise AtCapacity from None
+
+    def leave(self, _: object = None) -> None:
+        """Usable as a done callback, so a slot is held until its saga ends, also when
+        the client that asked for it has hung up."""
+        self._slots.release()
