@@ -162,14 +162,13 @@ class SagaEngine:
                 # (which renews the lease) before the next side effect.
                 try:
                     await self._log.save(record, pending)
+                    pending, written_at = [], self._monotonic()
                 except LeaseLost:
                     if committed:
                         return await self._fenced_out_past_pivot(definition, record)
                     raise
                 except StoreUnavailable as error:
-                    if committed:
-                        log.warning("saga %s: log write failed (%s)", record.saga_id, error)
-                    else:
+                    if not committed:
                         # Without a live lease the next step must not run: undo what is done.
                         last = record.done[-1] if record.done else step.name
                         record = await self._backward(
@@ -181,8 +180,8 @@ class SagaEngine:
                         if raise_failure:
                             raise
                         return record
-                pending = []
-                written_at = self._monotonic()
+                    # Committed: the claim stands; the events wait for the next write.
+                    log.warning("saga %s: log write failed (%s)", record.saga_id, error)
             try:
                 record = await self._attempt(record, step.name, step.action, pending)
             except LeaseLost:
