@@ -64,12 +64,12 @@ class CouponService:
             if await sold_out.holds(self.inventory, coupon_name, user_id):
                 raise AlreadyClaimed(coupon_name)
             raise OutOfStock(coupon_name)
+        await self._admission.enter()
         # Millisecond precision: what MongoDB stores is what the client is told.
         now = datetime.now(UTC)
         payload = ClaimPayload(
             user_id, coupon_name, now.replace(microsecond=now.microsecond // 1000 * 1000)
         )
-        await self._admission.enter()
         # Named here, so the answer can carry the saga's id whatever the outcome.
         saga_id = new_saga_id()
         SAGA_ID.set(saga_id)
