@@ -21,7 +21,7 @@ from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
 from tests.support.proxy import CuttableProxy, through
 from tests.support.servers import app_in_process
-from tests.support.waiting import FAST_RECOVERY, eventually
+from tests.support.waiting import FAST_RECOVERY, eventually, held_at_least
 
 REDIS_DB = 12  # this module's saga log: no gateway that sees the store directly takes it over
 HUNG_STORE = {**FAST_RECOVERY, "step_timeout_seconds": 0.5, "saga_store_attempts": 2}
@@ -139,4 +139,30 @@ async def test_postgresql_that_never_answers_at_reserve_takes_no_unit(
 
     # The reserve never reached PostgreSQL; its undo left a released tombstone, so a late
     # reserve of this saga could take nothing.
+    await unit_back_and_audit_clean(apart, pg, mongo, name)
+
+
+async def test_a_claim_that_gets_no_saga_slot_in_time_is_a_503_that_took_nothing(
+    http, settings, pg, mongo, mongo_proxy, apart, name
+):
+    """One saga slot, held by a claim hung at MongoDB: the next claim waits its turn for
+    SAGA_QUEUE_SECONDS, then gets a 503, and nothing was started for it."""
+    one_slot = {**HUNG_STORE, "max_concurrent_sagas": 1, "saga_queue_seconds": 0.2}
+    hung = through(apart.settings, mongo_url=mongo_proxy).model_copy(update=one_slot)
+    async with app_in_process(hung) as base:
+        await create(http, base, name, 3)
+        first = asyncio.ensure_future(claim_while_hung(http, base, mongo_proxy, name))
+        await eventually(lambda: held_at_least(pg, name, 1))  # reserved, hung at record
+
+        status, body = await claim(http, base, "queued", name)
+
+        assert (status, body["error"]) == (503, "unavailable")
+        assert body["message"] == "The service is at capacity; try again shortly."
+        assert (await first)[0] == 503
+        holders = await pg.fetch("SELECT user_id FROM holds WHERE coupon_name = $1", name)
+        assert [row["user_id"] for row in holders] == ["patient"]
+        assert len(await apart.saga_log.find(None, 10)) == 1  # no saga for "queued"
+
+        await answer_again(mongo_proxy, apart)
+
     await unit_back_and_audit_clean(apart, pg, mongo, name)
