@@ -14,6 +14,7 @@ from sagas.claim import ClaimPayload
 from sagas.definition import SagaDefinition
 from sagas.errors import AlreadyClaimed, CouponNotFound, OutOfStock
 from sagas.ports import ClaimLedger, CouponStock, Inventory, SagaLog
+from sagas.records import SagaRecord
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,13 @@ class CouponService:
         return CouponDetails(stock, await self.claims.claimants(name))
 
     async def claim(self, user_id: str, coupon_name: str) -> Claimed:
-        sold_out = await self._sold_out.get(coupon_name)
-        if sold_out is not None:  # no saga, no write
-            if await sold_out.holds(self.inventory, coupon_name, user_id):
-                raise AlreadyClaimed(coupon_name)
-            raise OutOfStock(coupon_name)
+        await self._refuse_if_sold_out(user_id, coupon_name)
         await self._admission.enter()
+        try:  # it may have sold out while this claim waited its turn
+            await self._refuse_if_sold_out(user_id, coupon_name)
+        except BaseException:
+            self._admission.leave()  # no saga will hold the slot
+            raise
         # Millisecond precision: what MongoDB stores is what the client is told.
         now = datetime.now(UTC)
         payload = ClaimPayload(
@@ -73,12 +75,25 @@ class CouponService:
         # Named here, so the answer can carry the saga's id whatever the outcome.
         saga_id = new_saga_id()
         SAGA_ID.set(saga_id)
-        saga = asyncio.ensure_future(self._engine.run(self._claim_saga, payload.to_dict(), saga_id))
+        saga = asyncio.ensure_future(self._run_saga(payload, saga_id))
         saga.add_done_callback(self._admission.leave)
         # Shielded: a client that hangs up must not cut a saga (or its compensation) short.
-        try:
-            record = await asyncio.shield(saga)
-        except OutOfStock:
-            await self._sold_out.learn(coupon_name)
-            raise
+        record = await asyncio.shield(saga)
         return Claimed(record.saga_id, user_id, coupon_name, payload.claimed_at)
+
+    async def _run_saga(self, payload: ClaimPayload, saga_id: str) -> SagaRecord:
+        try:
+            return await self._engine.run(self._claim_saga, payload.to_dict(), saga_id)
+        except OutOfStock:
+            # Within the slot, so the claims admitted next already find the memo taught.
+            await self._sold_out.learn(payload.coupon_name)
+            raise
+
+    async def _refuse_if_sold_out(self, user_id: str, coupon_name: str) -> None:
+        """Answer from the sold-out memo when it knows the coupon: no saga, no write."""
+        sold_out = await self._sold_out.get(coupon_name)
+        if sold_out is None:
+            return
+        if await sold_out.holds(self.inventory, coupon_name, user_id):
+            raise AlreadyClaimed(coupon_name)
+        raise OutOfStock(coupon_name)

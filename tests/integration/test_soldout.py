@@ -1,11 +1,15 @@
-"""The sold-out memo over a real PostgreSQL: what it remembers, and for how long."""
+"""The sold-out memo over a real PostgreSQL: what it remembers, for how long, and the
+claims that wait their turn behind a sell-out."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 
+from orchestrator.bootstrap import open_components
 from orchestrator.soldout import SoldOutMemo
 from services.inventory import PostgresInventory
 
@@ -113,3 +117,29 @@ async def test_zero_seconds_turns_it_off(inventory, clock, name):
     await sell_out(inventory, name, ["ann"])
     await memo.learn(name)
     assert await memo.get(name) is None
+
+
+async def test_a_claim_that_waited_its_turn_meets_a_sell_out_without_a_saga(settings, name):
+    """One saga slot: the winner's saga, then a loser's that teaches the memo; the claim
+    queued behind them is answered from memory when its turn comes."""
+    one_slot = settings.model_copy(update={"max_concurrent_sagas": 1})
+    async with open_components(one_slot) as components:
+        coupons = components.coupons
+        await coupons.create(name, 1)
+        started = sagas_started()
+
+        outcomes = await asyncio.gather(
+            *(coupons.claim(user, name) for user in ("winner", "loser", "queued")),
+            return_exceptions=True,
+        )
+
+        assert [type(outcome).__name__ for outcome in outcomes] == [
+            "Claimed",
+            "OutOfStock",
+            "OutOfStock",
+        ]
+        assert sagas_started() - started == 2  # none for the queued claim
+
+
+def sagas_started() -> float:
+    return REGISTRY.get_sample_value("saga_started_total", {"saga": "claim"}) or 0.0
