@@ -40,6 +40,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 async def _service(app: web.Application) -> AsyncIterator[None]:
     stores = bootstrap.Stores(app[PG_POOL], app[MONGO_CLIENT], app[REDIS])
     components = bootstrap.build(app[SETTINGS], stores)
+    await components.warm_up(redis_connections=app[SETTINGS].max_concurrent_sagas)
     app[COUPONS] = components.coupons
     app[RECOVERER] = components.recoverer
     app[AUDITOR] = components.auditor

@@ -151,6 +151,18 @@ class Components:
     coupons: CouponService
     recoverer: Recoverer
     auditor: Auditor
+    inventory: PostgresInventory
+    saga_log: RedisSagaLog
+
+    async def warm_up(self, redis_connections: int) -> None:
+        """Before the gateway listens: PostgreSQL statements prepared on every pooled
+        connection, Redis connections open and its scripts loaded. A gateway started for
+        a sale otherwise pays for them in the sale's first second (docs/PERFORMANCE.md)."""
+        try:
+            await self.inventory.warm_up()
+            await self.saga_log.warm_up(redis_connections)
+        except StoreUnavailable as error:  # a cold start is slower, not wrong
+            log.warning("warm-up cut short: %s", describe(error))
 
 
 def _fault_hook(settings: Settings) -> AfterStep | None:
@@ -199,7 +211,7 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
     sold_out = SoldOutMemo(inventory, settings.sold_out_memo_seconds)
     admission = Admission(settings.max_concurrent_sagas, settings.saga_queue_seconds)
     coupons = CouponService(inventory, claims, saga_log, engine, claim, sold_out, admission)
-    return Components(coupons, recoverer, auditor)
+    return Components(coupons, recoverer, auditor, inventory, saga_log)
 
 
 @asynccontextmanager

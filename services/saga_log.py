@@ -8,6 +8,7 @@ Redis's own clock, so hosts whose clocks disagree still agree on which sagas are
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import cast
 
@@ -83,6 +84,8 @@ local clock = tonumber(now[1]) + tonumber(now[2]) / 1000000
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', clock, 'LIMIT', 0, ARGV[1])
 """
 
+SCRIPTS = (_SAVE, _ACQUIRE, _STUCK)
+
 
 class RedisSagaLog:
     def __init__(
@@ -94,6 +97,14 @@ class RedisSagaLog:
         self._save = client.register_script(_SAVE)
         self._acquire = client.register_script(_ACQUIRE)
         self._stuck = client.register_script(_STUCK)
+
+    async def warm_up(self, connections: int) -> None:
+        """Open that many connections and load the scripts, before the first saga needs
+        them (a script's first call otherwise fails over from EVALSHA to EVAL)."""
+        with unavailable_on_failure("redis"):
+            await asyncio.gather(*(self._redis.ping() for _ in range(connections)))
+            for script in SCRIPTS:
+                await self._redis.script_load(script)
 
     async def create(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
         if not await self._write("create", record, events):

@@ -328,3 +328,12 @@ async def test_a_pooled_connection_comes_back_without_an_open_transaction(settin
             assert await connection.fetchval("SELECT to_regclass('forgotten')") is None
     finally:
         await pool.close()
+
+
+async def test_warming_up_touches_no_row(inventory, pg):
+    counts = "SELECT (SELECT count(*) FROM coupons), (SELECT count(*) FROM holds)"
+    before = await pg.fetchrow(counts)
+
+    await inventory.warm_up()
+
+    assert await pg.fetchrow(counts) == before

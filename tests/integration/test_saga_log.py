@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -12,7 +13,7 @@ import pytest
 from sagas.errors import LeaseLost
 from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 from services import redis_keys as keys
-from services.saga_log import RedisSagaLog
+from services.saga_log import SCRIPTS, RedisSagaLog
 
 INDEXES = (keys.IN_FLIGHT, keys.FAILED, keys.FINISHED)
 
@@ -265,3 +266,14 @@ async def test_a_parked_saga_is_taken_only_on_an_operators_word(saga_log, new_sa
     assert await saga_log.acquire(record.saga_id, "recoverer", parked=False) is None
     taken = await saga_log.acquire(record.saga_id, "operator", parked=True)
     assert taken is not None and taken.epoch == parked.epoch + 1
+
+
+async def test_warming_up_loads_the_scripts_and_writes_nothing(saga_log, redis):
+    await redis.script_flush()
+    keys_before = await redis.dbsize()
+
+    await saga_log.warm_up(connections=8)
+
+    assert await redis.dbsize() == keys_before
+    shas = [hashlib.sha1(script.encode()).hexdigest() for script in SCRIPTS]
+    assert await redis.script_exists(*shas) == [True] * len(SCRIPTS)
