@@ -62,8 +62,8 @@ class SoldOutMemo:
         if age >= self._seconds:
             self._forget(coupon_name)
             return None
-        if age >= self._seconds / 2 and coupon_name not in self._reading:
-            await self.learn(coupon_name)
+        if age >= self._seconds / 2:
+            await self.learn(coupon_name)  # at most one claim at a time reads
         return self._entries.get(coupon_name)
 
     async def learn(self, coupon_name: str) -> None:

@@ -37,17 +37,24 @@ async def start_sale(http, base: str, coupon: str) -> asyncio.Future:
     return burst
 
 
+async def crash_then_lose_redis(http, settings, pg, redis, tmp_path, coupon: str):
+    """A gateway killed mid-sale with units held, then Redis emptied: holds nobody knows
+    of. Returns the answers the clients got."""
+    with gateway_process(settings, tmp_path / "crashed.log") as base:
+        burst = await start_sale(http, base, coupon)
+        await eventually(lambda: held_at_least(pg, coupon, 60))
+        kill_9(base)
+        answered = await burst
+    await redis.flushdb()
+    return answered
+
+
 async def test_audit_repair_converges_after_redis_loses_its_data(
     http, settings, service, pg, mongo, redis, tmp_path, name
 ):
     # The gateway itself would settle abandoned holds only after an hour: the audit does it.
     gateway_settings = settings.model_copy(update={**FAST, "hold_settle_seconds": 3600.0})
-    with gateway_process(gateway_settings, tmp_path / "crashed.log") as base:
-        burst = await start_sale(http, base, name)
-        await eventually(lambda: held_at_least(pg, name, 60))
-        kill_9(base)
-        answered = await burst
-    await redis.flushdb()
+    answered = await crash_then_lose_redis(http, gateway_settings, pg, redis, tmp_path, name)
 
     await asyncio.sleep(SETTLE_SECONDS)
     auditing = settings.model_copy(update={"hold_settle_seconds": SETTLE_SECONDS})
@@ -76,12 +83,7 @@ async def test_a_restarted_gateway_settles_abandoned_holds_by_itself(
 ):
     """Reconciliation without an operator: every gateway's recovery round does it too."""
     gateway_settings = settings.model_copy(update={**FAST, "hold_settle_seconds": SETTLE_SECONDS})
-    with gateway_process(gateway_settings, tmp_path / "crashed.log") as base:
-        burst = await start_sale(http, base, name)
-        await eventually(lambda: held_at_least(pg, name, 60))
-        kill_9(base)
-        answered = await burst
-    await redis.flushdb()
+    answered = await crash_then_lose_redis(http, gateway_settings, pg, redis, tmp_path, name)
     assert await pg.fetchval(
         "SELECT count(*) FROM holds WHERE coupon_name = $1 AND status = 'held'", name
     )
