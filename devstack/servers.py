@@ -121,8 +121,10 @@ def _postgres_bin_dirs() -> list[str]:
     return sorted((str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True)
 
 
-def start_postgres(root: Path, databases: tuple[str, ...]) -> Server:
-    """PostgreSQL tuned for throw-away data: no fsync, trust auth on loopback only."""
+def start_postgres(root: Path, databases: tuple[str, ...], *, max_connections: int = 400) -> Server:
+    """PostgreSQL tuned for throw-away data: no fsync, trust auth on loopback only.
+
+    `max_connections`: 100 is the stock images' (a test of the connection budget)."""
     initdb = _find("initdb", *_postgres_bin_dirs())
     postgres = str(Path(initdb).with_name("postgres"))
     psql = _find("psql", *_postgres_bin_dirs())
@@ -158,7 +160,7 @@ def start_postgres(root: Path, databases: tuple[str, ...]) -> Server:
         "listen_addresses": "127.0.0.1",
         "port": str(port),
         "unix_socket_directories": str(data),
-        "max_connections": "400",
+        "max_connections": str(max_connections),
         "fsync": "off",
         "synchronous_commit": "off",
         "full_page_writes": "off",

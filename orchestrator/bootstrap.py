@@ -31,7 +31,8 @@ from sagas.claim import claim_saga
 from sagas.errors import StoreUnavailable
 from services.claims import MongoClaims
 from services.failures import unavailable_on_failure
-from services.inventory import PostgresInventory, apply_schema, reset_connection
+from services.inventory import PostgresInventory, reset_connection
+from services.inventory_schema import apply_schema, check_schema
 from services.saga_log import RedisSagaLog
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,10 @@ async def wait_for(store: str, attempt: Callable[[], Awaitable[None]], seconds: 
 
 
 @asynccontextmanager
-async def postgres_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+async def postgres_pool(
+    settings: Settings, prepare: Callable[[asyncpg.Pool], Awaitable[None]] = apply_schema
+) -> AsyncIterator[asyncpg.Pool]:
+    """`prepare`: the service applies what is missing of the schema; a client checks it."""
     pools: list[asyncpg.Pool] = []
 
     async def connect() -> None:
@@ -78,7 +82,7 @@ async def postgres_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
                 reset=reset_connection,
             )
         try:
-            await apply_schema(pool)
+            await prepare(pool)
         except BaseException:
             await pool.close()
             raise
@@ -92,7 +96,14 @@ async def postgres_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 
 @asynccontextmanager
-async def mongo_client(settings: Settings) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+async def mongo_client(
+    settings: Settings,
+    prepare: Callable[[MongoClaims], Awaitable[None]] = MongoClaims.ensure_indexes,
+    *,
+    monitoring: str = "auto",
+) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    """`monitoring`: "auto" streams (a monitor and an RTT connection per server, counted
+    in the budget); "poll" keeps one, for a small client."""
     timeout_ms = int(settings.store_timeout_seconds * 1000)
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongo_url,
@@ -103,10 +114,11 @@ async def mongo_client(settings: Settings) -> AsyncIterator[AsyncMongoClient[dic
         timeoutMS=timeout_ms,
         tz_aware=True,
         event_listeners=[MongoPoolMetrics()],
+        serverMonitoringMode=monitoring,
     )
     try:
         claims = MongoClaims(client[settings.mongo_db])
-        await wait_for("mongodb", claims.ensure_indexes, settings.startup_wait_seconds)
+        await wait_for("mongodb", lambda: prepare(claims), settings.startup_wait_seconds)
         yield client
     finally:
         await client.close()
@@ -228,4 +240,19 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
 async def open_components(settings: Settings) -> AsyncIterator[Components]:
     """All three stores and everything on top, for the replay tool and tests."""
     async with open_stores(settings) as stores:
+        yield build(settings, stores)
+
+
+@asynccontextmanager
+async def open_tool_components(settings: Settings) -> AsyncIterator[Components]:
+    """The replay tool's: a small client of the service's stores (settings from
+    `budget.for_the_tool`) that checks the schema is there and applies none of it."""
+    async with AsyncExitStack() as stack:
+        stores = Stores(
+            await stack.enter_async_context(postgres_pool(settings, check_schema)),
+            await stack.enter_async_context(
+                mongo_client(settings, MongoClaims.check_indexes, monitoring="poll")
+            ),
+            await stack.enter_async_context(redis_client(settings)),
+        )
         yield build(settings, stores)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -10,19 +11,26 @@ import shutil
 import signal
 import sys
 import tempfile
+from multiprocessing.sharedctypes import Synchronized
 
 import uvloop
 from aiohttp import web
 
+from orchestrator import budget, preflight
+from orchestrator.engine import describe
 from orchestrator.framing import answer_framing_errors_in_json
 from orchestrator.logs import configure_logging
 from orchestrator.settings import Settings
 from orchestrator.shutdown import stop_gracefully_on_sigterm
+from sagas.errors import StoreNotSetUp, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 
-def serve(settings: Settings, *, reuse_port: bool = False) -> None:
+def serve(
+    settings: Settings, *, reuse_port: bool = False, told: Synchronized[int] | None = None
+) -> None:
+    """`told`: shared by workers, so a failed start that stops them all is said once."""
     from orchestrator.app import create_app  # after PROMETHEUS_MULTIPROC_DIR is decided
 
     configure_logging(settings.log_level)
@@ -30,26 +38,43 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     app = create_app(settings)
     stop_gracefully_on_sigterm(app, settings.shutdown_drain_seconds)
     log.info("listening on %s:%d", settings.host, settings.port)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        reuse_port=reuse_port,
-        access_log=None,
-        print=None,
-        loop=uvloop.new_event_loop(),
-        handle_signals=False,  # SIGTERM is ours (above); SIGINT still stops at once
-        shutdown_timeout=settings.shutdown_grace_seconds,
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            reuse_port=reuse_port,
+            access_log=None,
+            print=None,
+            loop=uvloop.new_event_loop(),
+            handle_signals=False,  # SIGTERM is ours (above); SIGINT still stops at once
+            shutdown_timeout=settings.shutdown_grace_seconds,
+        )
+    except (StoreUnavailable, StoreNotSetUp, OSError) as error:
+        _say_once(told, f"stopping: {describe(error)}")
+        sys.exit(1)
 
 
-def _run_workers(settings: Settings) -> int:
+def _say_once(told: Synchronized[int] | None, line: str) -> None:
+    if told is None:
+        log.error("%s", line)
+        return
+    with told.get_lock():
+        if not told.value:
+            told.value = 1
+            log.error("%s", line)
+
+
+def _run_workers(settings: Settings, count: int) -> int:
     """Fork worker processes bound with SO_REUSEPORT; stop all when one stops."""
-    context = multiprocessing.get_context("fork")  # before any event loop exists: safe
-    count = settings.workers or os.cpu_count() or 1
+    context = multiprocessing.get_context("fork")  # no event loop is running: safe
+    told = context.Value("b", 0)
     workers = [
         context.Process(
-            target=serve, args=(settings,), kwargs={"reuse_port": True}, name=f"worker-{n}"
+            target=serve,
+            args=(settings,),
+            kwargs={"reuse_port": True, "told": told},
+            name=f"worker-{n}",
         )
         for n in range(count)
     ]
@@ -64,16 +89,46 @@ def _run_workers(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     multiprocessing.connection.wait([worker.sentinel for worker in workers])
+    for worker in workers:
+        # One that exited said why (serve); one killed by a signal could not.
+        if worker.exitcode is not None and worker.exitcode < 0:
+            _say_once(told, f"{worker.name} was killed by signal {-worker.exitcode}: stopping")
     stop(signal.SIGTERM, None)
     for worker in workers:
         worker.join()
     return max(abs(worker.exitcode or 0) for worker in workers)
 
 
+def _checked_start(settings: Settings) -> tuple[Settings, int]:
+    """Each worker's settings and the worker count, once the budget and PostgreSQL allow
+    a whole start; otherwise one line naming what to change, and exit 1."""
+    count = budget.worker_count(settings)
+    try:
+        each = budget.for_each_worker(settings, count)
+        asyncio.run(preflight.check_stores(settings))
+    except StoreUnavailable:
+        sys.exit(1)  # bootstrap.wait_for has said which store did not answer
+    except (budget.BudgetTooSmall, StoreNotSetUp) as error:
+        log.error("not starting: %s", error)
+        sys.exit(1)
+    log.info(
+        "%d workers, each with %d PostgreSQL, %d MongoDB (and %d monitor) and %d Redis "
+        "connections, %d sagas at once",
+        count,
+        each.pg_pool_size,
+        each.mongo_pool_size,
+        budget.MONGO_MONITOR_CONNECTIONS,
+        each.redis_pool_size,
+        each.max_concurrent_sagas,
+    )
+    return each, count
+
+
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
-    if settings.workers == 1:
+    settings, count = _checked_start(settings)
+    if count == 1:
         serve(settings)
         return
     # Metrics shared by the workers: prometheus_client reads this when it is first imported.
@@ -81,7 +136,7 @@ def main() -> None:
     if owned:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coupon-metrics-")
     try:
-        code = _run_workers(settings)
+        code = _run_workers(settings, count)
     finally:
         if owned:
             shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

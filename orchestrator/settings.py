@@ -22,9 +22,16 @@ class Settings(BaseSettings):
     # A coupon seen sold out is answered from memory, on a read at most this old; a unit
     # given back by a compensation is claimable again after it at most. 0 turns it off.
     sold_out_memo_seconds: float = Field(1.0, ge=0)
-    # Few connections on purpose: the hot stock row gets slower as more transactions
-    # queue on its lock, so extra claims wait in the pool instead of in PostgreSQL.
-    # Opened in full at start (and MongoDB's too), so a sale does not pay for connecting.
+    # Connections the whole gateway (every worker) may open to each store, divided among
+    # the workers (orchestrator/budget.py). PostgreSQL's: postgres:16 allows 100, 3 of
+    # them for superusers; the rest is left for the replay tool, psql and monitoring.
+    pg_max_connections: int = Field(64, ge=1)
+    mongo_max_connections: int = Field(256, ge=1)
+    redis_max_connections: int = Field(512, ge=1)
+    # Per process, caps on a worker's share of the budget. Few PostgreSQL connections on
+    # purpose: the hot stock row gets slower as more transactions queue on its lock, so
+    # extra claims wait in the pool instead of in PostgreSQL. Opened in full at start (and
+    # MongoDB's too), so a sale does not pay for connecting.
     pg_pool_size: int = Field(16, ge=1)
     redis_pool_size: int = Field(64, ge=1)
     mongo_pool_size: int = Field(64, ge=1)
@@ -43,7 +50,8 @@ class Settings(BaseSettings):
     # queueing for a store connection behind thousands of others.
     max_concurrent_requests: int = Field(1024, ge=1)
     # Sagas run at once per process; more claims wait their turn, in arrival order, for
-    # up to saga_queue_seconds, then get 503. As many as PostgreSQL connections: measured.
+    # up to saga_queue_seconds, then get 503. At most as many as the worker's PostgreSQL
+    # connections (budget.py): measured.
     max_concurrent_sagas: int = Field(16, ge=1)
     saga_queue_seconds: float = Field(5.0, gt=0)
     # When set, creating a coupon needs `Authorization: Bearer <token>`.

@@ -49,3 +49,13 @@ class LeaseLost(Exception):
 
 class SagaConflict(Exception):
     """A saga action found state another run of the same saga left (e.g. confirm after release)."""
+
+
+class StoreNotSetUp(Exception):
+    """A store answers but is not set up for us (no such database or role, no schema, too
+    few connections for the budget): waiting will not help; `advice` says what to do."""
+
+    def __init__(self, store: str, advice: str) -> None:
+        super().__init__(f"{store}: {advice}")
+        self.store = store
+        self.advice = advice

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sagas.definition import plan
-from sagas.errors import CouponNotFound, SagaConflict, StoreUnavailable
+from sagas.errors import CouponNotFound, SagaConflict, StoreNotSetUp, StoreUnavailable
 from sagas.ports import SagaLog
 from sagas.records import SagaEvent, SagaRecord, SagaStatus
 
@@ -277,12 +277,13 @@ async def audit_stores(auditor: Auditor, coupon: str | None, *, repair: bool, as
 
 async def _run(args: argparse.Namespace) -> int:
     # The entry point wires real stores; everything above works on ports.
-    from orchestrator.bootstrap import open_components, redis_client
+    from orchestrator.bootstrap import open_tool_components, redis_client
+    from orchestrator.budget import for_the_tool
     from orchestrator.settings import Settings
     from services.saga_log import RedisSagaLog
 
-    # An operator's command fails fast with the store's name rather than waiting for it.
-    settings = Settings().model_copy(update={"startup_wait_seconds": 0.0})
+    # A small client: two connections a store, failing fast with the store's name.
+    settings = for_the_tool(Settings())
     if args.command in ("list", "show"):
         # Only Redis: an operator must be able to look while another store is down.
         async with redis_client(settings) as client:
@@ -294,7 +295,7 @@ async def _run(args: argparse.Namespace) -> int:
             if args.command == "list":
                 return await list_sagas(redis_log, args.status, args.coupon, args.limit, args.json)
             return await show_saga(redis_log, args.saga_id, args.json)
-    async with open_components(settings) as components:
+    async with open_tool_components(settings) as components:
         saga_log = components.coupons.saga_log
         if args.command == "audit":
             return await audit_stores(
@@ -322,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)  # exits 2 on a usage error
     try:
         sys.exit(asyncio.run(_run(args)))
-    except (StoreUnavailable, SagaConflict) as error:
+    except (StoreUnavailable, StoreNotSetUp, SagaConflict) as error:
         print(f"coupon-saga: {error}", file=sys.stderr)
         sys.exit(PROBLEMS)
     except CouponNotFound as error:

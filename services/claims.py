@@ -10,11 +10,20 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 from pymongo.write_concern import WriteConcern
 
-from sagas.errors import AlreadyClaimed
+from sagas.errors import AlreadyClaimed, StoreNotSetUp
 from sagas.ports import Claim
 from services.failures import unavailable_on_failure
 
 CLAIMS_COLLECTION = "claims"
+# name -> (keys, unique)
+_INDEXES: dict[str, tuple[list[tuple[str, int]], bool]] = {
+    "one_claim_per_user": ([("user_id", ASCENDING), ("coupon_name", ASCENDING)], True),
+    "saga_id": ([("saga_id", ASCENDING)], True),
+    "claims_by_coupon_oldest_first": (
+        [("coupon_name", ASCENDING), ("claimed_at", ASCENDING), ("_id", ASCENDING)],
+        False,
+    ),
+}
 
 
 class MongoClaims:
@@ -28,15 +37,19 @@ class MongoClaims:
     async def ensure_indexes(self) -> None:
         """Idempotent: creating an index that exists with the same spec is a no-op."""
         with unavailable_on_failure("mongodb"):
-            await self._claims.create_index(
-                [("user_id", ASCENDING), ("coupon_name", ASCENDING)],
-                unique=True,
-                name="one_claim_per_user",
-            )
-            await self._claims.create_index([("saga_id", ASCENDING)], unique=True, name="saga_id")
-            await self._claims.create_index(
-                [("coupon_name", ASCENDING), ("claimed_at", ASCENDING), ("_id", ASCENDING)],
-                name="claims_by_coupon_oldest_first",
+            for name, (keys, unique) in _INDEXES.items():
+                await self._claims.create_index(keys, unique=unique, name=name)
+
+    async def check_indexes(self) -> None:
+        """For a client of the service's database: the indexes are the service's to make."""
+        with unavailable_on_failure("mongodb"):
+            found = await self._claims.index_information()
+        missing = [name for name in _INDEXES if name not in found]
+        if missing:
+            raise StoreNotSetUp(
+                "mongodb",
+                f"the claims indexes are missing ({', '.join(missing)}); "
+                "start coupon-service once against this database to make them",
             )
 
     async def record(

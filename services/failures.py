@@ -1,4 +1,7 @@
-"""The one list of store errors that are transient: they become StoreUnavailable (HTTP 503)."""
+"""The one list of store errors that are transient: they become StoreUnavailable (HTTP 503).
+
+And the few that say a store is not set up for us (no such database, a refused role):
+they become StoreNotSetUp, with what to do, since waiting will not help."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import asyncpg
 import pymongo.errors
 import redis.exceptions
 
-from sagas.errors import StoreUnavailable
+from sagas.errors import StoreNotSetUp, StoreUnavailable
 
 _TRANSIENT: dict[str, tuple[type[BaseException], ...]] = {
     "postgresql": (
@@ -41,6 +44,21 @@ _TRANSIENT: dict[str, tuple[type[BaseException], ...]] = {
         redis.exceptions.TimeoutError,
     ),
 }
+
+
+def _setup_advice(error: BaseException) -> str | None:
+    """What an operator must change, for an error that says the store is not set up for us."""
+    if isinstance(error, asyncpg.InvalidCatalogNameError):
+        return f"{error}: create it (createdb) or point DATABASE_URL at the right database"
+    if isinstance(
+        error, (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InsufficientPrivilegeError)
+    ):
+        return f"{error}: fix the user or password in DATABASE_URL, or grant the role access"
+    if isinstance(error, pymongo.errors.OperationFailure) and error.code in (13, 18):
+        return f"{error}: fix the user or password in MONGO_URL, or grant the user access"
+    if isinstance(error, redis.exceptions.AuthenticationError):
+        return f"{error}: fix the user or password in REDIS_URL"
+    return None
 
 
 def _never_sent(error: BaseException) -> bool:
@@ -76,12 +94,15 @@ def _is_transient(store: str, error: BaseException) -> bool:
 
 @contextmanager
 def unavailable_on_failure(store: str) -> Iterator[None]:
-    """Turn a transient driver error of `store` into StoreUnavailable; let others through."""
+    """Turn a transient driver error of `store` into StoreUnavailable, one that says the
+    store is not set up for us into StoreNotSetUp; let others through."""
     try:
         yield
     except asyncio.CancelledError:
         raise
     except Exception as error:
+        if advice := _setup_advice(error):
+            raise StoreNotSetUp(store, advice) from error
         if _is_transient(store, error):
             raise StoreUnavailable(store, maybe_applied=not _never_sent(error)) from error
         raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from importlib import resources
 from typing import Any
 
 import asyncpg
@@ -11,9 +10,6 @@ import asyncpg
 from sagas.errors import AlreadyClaimed, CouponExists, CouponNotFound, OutOfStock, SagaConflict
 from sagas.ports import CouponStock, Hold, StockSnapshot
 from services.failures import unavailable_on_failure
-
-# Any fixed number: every replica takes the same lock, so the schema is applied once at a time.
-_SCHEMA_LOCK_ID = 0x636F75706F6E  # "coupon"
 
 _RESERVE_REJECTIONS: dict[str, type[Exception]] = {
     "already_claimed": AlreadyClaimed,
@@ -73,15 +69,6 @@ async def reset_connection(connection: asyncpg.Connection) -> None:
     """
     if connection.is_in_transaction():
         await connection.execute("ROLLBACK")
-
-
-async def apply_schema(pool: asyncpg.Pool) -> None:
-    """Create tables, indexes and functions; safe with many replicas starting at once."""
-    schema = resources.files("services").joinpath("inventory_schema.sql").read_text()
-    with unavailable_on_failure("postgresql"):
-        async with pool.acquire() as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK_ID)
-            await connection.execute(schema)
 
 
 class PostgresInventory:

@@ -1,5 +1,9 @@
--- Inventory schema. Applied at every start under an advisory lock; every statement is idempotent.
+-- Inventory schema, in parts: each `-- @kind name` line starts the part that creates that
+-- object. At start the service reads the catalog and applies only the parts whose object
+-- is missing (a function also when its text changed), under an advisory lock
+-- (services/inventory_schema.py). Every part is idempotent.
 
+-- @table coupons
 CREATE TABLE IF NOT EXISTS coupons (
     name             text        PRIMARY KEY,
     amount           bigint      NOT NULL CHECK (amount >= 0),
@@ -7,6 +11,7 @@ CREATE TABLE IF NOT EXISTS coupons (
     created_at       timestamptz NOT NULL DEFAULT now()
 );
 
+-- @table holds
 -- One row per claim saga. No foreign key to coupons on purpose: its FOR KEY SHARE lock
 -- on the hot coupon row would turn every reserve into a MultiXact on that row.
 -- reserve_unit() checks that the coupon exists; coupons are never deleted.
@@ -19,13 +24,16 @@ CREATE TABLE IF NOT EXISTS holds (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- @index holds_one_live_per_user
 -- The semantic lock: one live hold per user and coupon. A second attempt by the same user
 -- is refused here, before it touches the stock row.
 CREATE UNIQUE INDEX IF NOT EXISTS holds_one_live_per_user
     ON holds (coupon_name, user_id) WHERE status <> 'released';
 
+-- @index holds_held_by_age
 CREATE INDEX IF NOT EXISTS holds_held_by_age ON holds (updated_at) WHERE status = 'held';
 
+-- @function reserve_unit
 -- Reserve one unit for a saga in one round trip and one transaction.
 -- Returns 'reserved' (also on a replay of the same saga), 'already_claimed',
 -- 'out_of_stock', 'coupon_not_found' or 'released' (this saga was compensated already).
@@ -62,6 +70,7 @@ BEGIN
 END;
 $$;
 
+-- @function release_unit
 -- Release a saga's hold and give its unit back, only if it is still held. If the saga
 -- never reserved, a 'released' tombstone is written, so a late reserve of the same saga
 -- (a worker paused past its lease) finds it and takes nothing. Returns true if a unit

@@ -21,6 +21,8 @@ class CuttableProxy:
         self._flowing = asyncio.Event()  # cleared while the proxy hangs
         self._flowing.set()
         self.port = 0
+        self.connections = 0  # connected through to the server now
+        self.most_connections = 0  # ever at once: what a client held on the server
 
     @classmethod
     def for_url(cls, url: str) -> CuttableProxy:
@@ -83,12 +85,15 @@ class CuttableProxy:
             client_writer.transport.abort()
             return
         self._writers |= {client_writer, upstream_writer}
+        self.connections += 1
+        self.most_connections = max(self.most_connections, self.connections)
         pumps = [
             asyncio.ensure_future(self._pump(client_reader, upstream_writer)),
             asyncio.ensure_future(self._pump(upstream_reader, client_writer)),
         ]
         self._tasks.update(pumps)
         await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        self.connections -= 1
         for writer in (client_writer, upstream_writer):
             writer.transport.abort()
             self._writers.discard(writer)
