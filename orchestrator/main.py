@@ -16,8 +16,7 @@ from multiprocessing.sharedctypes import Synchronized
 import uvloop
 from aiohttp import web
 
-from orchestrator import budget, preflight
-from orchestrator.engine import describe
+from orchestrator import budget
 from orchestrator.framing import answer_framing_errors_in_json
 from orchestrator.logs import configure_logging
 from orchestrator.settings import Settings
@@ -31,7 +30,9 @@ def serve(
     settings: Settings, *, reuse_port: bool = False, told: Synchronized[int] | None = None
 ) -> None:
     """`told`: shared by workers, so a failed start that stops them all is said once."""
-    from orchestrator.app import create_app  # after PROMETHEUS_MULTIPROC_DIR is decided
+    # After PROMETHEUS_MULTIPROC_DIR is decided: these import prometheus_client.
+    from orchestrator.app import create_app
+    from orchestrator.engine import describe
 
     configure_logging(settings.log_level)
     answer_framing_errors_in_json()
@@ -99,10 +100,11 @@ def _run_workers(settings: Settings, count: int) -> int:
     return max(abs(worker.exitcode or 0) for worker in workers)
 
 
-def _checked_start(settings: Settings) -> tuple[Settings, int]:
-    """Each worker's settings and the worker count, once the budget and PostgreSQL allow
-    a whole start; otherwise one line naming what to change, and exit 1."""
-    count = budget.worker_count(settings)
+def _checked_start(settings: Settings, count: int) -> Settings:
+    """Each worker's settings, once every store answers and the budget fits; otherwise
+    one line naming what to change, and exit 1."""
+    from orchestrator import preflight  # after PROMETHEUS_MULTIPROC_DIR is decided
+
     try:
         each = budget.for_each_worker(settings, count)
         asyncio.run(preflight.check_stores(settings))
@@ -112,8 +114,8 @@ def _checked_start(settings: Settings) -> tuple[Settings, int]:
         log.error("not starting: %s", error)
         sys.exit(1)
     log.info(
-        "%d workers, each with %d PostgreSQL, %d MongoDB (and %d monitor) and %d Redis "
-        "connections, %d sagas at once",
+        "%d workers, each with %d PostgreSQL, %d MongoDB (and up to %d monitoring) and %d "
+        "Redis connections, %d sagas at once",
         count,
         each.pg_pool_size,
         each.mongo_pool_size,
@@ -121,22 +123,22 @@ def _checked_start(settings: Settings) -> tuple[Settings, int]:
         each.redis_pool_size,
         each.max_concurrent_sagas,
     )
-    return each, count
+    return each
 
 
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
-    settings, count = _checked_start(settings)
+    count = budget.worker_count(settings)
     if count == 1:
-        serve(settings)
+        serve(_checked_start(settings, count))
         return
     # Metrics shared by the workers: prometheus_client reads this when it is first imported.
     owned = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     if owned:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coupon-metrics-")
     try:
-        code = _run_workers(settings, count)
+        code = _run_workers(_checked_start(settings, count), count)
     finally:
         if owned:
             shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

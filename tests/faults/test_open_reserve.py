@@ -52,9 +52,10 @@ async def test_the_replay_tool_is_a_small_client_that_waits_for_no_schema_lock(
 
 
 async def test_a_restart_during_a_sale_does_not_wait_behind_an_open_reserve(
-    http, settings, gateway, open_reserve, tmp_path, name
+    http, settings, service, open_reserve, tmp_path, name
 ):
-    """The gateway already applied the schema; a new one only reads the catalog."""
+    """The schema is there (the session's service applied it): a new gateway only reads
+    the catalog, and comes up while the reserve's locks are held."""
     with gateway_process(settings, tmp_path / "restarted.log", workers=1) as restarted:
         other = f"{name}_other"
         await create(http, restarted, other, 1)
