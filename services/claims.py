@@ -82,10 +82,16 @@ class MongoClaims:
         """Replace the saga's claim by its tombstone, in one atomic step, whether or not
         the claim is there yet. True if a claim was erased."""
         with unavailable_on_failure("mongodb"):
-            before = await self._claims.find_one_and_replace(
-                {"saga_id": saga_id}, _tombstone(saga_id), upsert=True
-            )
+            try:
+                before = await self._replace_by_tombstone(saga_id)
+            except DuplicateKeyError:  # the claim was inserted as we upserted: replace it
+                before = await self._replace_by_tombstone(saga_id)
         return before is not None and not before.get("erased")
+
+    async def _replace_by_tombstone(self, saga_id: str) -> dict[str, Any] | None:
+        return await self._claims.find_one_and_replace(
+            {"saga_id": saga_id}, _tombstone(saga_id), upsert=True
+        )
 
     async def exists(self, saga_id: str) -> bool:
         with unavailable_on_failure("mongodb"):

@@ -175,3 +175,19 @@ async def test_tombstones_of_many_sagas_do_not_collide(claims, mongo, name):
     await claims.record(new_saga_id(), "alice", name, NOON)
 
     assert await claims.claimants(name) == ["alice"]
+
+
+async def test_erase_racing_the_record_of_its_saga_always_wins(claims, mongo, name):
+    saga_ids = [new_saga_id() for _ in range(40)]
+
+    async def race(saga_id: str, user: str) -> list[object]:
+        return await asyncio.gather(
+            claims.record(saga_id, user, name, NOON), claims.erase(saga_id), return_exceptions=True
+        )
+
+    outcomes = await asyncio.gather(*(race(s, f"user_{n}") for n, s in enumerate(saga_ids)))
+
+    for recorded, erased in outcomes:
+        assert recorded == NOON or isinstance(recorded, SagaConflict), recorded
+        assert isinstance(erased, bool), erased
+    assert await stored(mongo, name) == []
