@@ -3,7 +3,7 @@
 | step    | action                          | compensation                      |
 | ------- | ------------------------------- | --------------------------------- |
 | reserve | take a unit under a live hold   | release the hold, give the unit back |
-| record  | insert the claim document       | delete the claim with this saga id |
+| record  | insert the claim document       | erase it, leaving a tombstone     |
 | confirm | mark the hold confirmed         | none: past the pivot, only forward |
 """
 
@@ -76,7 +76,8 @@ class ClaimSteps:
         await self._claims.record(saga_id, claim.user_id, claim.coupon_name, claim.claimed_at)
 
     async def undo_record(self, saga_id: str, payload: Mapping[str, Any]) -> None:
-        """Delete the claim document carrying this saga id, if there is one."""
+        """Erase the claim document carrying this saga id, leaving a tombstone in its place
+        (also when there is none yet), so a late do_record of the same saga records nothing."""
         await self._claims.erase(saga_id)
 
     async def pivot_landed(self, saga_id: str, payload: Mapping[str, Any]) -> bool:

@@ -10,7 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 from pymongo.write_concern import WriteConcern
 
-from sagas.errors import AlreadyClaimed, StoreNotSetUp
+from sagas.errors import AlreadyClaimed, SagaConflict, StoreNotSetUp
 from sagas.ports import Claim
 from services.failures import unavailable_on_failure
 
@@ -24,6 +24,16 @@ _INDEXES: dict[str, tuple[list[tuple[str, int]], bool]] = {
         False,
     ),
 }
+
+# An erased claim leaves a tombstone under its saga id, so an insert of the same saga that
+# lands later (a timed-out write the server still ran) is refused by the saga_id index and
+# takes nothing. No coupon has an empty name, so a tombstone is never read as a claim, and
+# its user_id (the saga id) keeps it clear of the one-claim-per-user index.
+_NO_COUPON = ""
+
+
+def _tombstone(saga_id: str) -> dict[str, Any]:
+    return {"saga_id": saga_id, "user_id": saga_id, "coupon_name": _NO_COUPON, "erased": True}
 
 
 class MongoClaims:
@@ -57,7 +67,8 @@ class MongoClaims:
     ) -> datetime:
         """Insert the claim; a duplicate carrying this saga id is a replay and succeeds.
 
-        Returns the claim time as stored: BSON keeps milliseconds.
+        Returns the claim time as stored: BSON keeps milliseconds. Raises SagaConflict
+        when the saga's claim was erased already (its tombstone holds the saga id).
         """
         claimed_at = claimed_at.replace(microsecond=claimed_at.microsecond // 1000 * 1000)
         document = {
@@ -71,19 +82,36 @@ class MongoClaims:
                 await self._claims.insert_one(document)
                 return claimed_at
             except DuplicateKeyError:
-                mine = await self._claims.find_one({"saga_id": saga_id}, {"claimed_at": 1})
+                mine = await self._claims.find_one(
+                    {"saga_id": saga_id}, {"claimed_at": 1, "erased": 1}
+                )
         if mine is None:
             raise AlreadyClaimed(coupon_name)
+        if mine.get("erased"):
+            raise SagaConflict(f"saga {saga_id} was compensated; its claim is erased")
         return _utc(mine["claimed_at"])
 
     async def erase(self, saga_id: str) -> bool:
+        """Replace the saga's claim by its tombstone, in one atomic step, whether or not
+        the claim is there yet. True if a claim was erased."""
         with unavailable_on_failure("mongodb"):
-            result = await self._claims.delete_one({"saga_id": saga_id})
-        return result.deleted_count == 1
+            try:
+                before = await self._replace_by_tombstone(saga_id)
+            except DuplicateKeyError:  # the claim was inserted as we upserted: replace it
+                before = await self._replace_by_tombstone(saga_id)
+        return before is not None and not before.get("erased")
+
+    async def _replace_by_tombstone(self, saga_id: str) -> dict[str, Any] | None:
+        return await self._claims.find_one_and_replace(
+            {"saga_id": saga_id}, _tombstone(saga_id), upsert=True
+        )
 
     async def exists(self, saga_id: str) -> bool:
         with unavailable_on_failure("mongodb"):
-            return await self._claims.find_one({"saga_id": saga_id}, {"_id": 1}) is not None
+            found = await self._claims.find_one(
+                {"saga_id": saga_id, "erased": {"$exists": False}}, {"_id": 1}
+            )
+        return found is not None
 
     async def claimants(self, coupon_name: str) -> list[str]:
         """User ids holding the coupon, oldest claim first."""

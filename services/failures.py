@@ -61,25 +61,28 @@ def _setup_advice(error: BaseException) -> str | None:
     return None
 
 
+_REFUSED = (
+    ConnectionRefusedError,
+    socket.gaierror,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
 def _never_sent(error: BaseException) -> bool:
     """True when no connection was made, so the request cannot have reached the server."""
-    if isinstance(error, pymongo.errors.ServerSelectionTimeoutError):
-        return True
-    if isinstance(error, pymongo.errors.PyMongoError) and error.has_error_label(
-        "NoWritesPerformed"
-    ):
-        return True
+    if isinstance(error, pymongo.errors.PyMongoError):
+        # Only what the error says of itself: a retried write re-raises its first error
+        # `from` the retry's, so a refusal down the chain may be the retry's, not the try
+        # that was sent.
+        return (
+            isinstance(error, pymongo.errors.ServerSelectionTimeoutError)
+            or error.has_error_label("NoWritesPerformed")
+            or isinstance(error.__cause__, _REFUSED)
+        )
     cause: BaseException | None = error
     while cause is not None:
-        if isinstance(
-            cause,
-            (
-                ConnectionRefusedError,
-                socket.gaierror,
-                asyncpg.CannotConnectNowError,
-                asyncpg.TooManyConnectionsError,
-            ),
-        ):
+        if isinstance(cause, _REFUSED):
             return True
         cause = cause.__cause__ or cause.__context__
     return False

@@ -165,7 +165,7 @@ async def test_a_gateway_frozen_before_its_pivot_cannot_write_after_the_takeover
         assert f"saga {record.saga_id} is driven by someone else now" in a_log
         hold = await pg.fetchval("SELECT status FROM holds WHERE saga_id = $1", record.saga_id)
         assert hold == "released"
-        assert await mongo.claims.find_one({"saga_id": record.saga_id}) is None
+        assert await mongo.claims.find_one({"saga_id": record.saga_id, "coupon_name": name}) is None
         facts = await assert_invariants(pg, mongo, name)
         assert facts.remaining_amount == 2
         code, out, _ = await coupon_saga(apart.settings, "audit", "--coupon", name)

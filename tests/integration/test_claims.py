@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from sagas.errors import AlreadyClaimed
+from sagas.errors import AlreadyClaimed, SagaConflict
 from services.claims import CLAIMS_COLLECTION, MongoClaims
 
 # Whole milliseconds: what BSON stores is exactly what the test compares against.
@@ -138,3 +138,56 @@ async def test_concurrent_records_by_one_user_let_exactly_one_through(claims, mo
     assert len(winners) == 1
     assert all(isinstance(result, AlreadyClaimed) for result in results if result != NOON)
     assert [doc["saga_id"] for doc in await stored(mongo, name)] == winners
+
+
+async def test_erase_before_record_leaves_a_tombstone_a_late_record_respects(claims, mongo, name):
+    """A record that lands after its saga's compensation (a timed-out insert the server
+    still ran) must take nothing, as a late reserve after a release takes no unit."""
+    saga_id = new_saga_id()
+
+    assert await claims.erase(saga_id) is False
+    with pytest.raises(SagaConflict):
+        await claims.record(saga_id, "alice", name, NOON)
+
+    assert await stored(mongo, name) == []
+    assert await claims.claimants(name) == []
+    assert await claims.exists(saga_id) is False
+
+
+async def test_a_replayed_record_after_its_erase_takes_nothing(claims, mongo, name):
+    saga_id = new_saga_id()
+    await claims.record(saga_id, "alice", name, NOON)
+    assert await claims.erase(saga_id) is True
+
+    with pytest.raises(SagaConflict):
+        await claims.record(saga_id, "alice", name, NOON)
+
+    assert await stored(mongo, name) == []
+    assert await claims.exists(saga_id) is False
+    assert await claims.erase(saga_id) is False
+
+
+async def test_tombstones_of_many_sagas_do_not_collide(claims, mongo, name):
+    saga_ids = [new_saga_id() for _ in range(3)]
+    for saga_id in saga_ids:
+        assert await claims.erase(saga_id) is False
+
+    await claims.record(new_saga_id(), "alice", name, NOON)
+
+    assert await claims.claimants(name) == ["alice"]
+
+
+async def test_erase_racing_the_record_of_its_saga_always_wins(claims, mongo, name):
+    saga_ids = [new_saga_id() for _ in range(40)]
+
+    async def race(saga_id: str, user: str) -> list[object]:
+        return await asyncio.gather(
+            claims.record(saga_id, user, name, NOON), claims.erase(saga_id), return_exceptions=True
+        )
+
+    outcomes = await asyncio.gather(*(race(s, f"user_{n}") for n, s in enumerate(saga_ids)))
+
+    for recorded, erased in outcomes:
+        assert recorded == NOON or isinstance(recorded, SagaConflict), recorded
+        assert isinstance(erased, bool), erased
+    assert await stored(mongo, name) == []

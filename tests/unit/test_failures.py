@@ -27,3 +27,34 @@ def test_transient_mongodb_errors_become_store_unavailable(error):
 def test_a_programming_error_stays_what_it_is():
     with pytest.raises(KeyError), unavailable_on_failure("mongodb"):
         raise KeyError("user_id")
+
+
+def _raised(store: str, error: BaseException) -> StoreUnavailable:
+    with pytest.raises(StoreUnavailable) as caught, unavailable_on_failure(store):
+        raise error
+    return caught.value
+
+
+def _mongo_connection_failure(cause: OSError) -> pymongo.errors.AutoReconnect:
+    """As PyMongo raises it: the socket error as its cause."""
+    try:
+        raise pymongo.errors.AutoReconnect(str(cause)) from cause
+    except pymongo.errors.AutoReconnect as error:
+        return error
+
+
+def test_a_refused_connection_is_known_never_sent():
+    refused = _mongo_connection_failure(ConnectionRefusedError(111, "refused"))
+
+    assert _raised("mongodb", refused).maybe_applied is False
+
+
+def test_a_retried_write_whose_retry_was_refused_may_have_applied():
+    """PyMongo re-raises a retryable write's first error `from` the retry's error: the
+    first try was sent (the connection dropped after), whatever the retry met."""
+    first = _mongo_connection_failure(ConnectionResetError(104, "reset"))
+    retry = _mongo_connection_failure(ConnectionRefusedError(111, "refused"))
+    retry._add_error_label("NoWritesPerformed")
+    first.__cause__ = retry
+
+    assert _raised("mongodb", first).maybe_applied is True
