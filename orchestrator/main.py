@@ -54,16 +54,18 @@ def serve(
     except (StoreUnavailable, StoreNotSetUp, OSError) as error:
         _say_once(told, f"stopping: {describe(error)}")
         sys.exit(1)
+    except Exception as error:  # a bug: still one JSON line, its stack in the "error" field
+        _say_once(told, f"stopping: {describe(error)}", with_stack=True)
+        sys.exit(1)
 
 
-def _say_once(told: Synchronized[int] | None, line: str) -> None:
-    if told is None:
-        log.error("%s", line)
-        return
-    with told.get_lock():
-        if not told.value:
+def _say_once(told: Synchronized[int] | None, line: str, *, with_stack: bool = False) -> None:
+    if told is not None:
+        with told.get_lock():
+            if told.value:
+                return
             told.value = 1
-            log.error("%s", line)
+    log.error("%s", line, exc_info=with_stack)
 
 
 def _run_workers(settings: Settings, count: int) -> int:
