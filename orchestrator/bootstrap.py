@@ -31,7 +31,12 @@ from sagas.claim import claim_saga
 from sagas.errors import StoreUnavailable
 from services.claims import MongoClaims
 from services.failures import unavailable_on_failure
-from services.inventory import PostgresInventory, apply_schema, reset_connection
+from services.inventory import (
+    PostgresInventory,
+    apply_schema,
+    reset_connection,
+    statement_cache_size,
+)
 from services.saga_log import RedisSagaLog
 
 log = logging.getLogger(__name__)
@@ -76,6 +81,7 @@ async def postgres_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
                 command_timeout=settings.store_timeout_seconds,
                 timeout=settings.store_timeout_seconds,
                 reset=reset_connection,
+                statement_cache_size=statement_cache_size(settings.pg_pooler),
             )
         try:
             await apply_schema(pool)
