@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,9 +34,20 @@ def _connstring(database_url: str) -> tuple[str, str]:
     return database, " ".join(f"{key}='{value}'" for key, value in parts.items())
 
 
-def _config(database_url: str, port: int, pool_size: int) -> tuple[str, str]:
+def _version(binary: str) -> tuple[int, int]:
+    banner = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    found = re.search(r"PgBouncer (\d+)\.(\d+)", banner)
+    return (int(found[1]), int(found[2])) if found else (0, 0)
+
+
+def _config(
+    database_url: str, port: int, pool_size: int, version: tuple[int, int]
+) -> tuple[str, str]:
     """The ini file's text and the database's name."""
     database, target = _connstring(database_url)
+    # 1.21 and later can track prepared statements (1.24 does by default); turned off, so
+    # every version is tested as 1.18 behaves. 1.18 refuses to start with the setting.
+    tracking = "max_prepared_statements = 0\n" if version >= (1, 21) else ""
     return (
         f"""[databases]
 {database} = {target}
@@ -49,7 +62,7 @@ pool_mode = transaction
 ; Fewer server connections than clients: transactions move between servers all the time.
 default_pool_size = {pool_size}
 max_client_conn = 2000
-""",
+{tracking}""",
         database,
     )
 
@@ -63,7 +76,8 @@ def running_pgbouncer(database_url: str, *, pool_size: int = 8) -> Iterator[Serv
     server: Server | None = None
     try:
         port = free_port()
-        config, database = _config(database_url, port, pool_size)
+        binary = _find("pgbouncer", "/usr/sbin")
+        config, database = _config(database_url, port, pool_size, _version(binary))
         ini = root / "pgbouncer.ini"
         ini.write_text(config)
         ini.chmod(0o644)
