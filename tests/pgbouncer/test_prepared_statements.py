@@ -17,6 +17,8 @@ from devstack.servers import Server
 from devstack.stack import StackUrls
 from orchestrator.bootstrap import postgres_pool
 from orchestrator.settings import Settings
+from sagas.errors import StoreUnavailable
+from services.failures import unavailable_on_failure
 
 # Answers with the server process it ran on.
 _WHERE_AM_I = "SELECT pg_backend_pid() WHERE $1::boolean"
@@ -67,10 +69,14 @@ async def test_with_the_setting_a_statement_runs_on_whichever_server_it_gets(poo
 
 @pytest.mark.parametrize("pool_behind", ["none"], indirect=True)
 async def test_without_it_a_prepared_statement_is_missing_on_the_next_server(pool_behind):
+    """A misconfigured service still gives no false answer: the store is unavailable (503,
+    retried: the next try may land where the statement is), never a 500."""
     async with pool_behind.acquire() as connection:
         first = await connection.fetchval(_WHERE_AM_I, True)
         async with AsyncExitStack() as held:
             await _hold_server(held, pool_behind, first)
 
-            with pytest.raises(asyncpg.InvalidSQLStatementNameError, match="does not exist"):
+            with pytest.raises(StoreUnavailable) as caught, unavailable_on_failure("postgresql"):
                 await connection.fetchval(_WHERE_AM_I, True)
+    assert isinstance(caught.value.__cause__, asyncpg.InvalidSQLStatementNameError)
+    assert "does not exist" in str(caught.value.__cause__)
