@@ -23,6 +23,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     WORKERS=0
 USER 10001:10001
 EXPOSE 8080
+# Asks the port the service listens on: PORT may be changed at run time.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=2).status != 200)"]
+  CMD ["python", "-c", "import os, sys, urllib.request; url = 'http://127.0.0.1:' + os.environ['PORT'] + '/health'; sys.exit(urllib.request.urlopen(url, timeout=2).status != 200)"]
 CMD ["coupon-service"]

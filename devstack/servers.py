@@ -54,6 +54,8 @@ def free_port() -> int:
 def _die_with_parent() -> None:
     # Runs in the child after the uid switch: a credential change clears the setting.
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    # `python -m devstack` blocks these to wait for them; a server must still get them.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def _spawn(

@@ -31,7 +31,7 @@ from sagas.claim import claim_saga
 from sagas.errors import StoreUnavailable
 from services.claims import MongoClaims
 from services.failures import unavailable_on_failure
-from services.inventory import PostgresInventory, reset_connection
+from services.inventory import PostgresInventory, reset_connection, statement_cache_size
 from services.inventory_schema import apply_schema, check_schema
 from services.saga_log import RedisSagaLog
 
@@ -80,6 +80,7 @@ async def postgres_pool(
                 command_timeout=settings.store_timeout_seconds,
                 timeout=settings.store_timeout_seconds,
                 reset=reset_connection,
+                statement_cache_size=statement_cache_size(settings.pg_pooler),
             )
         try:
             await prepare(pool)

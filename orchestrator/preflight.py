@@ -43,4 +43,7 @@ async def check_stores(settings: Settings) -> None:
     of the schema once for all workers, and check the budget fits what PostgreSQL allows."""
     one_each = {"pg_pool_size": 1, "mongo_pool_size": 1, "redis_pool_size": 1}
     async with open_stores(settings.model_copy(update=one_each)) as stores:
-        await check_room(stores.pg_pool, settings.pg_max_connections)
+        if settings.pg_pooler == "none":
+            # Behind a pooler our connections are its clients (its max_client_conn bounds
+            # them), not backends of the server this query would measure.
+            await check_room(stores.pg_pool, settings.pg_max_connections)

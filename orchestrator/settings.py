@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -18,6 +20,10 @@ class Settings(BaseSettings):
     mongo_url: str = "mongodb://127.0.0.1:27017"
     mongo_db: str = "coupons"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # What sits between the service and PostgreSQL. "transaction": a transaction pooler
+    # (PgBouncer pool_mode=transaction), which may run each transaction on another
+    # server connection, so no prepared statement may outlive the one it was made in.
+    pg_pooler: Literal["none", "transaction"] = "none"
 
     # A coupon seen sold out is answered from memory, on a read at most this old; a unit
     # given back by a compensation is claimable again after it at most. 0 turns it off.

@@ -27,6 +27,11 @@ _TRANSIENT: dict[str, tuple[type[BaseException], ...]] = {
         asyncpg.OperatorInterventionError,  # admin shutdown, crash shutdown
         asyncpg.DeadlockDetectedError,
         asyncpg.SerializationError,
+        # A named statement on another server connection: behind a transaction pooler
+        # without PG_POOLER=transaction. Refused before it ran; the next try may land
+        # where the statement is.
+        asyncpg.InvalidSQLStatementNameError,
+        asyncpg.DuplicatePreparedStatementError,
     ),
     "mongodb": (
         OSError,

@@ -60,6 +60,20 @@ FROM coupons WHERE name = $1
 """
 
 
+def statement_cache_size(pooler: str) -> int:
+    """asyncpg's per-connection cache of named prepared statements: its default size, or
+    none behind a transaction pooler.
+
+    A named statement lives on the server connection it was prepared on, and a transaction
+    pooler hands the next transaction to any server connection: PgBouncer up to 1.20 keeps
+    no prepared statements at all ("prepared statement does not exist"). With the cache off
+    asyncpg (0.29 and later) still describes a statement as an unnamed one, but then sends
+    it again with its Bind, Execute and Sync in one message batch, which a pooler keeps on
+    one server connection. Measured against PgBouncer 1.18 (tests/pgbouncer).
+    """
+    return 0 if pooler == "transaction" else 100
+
+
 async def reset_connection(connection: asyncpg.Connection) -> None:
     """What a pool runs on each connection it gets back, instead of asyncpg's default.
 
@@ -85,7 +99,9 @@ class PostgresInventory:
     async def warm_up(self) -> None:
         """Run the claim path's statements once on every pooled connection, touching no
         row (no coupon has an empty name, no saga the nil id): asyncpg prepares them and
-        PostgreSQL plans them now, not in the first second of a sale."""
+        PostgreSQL plans them now, not in the first second of a sale. Behind a
+        transaction pooler nothing stays prepared; this then opens the pooler's server
+        connections."""
 
         async def on_one_connection() -> None:
             async with self._pool.acquire() as connection:

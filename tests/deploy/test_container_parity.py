@@ -69,6 +69,22 @@ def image_recipe() -> tuple[list[str], str, dict[str, str], list[str]]:
     return copied, install, environment, command
 
 
+def image_healthcheck() -> list[str]:
+    """The final stage's HEALTHCHECK command (exec form)."""
+    (arguments,) = [a for i, a in dockerfile_stages()[-1] if i == "HEALTHCHECK"]
+    _, _, command = arguments.partition(" CMD ")
+    return list(json.loads(command))
+
+
+def image_environment(image_venv: Path) -> dict[str, str]:
+    """The final stage's ENV, its paths pointing into the replayed virtualenv."""
+    _, _, image_env, _ = image_recipe()
+    return {
+        key: value.replace("$PATH", os.environ["PATH"]).replace(VENV_IN_IMAGE, str(image_venv))
+        for key, value in image_env.items()
+    }
+
+
 @pytest.fixture(scope="module")
 def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The build stage: copy what it copies, install as it installs."""
@@ -92,12 +108,9 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def container(image_venv: Path, settings, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """The image's CMD with its ENV, started outside the source tree."""
-    _, _, image_env, command = image_recipe()
+    _, _, _, command = image_recipe()
     port = free_port()
-    environment = {
-        key: value.replace("$PATH", os.environ["PATH"]).replace(VENV_IN_IMAGE, str(image_venv))
-        for key, value in image_env.items()
-    }
+    environment = image_environment(image_venv)
     environment |= {
         **{k: v for k, v in settings_env(settings).items() if k in STORE_SETTINGS},
         "HOST": "127.0.0.1",  # the image listens on 0.0.0.0; tests stay on loopback
@@ -190,3 +203,17 @@ async def test_sigterm_during_a_burst_answers_every_accepted_request(
     assert in_flight == []
     facts = await assert_invariants(pg, mongo, name)
     assert len(facts.claims) == results.count(200)
+
+
+def test_the_healthcheck_asks_the_port_the_service_listens_on(image_venv, container, tmp_path):
+    base, _ = container
+    environment = image_environment(image_venv) | {"HOME": str(tmp_path)}
+
+    def healthcheck(port: str) -> int:
+        run = subprocess.run(
+            image_healthcheck(), env=environment | {"PORT": port}, capture_output=True
+        )
+        return run.returncode
+
+    assert healthcheck(base.rsplit(":", 1)[1]) == 0
+    assert healthcheck(str(free_port())) != 0  # nothing listens there: unhealthy

@@ -1,8 +1,9 @@
 """The compose stack's shape, as the Compose v2 parser reads docker-compose.yml.
 
 No Docker engine runs here, so the stack cannot be started; this checks what `docker
-compose up --build` relies on: the four services, health-gated start, persistent
-volumes, the API on port 8080 and Redis's append-only file.
+compose up -d --build --wait` relies on: the four services, health-gated start,
+persistent volumes, restart policies, the API on port 8080, Redis's append-only file, and
+PostgreSQL's connection limit with room for the service's budget.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STORES = ("postgres", "mongo", "redis")
+# Connections PostgreSQL must have left past the service's budget: the slots it keeps for
+# superusers (superuser_reserved_connections), the replay tool's and an operator's psql.
+SUPERUSER_RESERVED = 3
+REPLAY_TOOL = 2
+OPERATOR = 1
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +79,20 @@ def test_redis_keeps_the_saga_log_in_an_append_only_file(stack):
 def test_stores_are_postgres_16_mongo_7_redis_7(stack):
     images = {name: stack["services"][name]["image"] for name in STORES}
     assert images == {"postgres": "postgres:16", "mongo": "mongo:7", "redis": "redis:7"}
+
+
+def test_every_service_restarts_after_a_crash_or_a_reboot(stack):
+    policies = {name: service.get("restart") for name, service in stack["services"].items()}
+    assert policies == dict.fromkeys(stack["services"], "unless-stopped")
+
+
+def test_postgres_has_room_for_the_service_budget_the_replay_tool_and_an_operator(stack):
+    command = stack["services"]["postgres"]["command"]
+    (limit,) = [arg.partition("=")[2] for arg in command if arg.startswith("max_connections=")]
+    budget = int(stack["services"]["app"]["environment"]["PG_MAX_CONNECTIONS"])
+    assert budget + REPLAY_TOOL + OPERATOR <= int(limit) - SUPERUSER_RESERVED
+
+
+@pytest.mark.parametrize("setting", ["MONGO_MAX_CONNECTIONS", "REDIS_MAX_CONNECTIONS"])
+def test_the_service_budget_is_set_for_every_store(stack, setting):
+    assert int(stack["services"]["app"]["environment"][setting]) > 0
