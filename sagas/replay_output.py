@@ -141,7 +141,7 @@ def show_text(record: SagaRecord, events: Sequence[SagaEvent], lease: Lease | No
     fields = shown(record, events, lease)
     timeline = fields.pop("events")
     fields["lease"] = lease_text(lease)
-    head = [f"{key + ':':12} {_text(value)}" for key, value in fields.items()]
+    head = [f"{key + ':':12} {_text(value)}".rstrip() for key, value in fields.items()]
     rows = [[e["at"], e["step"], e["phase"], e["error"]] for e in timeline]
     return "\n".join([*head, "", table(["AT", "STEP", "PHASE", "ERROR"], rows)])
 

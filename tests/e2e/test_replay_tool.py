@@ -91,6 +91,8 @@ async def test_recover_with_nothing_stuck_exits_0(settings):
     code, out, _ = await coupon_saga(settings, "recover", "--older-than", "3600", "--json")
     assert code == 0
     assert json.loads(out) == []
+    code, out, _ = await coupon_saga(settings, "recover", "--older-than", "3600")
+    assert (code, out) == (0, "no stuck saga\n")
 
 
 async def test_a_refused_claim_names_its_saga_for_the_replay_tool(http, gateway, settings, name):

@@ -22,6 +22,8 @@ from tests.support.waiting import eventually
 # Long enough that the next dying gateway's first recovery round (at its start) finds
 # the earlier sagas' leases still running.
 STUCK_FAST = {"saga_lease_seconds": 5.0}
+# Ample for a few commands run while a frozen driver's lease is live, on a busy machine.
+LIVE_LEASE = 30.0
 
 
 def own_saga_log(settings):
@@ -149,28 +151,34 @@ async def test_a_saga_under_a_live_lease_is_refused_with_when_its_lease_ends(
     """Its gateway froze right after reserve: the saga is in flight under a live lease.
     The tool shows who holds it until when, and refuses (and predicts the refusal of) a
     takeover until the lease runs out; then `resume` undoes it."""
-    cli_settings = own_saga_log(settings).model_copy(update={"saga_lease_seconds": 20.0})
+    cli_settings = own_saga_log(settings).model_copy(update={"saga_lease_seconds": LIVE_LEASE})
     await service_create(http, cli_settings, tmp_path, name)
     freezing = cli_settings.model_copy(
         update={"fault_stall_after": "reserve", "fault_stall_seconds": 600.0}
     )
     async with redis_client(cli_settings) as client:
-        saga_log = RedisSagaLog(client, lease_seconds=20.0, retention_seconds=3600)
+        saga_log = RedisSagaLog(client, lease_seconds=LIVE_LEASE, retention_seconds=3600)
         with gateway_process(freezing, tmp_path / "frozen.log", workers=1) as frozen:
             claiming = asyncio.create_task(claim(http, frozen, "held", name))
             saga_id = await running_saga_of(saga_log, name)
 
-            code, out, _ = await coupon_saga(cli_settings, "show", saga_id, "--json")
-            lease = json.loads(out)["lease"]
-            assert code == 0 and lease["live"], lease
+            # At once: each is a process start, slow on a busy machine, and the lease must
+            # still be live for the last of them.
+            shown, dry_run, resumed, compensated = await asyncio.gather(
+                coupon_saga(cli_settings, "show", saga_id, "--json"),
+                coupon_saga(cli_settings, "resume", saga_id, "--dry-run"),
+                coupon_saga(cli_settings, "resume", saga_id),
+                coupon_saga(cli_settings, "compensate", saga_id, "--json"),
+            )
+            lease = json.loads(shown[1])["lease"]
+            assert shown[0] == 0 and lease["live"], lease
             assert lease["owner"].startswith(f"{socket.gethostname()}:")
             ends = f"lease ends at {lease['expires_at']}"
-
-            code, out, err = await coupon_saga(cli_settings, "resume", saga_id, "--dry-run")
+            code, out, err = dry_run
             assert (code, out) == (1, "") and "would be refused" in err and ends in err, err
-            code, out, err = await coupon_saga(cli_settings, "resume", saga_id)
+            code, out, err = resumed
             assert (code, out) == (1, "") and ends in err and lease["owner"] in err, err
-            code, out, _ = await coupon_saga(cli_settings, "compensate", saga_id, "--json")
+            code, out, _ = compensated
             refused = json.loads(out)
             assert (code, refused["error"], refused["lease"]) == (1, "refused", lease)
             assert (await saga_log.load(saga_id)).epoch == 1  # nobody took it over
@@ -184,8 +192,8 @@ async def test_a_saga_under_a_live_lease_is_refused_with_when_its_lease_ends(
         await eventually(lapsed)
     code, out, _ = await coupon_saga(cli_settings, "resume", saga_id, "--json")
     assert (code, json.loads(out)["status"]) == (0, "compensated")
-    shown = json.loads((await coupon_saga(cli_settings, "show", saga_id, "--json"))[1])
-    assert (shown["takeovers"], shown["epoch"], shown["lease"]) == (1, 2, None)
+    after = json.loads((await coupon_saga(cli_settings, "show", saga_id, "--json"))[1])
+    assert (after["takeovers"], after["epoch"], after["lease"]) == (1, 2, None)
     facts = await assert_invariants(pg, mongo, name)
     assert (facts.remaining_amount, facts.claims) == (5, {})
 
