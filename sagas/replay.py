@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "-v", "--verbose", action="store_true", help="also the service's log lines, on stderr"
     )
-    parser = _Parser(prog="coupon-saga", description=(__doc__ or "").split("\n\n")[0])
+    summary, exit_codes = (__doc__ or "\n\n").strip().split("\n\n")
+    parser = _Parser(prog="coupon-saga", description=summary, epilog=exit_codes)
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", parents=[common], help="list sagas, newest first")
     listing.add_argument(
