@@ -16,12 +16,8 @@ from sagas.records import Lease, SagaEvent, SagaRecord, tries
 from sagas.timestamps import rfc3339_at
 
 
-def as_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2)
-
-
 def print_json(value: Any) -> None:
-    print(as_json(value))
+    print(json.dumps(value, ensure_ascii=False, indent=2))
 
 
 def print_error(kind: str, message: str, details: Mapping[str, Any], *, json_out: bool) -> None:
@@ -30,11 +26,11 @@ def print_error(kind: str, message: str, details: Mapping[str, Any], *, json_out
     if json_out:
         print_json({"error": kind, "message": message, **details})
     else:
-        print(f"coupon-saga: {message}", file=sys.stderr)
+        print_note(message)
 
 
 def print_note(message: str) -> None:
-    """A remark beside the answer (stderr), which keeps stdout parseable."""
+    """A line on stderr, beside the answer: stdout stays parseable."""
     print(f"coupon-saga: {message}", file=sys.stderr)
 
 
