@@ -198,10 +198,12 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
     """`after_step`: a test's fault hook; by default the ones the FAULT_* settings ask for."""
     inventory = PostgresInventory(stores.pg_pool)
     claims = MongoClaims(stores.mongo[settings.mongo_db])
+    owner = f"{socket.gethostname()}:{os.getpid()}"
     saga_log = RedisSagaLog(
         stores.redis,
         lease_seconds=settings.saga_lease_seconds,
         retention_seconds=settings.saga_retention_seconds,
+        owner=owner,
     )
     engine = SagaEngine(
         saga_log,
@@ -218,7 +220,7 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
         saga_log,
         engine,
         {claim.name: claim},
-        owner=f"{socket.gethostname()}:{os.getpid()}",
+        owner=owner,
         max_recoveries=settings.saga_max_recoveries,
     )
     sold_out = SoldOutMemo(inventory, settings.sold_out_memo_seconds)

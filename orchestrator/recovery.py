@@ -78,7 +78,7 @@ class Recoverer:
         at = record.updated_at
         error = f"recovery failed {record.recoveries - 1} times; parked for an operator"
         record = record.moved(at, status=SagaStatus.FAILED, error=f"{record.error}; {error}")
-        await self._log.save(record, [SagaEvent(at, record.step, Phase.FAILED, error)])
+        await self._log.save(record, [SagaEvent(at, record.step, Phase.GAVE_UP, error)])
         metrics.saga_ended(record, at)
         return record
 

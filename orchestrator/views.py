@@ -24,6 +24,7 @@ from orchestrator.readiness import store_status
 from orchestrator.responses import json_response
 from orchestrator.shutdown import draining
 from sagas.errors import CouponNotFound
+from sagas.timestamps import rfc3339
 
 
 async def create_coupon(request: web.Request) -> web.Response:
@@ -44,7 +45,7 @@ async def claim_coupon(request: web.Request) -> web.Response:
     body = ClaimResponse(
         user_id=claimed.user_id,
         coupon_name=claimed.coupon_name,
-        claimed_at=claimed.claimed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        claimed_at=rfc3339(claimed.claimed_at),
     )
     return json_response(body, headers={"X-Saga-Id": claimed.saga_id})
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from sagas.definition import SagaDefinition, Step
 from sagas.ports import ClaimLedger, Inventory
+from sagas.timestamps import rfc3339
 
 CLAIM_SAGA = "claim"
 
@@ -30,7 +31,7 @@ class ClaimPayload:
         return {
             "user_id": self.user_id,
             "coupon_name": self.coupon_name,
-            "claimed_at": self.claimed_at.isoformat(),
+            "claimed_at": rfc3339(self.claimed_at),
         }
 
     @classmethod

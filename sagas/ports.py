@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sagas.records import SagaEvent, SagaRecord, SagaStatus
+from sagas.records import Lease, SagaEvent, SagaRecord, SagaStatus
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,9 @@ class SagaLog(Protocol):
 
     async def acquire(self, saga_id: str, owner: str, *, parked: bool) -> SagaRecord | None:
         """Take over a saga whose lease ran out (and, if `parked`, a failed one)."""
+
+    async def lease(self, saga_id: str) -> Lease | None:
+        """The lease of an in-flight saga; None once it is finished, parked or gone."""
 
     async def stuck(self, limit: int) -> list[str]: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,7 +33,15 @@ class Phase(enum.StrEnum):
     COMPENSATING = "compensating"
     COMPENSATED = "compensated"
     COMPENSATION_FAILED = "compensation_failed"
+    GAVE_UP = "gave_up"  # recovery stopped after too many takeovers: parked, nothing tried
     FINISHED = "finished"
+
+
+# Each try at a store call (an action or an undo) leaves exactly one of these: a retry,
+# or the outcome of its last try. The engine resets a record's `attempts` at each step.
+_TRY_ENDS = frozenset(
+    {Phase.RETRYING, Phase.SUCCEEDED, Phase.FAILED, Phase.COMPENSATED, Phase.COMPENSATION_FAILED}
+)
 
 
 @dataclass(frozen=True)
@@ -64,3 +73,17 @@ class SagaRecord:
 
     def moved(self, at: float, **changes: Any) -> SagaRecord:
         return replace(self, updated_at=at, **changes)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who drives an in-flight saga, and until when (by the saga log's clock)."""
+
+    owner: str  # host:pid of the driving process; "" if the log does not know it
+    expires_at: float
+    live: bool  # False: run out, so the saga is stuck and any recoverer may take it
+
+
+def tries(events: Sequence[SagaEvent]) -> int:
+    """The store calls a saga has tried, over all its steps, drivers and takeovers."""
+    return sum(1 for event in events if event.phase in _TRY_ENDS)

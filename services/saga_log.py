@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.typing import EncodableT
 
 from sagas.errors import LeaseLost
-from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
+from sagas.records import Lease, Phase, SagaEvent, SagaRecord, SagaStatus
 from services import redis_keys as keys
 from services.failures import unavailable_on_failure
 
@@ -89,9 +89,16 @@ SCRIPTS = (_SAVE, _ACQUIRE, _STUCK)
 
 class RedisSagaLog:
     def __init__(
-        self, client: aioredis.Redis, *, lease_seconds: float, retention_seconds: int
+        self,
+        client: aioredis.Redis,
+        *,
+        lease_seconds: float,
+        retention_seconds: int,
+        owner: str = "",
     ) -> None:
+        """`owner`: this process (host:pid), named as the driver of the sagas it creates."""
         self._redis = client
+        self._owner = owner
         self._lease = lease_seconds
         self._retention = retention_seconds
         self._save = client.register_script(_SAVE)
@@ -107,14 +114,20 @@ class RedisSagaLog:
                 await self._redis.script_load(script)
 
     async def create(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
-        if not await self._write("create", record, events):
+        if not await self._write("create", record, events, ["owner", self._owner]):
             raise LeaseLost(f"saga {record.saga_id} exists already")
 
     async def save(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
         if not await self._write("save", record, events):
             raise LeaseLost(f"saga {record.saga_id} is driven by someone else now")
 
-    async def _write(self, mode: str, record: SagaRecord, events: Sequence[SagaEvent]) -> bool:
+    async def _write(
+        self,
+        mode: str,
+        record: SagaRecord,
+        events: Sequence[SagaEvent],
+        more_fields: Sequence[str] = (),
+    ) -> bool:
         if record.status.in_flight:
             index = "in_flight"
         elif record.status is SagaStatus.FAILED:
@@ -130,7 +143,7 @@ class RedisSagaLog:
             self._retention,
             index,
             repr(record.updated_at),
-            orjson.dumps(_encode(record)),
+            orjson.dumps([*_encode(record), *more_fields]),
             orjson.dumps([_encode_event(event) for event in events]),
         ]
         with unavailable_on_failure("redis"):
@@ -144,6 +157,20 @@ class RedisSagaLog:
                 args=[saga_id, owner, self._lease, "1" if parked else "0"],
             )
         return await self.load(saga_id) if epoch else None
+
+    async def lease(self, saga_id: str) -> Lease | None:
+        with unavailable_on_failure("redis"):
+            pipe = self._redis.pipeline(transaction=True)  # one instant: the lease and the clock
+            pipe.zscore(keys.IN_FLIGHT, saga_id)
+            pipe.hget(keys.saga(saga_id), "owner")
+            pipe.time()
+            expires_at, owner, (seconds, micros) = await pipe.execute()
+        if expires_at is None:
+            return None
+        # Live while its end is ahead of Redis's clock: the same test `acquire` makes.
+        return Lease(
+            owner or "", float(expires_at), live=float(expires_at) > seconds + micros / 1e6
+        )
 
     async def stuck(self, limit: int) -> list[str]:
         with unavailable_on_failure("redis"):

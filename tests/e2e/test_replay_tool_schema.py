@@ -20,7 +20,7 @@ async def test_the_replay_tool_names_a_missing_schema_and_makes_none(settings):
 
         code, out, err = await coupon_saga(empty, "audit")
 
-        assert (code, out) == (1, "")
+        assert (code, out) == (3, "")
         (line,) = err.splitlines()
         assert "postgresql" in line and "table coupons" in line
         assert "start coupon-service" in line

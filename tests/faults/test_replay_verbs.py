@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import aiohttp
 import pytest
 
-from orchestrator.bootstrap import build, open_stores
+from orchestrator.bootstrap import build, open_stores, redis_client
 from sagas.records import SagaStatus
+from services.saga_log import RedisSagaLog
 from tests.support.api import claim, create
 from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
 from tests.support.proxy import through
-from tests.support.servers import gateway_process
+from tests.support.servers import gateway_process, kill_9
+from tests.support.waiting import eventually
 
 # Long enough that the next dying gateway's first recovery round (at its start) finds
 # the earlier sagas' leases still running.
 STUCK_FAST = {"saga_lease_seconds": 5.0}
+# Ample for a few commands run while a frozen driver's lease is live, on a busy machine.
+LIVE_LEASE = 30.0
 
 
 def own_saga_log(settings):
@@ -58,6 +63,8 @@ async def test_resume_finishes_a_saga_parked_past_its_pivot(
     shown = json.loads(out)
     assert (code, shown["status"], shown["done"]) == (0, "failed", ["reserve", "record"])
     assert ("confirm", "failed") in [(e["step"], e["phase"]) for e in shown["events"]]
+    # reserve and record once each, confirm three times (two retries), by nobody else.
+    assert (shown["attempts"], shown["takeovers"], shown["lease"]) == (5, 0, None)
 
     code, out, _ = await coupon_saga(settings, "audit", "--coupon", name, "--json")
     assert code == 1
@@ -72,6 +79,8 @@ async def test_resume_finishes_a_saga_parked_past_its_pivot(
 
     code, out, _ = await coupon_saga(settings, "resume", saga_id, "--json")
     assert (code, json.loads(out)["status"]) == (0, "completed")
+    shown = json.loads((await coupon_saga(settings, "show", saga_id, "--json"))[1])
+    assert (shown["attempts"], shown["takeovers"], shown["epoch"]) == (6, 1, 2)
 
     code, out, _ = await coupon_saga(settings, "resume", saga_id, "--json")
     assert (code, json.loads(out)["did"]) == (0, "nothing")  # idempotent
@@ -120,12 +129,84 @@ async def test_compensate_and_recover_drive_stuck_sagas(
     planned = {r["saga_id"] for r in json.loads(out)}
     assert {stuck["ben"], stuck["cid"]} <= planned and stuck["ann"] not in planned
     code, out, _ = await coupon_saga(cli_settings, "recover", "--json")
-    recovered = {r["saga_id"]: r["status"] for r in json.loads(out)}
+    recovered = {r["saga_id"]: r for r in json.loads(out)}
     assert code == 0
-    assert recovered[stuck["ben"]] == recovered[stuck["cid"]] == "compensated"
+    assert recovered[stuck["ben"]]["status"] == recovered[stuck["cid"]]["status"] == "compensated"
+    assert {k: recovered[stuck["ben"]][k] for k in ("coupon", "user", "from")} == {
+        "coupon": name,
+        "user": "ben",
+        "from": "running at reserve",
+    }
 
     code, out, _ = await coupon_saga(cli_settings, "list", "--status", "stuck", "--coupon", name)
     assert code == 0
     facts = await assert_invariants(pg, mongo, name)
     assert (facts.remaining_amount, facts.claims) == (5, {})
     assert (await coupon_saga(cli_settings, "audit", "--coupon", name))[0] == 0
+
+
+async def test_a_saga_under_a_live_lease_is_refused_with_when_its_lease_ends(
+    http, settings, pg, mongo, tmp_path, name
+):
+    """Its gateway froze right after reserve: the saga is in flight under a live lease.
+    The tool shows who holds it until when, and refuses (and predicts the refusal of) a
+    takeover until the lease runs out; then `resume` undoes it."""
+    cli_settings = own_saga_log(settings).model_copy(update={"saga_lease_seconds": LIVE_LEASE})
+    await service_create(http, cli_settings, tmp_path, name)
+    freezing = cli_settings.model_copy(
+        update={"fault_stall_after": "reserve", "fault_stall_seconds": 600.0}
+    )
+    async with redis_client(cli_settings) as client:
+        saga_log = RedisSagaLog(client, lease_seconds=LIVE_LEASE, retention_seconds=3600)
+        with gateway_process(freezing, tmp_path / "frozen.log", workers=1) as frozen:
+            claiming = asyncio.create_task(claim(http, frozen, "held", name))
+            saga_id = await running_saga_of(saga_log, name)
+
+            # At once: each is a process start, slow on a busy machine, and the lease must
+            # still be live for the last of them.
+            shown, dry_run, resumed, compensated = await asyncio.gather(
+                coupon_saga(cli_settings, "show", saga_id, "--json"),
+                coupon_saga(cli_settings, "resume", saga_id, "--dry-run"),
+                coupon_saga(cli_settings, "resume", saga_id),
+                coupon_saga(cli_settings, "compensate", saga_id, "--json"),
+            )
+            lease = json.loads(shown[1])["lease"]
+            assert shown[0] == 0 and lease["live"], lease
+            assert lease["owner"].startswith(f"{socket.gethostname()}:")
+            ends = f"lease ends at {lease['expires_at']}"
+            code, out, err = dry_run
+            assert (code, out) == (1, "") and "would be refused" in err and ends in err, err
+            code, out, err = resumed
+            assert (code, out) == (1, "") and ends in err and lease["owner"] in err, err
+            code, out, _ = compensated
+            refused = json.loads(out)
+            assert (code, refused["error"], refused["lease"]) == (1, "refused", lease)
+            assert (await saga_log.load(saga_id)).epoch == 1  # nobody took it over
+            kill_9(frozen)
+        claiming.cancel()
+
+        async def lapsed() -> bool:
+            found = await saga_log.lease(saga_id)
+            return found is not None and not found.live
+
+        await eventually(lapsed)
+    code, out, _ = await coupon_saga(cli_settings, "resume", saga_id, "--json")
+    assert (code, json.loads(out)["status"]) == (0, "compensated")
+    after = json.loads((await coupon_saga(cli_settings, "show", saga_id, "--json"))[1])
+    assert (after["takeovers"], after["epoch"], after["lease"]) == (1, 2, None)
+    facts = await assert_invariants(pg, mongo, name)
+    assert (facts.remaining_amount, facts.claims) == (5, {})
+
+
+async def running_saga_of(saga_log: RedisSagaLog, coupon: str) -> str:
+    """The id of the coupon's one running saga, once its intent is in the log."""
+    found: list[str] = []
+
+    async def started() -> bool:
+        running = await saga_log.find(SagaStatus.RUNNING, 10_000)
+        found[:] = [r.saga_id for r in running if r.payload["coupon_name"] == coupon]
+        return bool(found)
+
+    await eventually(started)
+    (saga_id,) = found
+    return saga_id

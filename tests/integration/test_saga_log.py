@@ -277,3 +277,22 @@ async def test_warming_up_loads_the_scripts_and_writes_nothing(saga_log, redis):
     assert await redis.dbsize() == keys_before
     shas = [hashlib.sha1(script.encode()).hexdigest() for script in SCRIPTS]
     assert await redis.script_exists(*shas) == [True] * len(SCRIPTS)
+
+
+async def test_lease_names_its_creator_until_a_takeover_and_ends_with_the_saga(redis, new_saga_id):
+    creator = RedisSagaLog(redis, lease_seconds=30.0, retention_seconds=3600, owner="host-a:1")
+    started = saga(new_saga_id(), time.time())
+    await write(creator, started, [SagaEvent(started.created_at, "reserve", Phase.STARTED)])
+
+    lease = await creator.lease(started.saga_id)
+    assert lease is not None and (lease.owner, lease.live) == ("host-a:1", True)
+    assert lease.expires_at == await redis.zscore(keys.IN_FLIGHT, started.saga_id)
+
+    await redis.zadd(keys.IN_FLIGHT, {started.saga_id: 0})  # as if its lease had run out
+    assert not (await creator.lease(started.saga_id)).live
+    taken = await creator.acquire(started.saga_id, "host-b:2", parked=False)
+    assert (await creator.lease(started.saga_id)).owner == "host-b:2"
+
+    done = taken.moved(taken.updated_at + 1, status=SagaStatus.COMPLETED, step="confirm")
+    await creator.save(done, [SagaEvent(done.updated_at, "confirm", Phase.FINISHED)])
+    assert await creator.lease(started.saga_id) is None

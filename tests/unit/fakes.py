@@ -8,7 +8,7 @@ from typing import Any
 
 from sagas.definition import SagaDefinition, Step
 from sagas.errors import LeaseLost, StoreUnavailable
-from sagas.records import SagaEvent, SagaRecord, SagaStatus
+from sagas.records import Lease, SagaEvent, SagaRecord, SagaStatus
 
 
 class MemorySagaLog:
@@ -49,6 +49,12 @@ class MemorySagaLog:
         self.records[saga_id] = record
         self.lapsed.discard(saga_id)
         return record
+
+    async def lease(self, saga_id: str) -> Lease | None:
+        record = self.records.get(saga_id)
+        if record is None or not record.status.in_flight:
+            return None
+        return Lease("", record.updated_at, live=saga_id not in self.lapsed)
 
     async def stuck(self, limit: int) -> list[str]:
         return [s for s in self.lapsed if self.records[s].status.in_flight][:limit]

@@ -1,0 +1,17 @@
+"""The one timestamp format people see: RFC 3339 in UTC, to the millisecond, with a Z.
+
+The API's `claimed_at`, the saga payload and every time the replay tool prints use it.
+Milliseconds are what MongoDB keeps of a time, so nothing shown is finer than what is stored.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def rfc3339_at(epoch_seconds: float) -> str:
+    return rfc3339(datetime.fromtimestamp(epoch_seconds, UTC))
