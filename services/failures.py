@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +44,22 @@ _TRANSIENT: dict[str, tuple[type[BaseException], ...]] = {
 }
 
 
+# asyncpg's protocol refusing to start an operation on a connection whose last one never
+# finished: the server ended the session under it (a fast shutdown or a restart sends a
+# FATAL error, then closes) and the pool handed the connection out before it saw the close.
+# Raised before anything is written, so nothing reached the server. Matched narrowly: any
+# other InternalClientError is a bug in the driver or in us, and stays a 500.
+_DEAD_CONNECTION = re.compile(
+    r"cannot switch to state \d+; another operation \(\d+\) is in progress"
+)
+
+
+def _on_dead_connection(error: BaseException) -> bool:
+    return isinstance(error, asyncpg.InternalClientError) and bool(
+        _DEAD_CONNECTION.fullmatch(str(error))
+    )
+
+
 def _never_sent(error: BaseException) -> bool:
     """True when no connection was made, so the request cannot have reached the server."""
     if isinstance(error, pymongo.errors.ServerSelectionTimeoutError):
@@ -53,6 +70,8 @@ def _never_sent(error: BaseException) -> bool:
         return True
     cause: BaseException | None = error
     while cause is not None:
+        if _on_dead_connection(cause):
+            return True
         if isinstance(
             cause,
             (
@@ -69,6 +88,8 @@ def _never_sent(error: BaseException) -> bool:
 
 def _is_transient(store: str, error: BaseException) -> bool:
     if isinstance(error, _TRANSIENT[store]):
+        return True
+    if store == "postgresql" and _on_dead_connection(error):
         return True
     # PyMongo marks client-side operation timeouts (timeoutMS) on the error itself.
     return isinstance(error, pymongo.errors.PyMongoError) and error.timeout
