@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from devstack.ferretdb import ferretdb_binary
 
@@ -193,6 +194,34 @@ def start_postgres(root: Path, databases: tuple[str, ...], *, max_connections: i
         if created.returncode != 0:
             raise StackError(f"creating database {database}: {created.stderr.decode()}")
     return Server("postgres", f"postgresql://postgres@127.0.0.1:{port}", process, log_path)
+
+
+def restart_postgres(server: Server) -> None:
+    """Stop a PostgreSQL of start_postgres() as `pg_ctl stop -m fast` does (SIGINT: every
+    session ends, open transactions roll back) and start it again: same port, same data."""
+    server.process.send_signal(signal.SIGINT)
+    try:
+        server.process.wait(timeout=_START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+    argv = [str(arg) for arg in server.process.args]  # type: ignore[union-attr]
+    # As start_postgres: PostgreSQL refuses to run as root.
+    user = "postgres" if os.geteuid() == 0 else None
+    server.process = _spawn("postgres", argv, server.log_path, user=user)
+    port = urlsplit(server.url).port
+    _wait_until("postgres", _accepts_postgres(port), server.process, server.log_path)
+
+
+def _accepts_postgres(port: int | None) -> Callable[[], bool]:
+    """Whether the server takes queries yet (it accepts TCP while still starting up)."""
+    psql = _find("psql", *_postgres_bin_dirs())
+    argv = [psql, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres"]
+
+    def check() -> bool:
+        return subprocess.run([*argv, "-Atqc", "SELECT 1"], capture_output=True).returncode == 0
+
+    return check
 
 
 def start_redis(root: Path) -> Server:

@@ -31,6 +31,31 @@ class Claimed:
     claimed_at: datetime
 
 
+async def read_details(inventory: Inventory, claims: ClaimLedger, name: str) -> CouponDetails:
+    """A coupon's stock and claimants, never showing more than its amount between them.
+
+    The two stores cannot be read at one instant, so the order is what makes it hold. A
+    saga takes its unit before it writes its claim document and erases the document
+    before it gives the unit back: at every instant, remaining + documents <= amount.
+    So the documents are read first and the stock second. Each document read was there
+    at some instant before the stock read, and its unit was taken then; it is still taken
+    at the stock read unless a compensation erased the document and gave the unit back in
+    between. Only then can the sum exceed the amount; the documents are read again and
+    only those in both reads are kept. A document, once erased, does not come back (bar
+    the drift the audit repairs), so each of those existed throughout, its unit taken
+    when the stock was read. Reading the stock first instead would count every claim
+    written after it on top of the units it already shows.
+    """
+    claimants = await claims.claimants(name)
+    stock = await inventory.get_coupon(name)
+    if stock is None:
+        raise CouponNotFound(name)
+    if stock.remaining_amount + len(claimants) > stock.amount:
+        still = await claims.claimants(name)
+        claimants = {saga: user for saga, user in claimants.items() if saga in still}
+    return CouponDetails(stock, list(claimants.values()))
+
+
 class CouponService:
     def __init__(
         self,
@@ -54,10 +79,7 @@ class CouponService:
         return await self.inventory.create_coupon(name, amount)
 
     async def details(self, name: str) -> CouponDetails:
-        stock = await self.inventory.get_coupon(name)
-        if stock is None:
-            raise CouponNotFound(name)
-        return CouponDetails(stock, await self.claims.claimants(name))
+        return await read_details(self.inventory, self.claims, name)
 
     async def claim(self, user_id: str, coupon_name: str) -> Claimed:
         await self._refuse_if_sold_out(user_id, coupon_name)

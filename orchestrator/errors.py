@@ -32,6 +32,10 @@ class BodyTimeout(Exception):
     """The client did not send its whole body within the body timeout."""
 
 
+class ClientGone(Exception):
+    """The client closed its connection before its whole body arrived."""
+
+
 class Unauthorized(Exception):
     """A write that needs the admin token came without it (or with another one)."""
 
@@ -48,7 +52,12 @@ HTTP_ERRORS: dict[int, tuple[str, str]] = {
     404: ("not_found", "There is nothing at this path."),
     405: ("method_not_allowed", "This path does not accept that method."),
     413: ("payload_too_large", "The request body is too large."),
+    417: ("expectation_failed", "The only expectation understood is 100-continue."),
 }
+
+# nginx's "client closed request": never sent (nobody is listening), but counted in
+# http_requests_total as what it is, neither a success nor a failure of ours.
+CLIENT_CLOSED_REQUEST = 499
 
 RETRY_AFTER_SECONDS = "1"
 
@@ -83,6 +92,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = error_response(408, "request_timeout", "The request body came too slowly.")
         response.force_close()  # the rest of the body may still be on its way
         return response
+    except ClientGone:
+        log.info("%s %s: the client hung up before its body arrived", request.method, request.path)
+        return error_response(
+            CLIENT_CLOSED_REQUEST, "client_closed_request", "The client closed the connection."
+        )
     except Unauthorized:
         return error_response(
             401,

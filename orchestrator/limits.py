@@ -8,10 +8,12 @@ import hmac
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
 
 from orchestrator.errors import (
     BodyTimeout,
+    ClientGone,
     Handler,
     InvalidRequest,
     Unauthorized,
@@ -26,8 +28,9 @@ _NEVER_REFUSED = frozenset({"/health", "/metrics"})
 async def read_json_body(request: web.Request) -> Any:
     """The body as JSON whatever the Content-Type says (the contract does not promise one).
 
-    Too large: 413 (aiohttp stops reading at the size limit). Too slow: 408. Not JSON, or
-    nested deeper than the limit: 400.
+    Too large: 413 (aiohttp stops reading at the size limit). Too slow: 408. Not JSON, not
+    decodable as its Content-Encoding says, or nested deeper than the limit: 400. The
+    client hanging up before its body arrived: ClientGone.
     """
     settings = request.app[SETTINGS]
     try:
@@ -35,6 +38,10 @@ async def read_json_body(request: web.Request) -> Any:
             body = await request.read()
     except TimeoutError:
         raise BodyTimeout from None
+    except web.RequestPayloadError:  # not decodable as its Content-Encoding says, bad chunks
+        raise InvalidRequest("The body could not be decoded as it was sent.") from None
+    except ConnectionResetError:  # what aiohttp sets on the body when the connection is lost
+        raise ClientGone from None
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -42,6 +49,25 @@ async def read_json_body(request: web.Request) -> Any:
     if _depth(value) > settings.max_json_depth:
         raise InvalidRequest("The body is nested too deeply.")
     return value
+
+
+async def expect_continue(request: web.Request) -> None:
+    """Answer `Expect: 100-continue`: continue only for a body within the size limit; past
+    it, 413 at once, before the client sends it. Any other expectation: 417.
+
+    Every route's expect handler: it runs before any middleware, so what it raises is
+    answered in JSON by orchestrator/framing.py.
+    """
+    if request.version != HttpVersion11:
+        return  # HTTP/1.0 has no expectations
+    if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed()
+    max_size = request.app[SETTINGS].max_body_bytes
+    length = request.content_length
+    if length is not None and length > max_size:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_size, actual_size=length)
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the interim answer is not the response's body
 
 
 def _depth(value: Any) -> int:

@@ -27,11 +27,14 @@ def _coupon_name(value: str) -> str:
 
 # The same rules as patterns, for the OpenAPI description (JSON Schema regex dialect).
 # The validators above are what the service enforces and words its 400s with; a
-# property test keeps the two in agreement.
-USER_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
-COUPON_NAME_PATTERN = (
-    r"^[^\s\x00-\x1f\x7f-\x9f/](?:[^\x00-\x1f\x7f-\x9f/]*[^\s\x00-\x1f\x7f-\x9f/])?$"
-)
+# property test keeps the two in agreement, read by Python's `re` and by a JSON Schema
+# validator. No `\s`: its meaning differs by dialect (ECMA-262's includes U+FEFF, which
+# is not white space to Unicode or to str.strip). These are the characters str.strip
+# removes that are not control characters already: Unicode's White_Space, spelled out.
+_SPACES = r" \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_CONTROLS = r"\x00-\x1f\x7f-\x9f"
+USER_ID_PATTERN = rf"^[^{_CONTROLS}]+$"
+COUPON_NAME_PATTERN = rf"^[^{_SPACES}{_CONTROLS}/](?:[^{_CONTROLS}/]*[^{_SPACES}{_CONTROLS}/])?$"
 
 UserId = Annotated[
     str,

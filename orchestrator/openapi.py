@@ -69,6 +69,7 @@ _BAD_BODY = (
     _http(400),
     (408, "request_timeout", "The request body came too slowly."),
     _http(413),
+    _http(417),  # an Expect header other than 100-continue
     (503, *_UNAVAILABLE),
 )
 _UNAUTHORIZED = (401, "unauthorized", "This request needs a valid bearer token.")

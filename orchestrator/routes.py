@@ -5,14 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from orchestrator import views
+from orchestrator.limits import expect_continue
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_post("/api/coupons", views.create_coupon)
-    app.router.add_post("/api/coupons/claim", views.claim_coupon)
+    post, get = app.router.add_post, app.router.add_get
+    post("/api/coupons", views.create_coupon, expect_handler=expect_continue)
+    post("/api/coupons/claim", views.claim_coupon, expect_handler=expect_continue)
     # Any name without "/" (the default pattern would also refuse "{" and "}").
-    app.router.add_get("/api/coupons/{name:[^/]+}", views.get_coupon)
-    app.router.add_get("/health", views.health)
-    app.router.add_get("/ready", views.ready)
-    app.router.add_get("/metrics", views.metrics)
-    app.router.add_get("/openapi.json", views.openapi)
+    get("/api/coupons/{name:[^/]+}", views.get_coupon, expect_handler=expect_continue)
+    get("/health", views.health, expect_handler=expect_continue)
+    get("/ready", views.ready, expect_handler=expect_continue)
+    get("/metrics", views.metrics, expect_handler=expect_continue)
+    get("/openapi.json", views.openapi, expect_handler=expect_continue)

@@ -85,7 +85,8 @@ class ClaimLedger(Protocol):
 
     async def exists(self, saga_id: str) -> bool: ...
 
-    async def claimants(self, coupon_name: str) -> list[str]: ...
+    async def claimants(self, coupon_name: str) -> dict[str, str]:
+        """Saga id -> user id of each claim of the coupon, oldest claim first."""
 
     async def claims(self, coupon_name: str) -> list[Claim]: ...
 

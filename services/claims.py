@@ -113,13 +113,13 @@ class MongoClaims:
             )
         return found is not None
 
-    async def claimants(self, coupon_name: str) -> list[str]:
-        """User ids holding the coupon, oldest claim first."""
-        cursor = self._claims.find({"coupon_name": coupon_name}, {"user_id": 1, "_id": 0}).sort(
-            [("claimed_at", ASCENDING), ("_id", ASCENDING)]
-        )
+    async def claimants(self, coupon_name: str) -> dict[str, str]:
+        """Saga id -> user id of each claim of the coupon, oldest claim first."""
+        cursor = self._claims.find(
+            {"coupon_name": coupon_name}, {"saga_id": 1, "user_id": 1, "_id": 0}
+        ).sort([("claimed_at", ASCENDING), ("_id", ASCENDING)])
         with unavailable_on_failure("mongodb"):
-            return [document["user_id"] async for document in cursor]
+            return {document["saga_id"]: document["user_id"] async for document in cursor}
 
     async def claims(self, coupon_name: str) -> list[Claim]:
         cursor = self._claims.find(

@@ -6,6 +6,7 @@ they become StoreNotSetUp, with what to do, since waiting will not help."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,6 +75,22 @@ _REFUSED = (
 )
 
 
+# asyncpg's protocol refusing to start an operation on a connection whose last one never
+# finished: the server ended the session under it (a fast shutdown or a restart sends a
+# FATAL error, then closes) and the pool handed the connection out before it saw the close.
+# Raised before anything is written, so nothing reached the server. Matched narrowly: any
+# other InternalClientError is a bug in the driver or in us, and stays a 500.
+_DEAD_CONNECTION = re.compile(
+    r"cannot switch to state \d+; another operation \(\d+\) is in progress"
+)
+
+
+def _on_dead_connection(error: BaseException) -> bool:
+    return isinstance(error, asyncpg.InternalClientError) and bool(
+        _DEAD_CONNECTION.fullmatch(str(error))
+    )
+
+
 def _never_sent(error: BaseException) -> bool:
     """True when no connection was made, so the request cannot have reached the server."""
     if isinstance(error, pymongo.errors.PyMongoError):
@@ -87,7 +104,7 @@ def _never_sent(error: BaseException) -> bool:
         )
     cause: BaseException | None = error
     while cause is not None:
-        if isinstance(cause, _REFUSED):
+        if _on_dead_connection(cause) or isinstance(cause, _REFUSED):
             return True
         cause = cause.__cause__ or cause.__context__
     return False
@@ -95,6 +112,8 @@ def _never_sent(error: BaseException) -> bool:
 
 def _is_transient(store: str, error: BaseException) -> bool:
     if isinstance(error, _TRANSIENT[store]):
+        return True
+    if store == "postgresql" and _on_dead_connection(error):
         return True
     # PyMongo marks client-side operation timeouts (timeoutMS) on the error itself.
     return isinstance(error, pymongo.errors.PyMongoError) and error.timeout

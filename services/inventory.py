@@ -37,18 +37,20 @@ saga_id::text AS saga_id, coupon_name, user_id, status, created_at,
 extract(epoch FROM now() - updated_at)::float8 AS age_seconds
 """
 
-# Under the coupon's row lock, so a reserve or release in progress (which changes its hold
-# first and the stock after) is either counted with its stock change or applies it after us.
+# A recount is two statements in one transaction: lock the coupon's row, then count. A
+# reserve or release changes its hold first and the stock after, under the row lock; so
+# once we hold the lock, each one has either committed both (and a new statement, under
+# READ COMMITTED, sees its hold) or will change the stock after us. Counting in the same
+# statement that waits for the lock would count from a snapshot taken before the wait and
+# miss every reserve that committed during it: stock one unit too high for each.
+_LOCK_STOCK = "SELECT remaining_amount FROM coupons WHERE name = $1 FOR UPDATE"
 _RECOUNT = """
-WITH locked AS (
-    SELECT name, amount, remaining_amount FROM coupons WHERE name = $1 FOR UPDATE
-), live AS (
-    SELECT count(*) AS n FROM holds WHERE coupon_name = $1 AND status <> 'released'
+UPDATE coupons
+SET remaining_amount = amount - (
+    SELECT count(*) FROM holds WHERE coupon_name = $1 AND status <> 'released'
 )
-UPDATE coupons SET remaining_amount = locked.amount - live.n
-FROM locked, live
-WHERE coupons.name = locked.name
-RETURNING locked.remaining_amount AS before, coupons.remaining_amount AS after
+WHERE name = $1
+RETURNING remaining_amount
 """
 
 
@@ -216,10 +218,12 @@ class PostgresInventory:
 
     async def recount(self, coupon_name: str) -> tuple[int, int]:
         with unavailable_on_failure("postgresql"):
-            row = await self._pool.fetchrow(_RECOUNT, coupon_name)
-        if row is None:
-            raise CouponNotFound(coupon_name)
-        return row["before"], row["after"]
+            async with self._pool.acquire() as connection, connection.transaction():
+                locked = await connection.fetchrow(_LOCK_STOCK, coupon_name)
+                if locked is None:
+                    raise CouponNotFound(coupon_name)
+                after = await connection.fetchval(_RECOUNT, coupon_name)
+        return locked["remaining_amount"], after
 
 
 def _hold(row: Any) -> Hold:

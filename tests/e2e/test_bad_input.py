@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import uuid
 from urllib.parse import quote
@@ -185,3 +186,25 @@ async def test_names_with_path_characters_round_trip_through_the_url(http, gatew
     async with http.get(f"{gateway}/api/coupons/{quote(name, safe='')}") as response:
         assert response.status == 200
         assert (await response.json())["name"] == name
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize("path", [CREATE, CLAIM])
+async def test_a_body_that_is_not_encoded_as_it_says_is_400(
+    http, gateway, pg, mongo, redis, name, path, encoding
+):
+    before = await store_snapshot(pg, mongo, redis)
+    plain = body(name=name, amount=1, user_id="u", coupon_name=name)
+    headers = {"Content-Encoding": encoding, "Content-Type": "application/json"}
+    async with http.post(f"{gateway}{path}", data=plain, headers=headers) as response:
+        assert response.status == 400
+        assert (await response.json())["error"] == "invalid_request"
+    assert await store_snapshot(pg, mongo, redis) == before
+
+
+async def test_a_gzip_body_is_read(http, gateway, name):
+    packed = gzip.compress(body(name=name, amount=3))
+    headers = {"Content-Encoding": "gzip"}
+    async with http.post(f"{gateway}{CREATE}", data=packed, headers=headers) as response:
+        assert response.status == 201
+        assert (await response.json())["amount"] == 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.support.api import claim, claim_all, create, details, metric, outcomes
@@ -123,3 +125,24 @@ async def test_after_a_sell_out_claims_are_answered_without_a_saga(
     assert sorted(coupon["claimed_by"]) == ["ann", "bob"]
     facts = await assert_invariants(pg, mongo, name)
     assert facts.remaining_amount == 0
+
+
+async def test_reads_during_a_sale_never_show_more_than_the_amount(http, gateway, pg, mongo, name):
+    """remaining_amount + len(claimed_by) <= amount in every GET, also mid-sale."""
+    await create(http, gateway, name, 100)
+    selling = asyncio.ensure_future(
+        claim_all(http, gateway, [(f"user_{n}", name) for n in range(1000)])
+    )
+    reads = []
+
+    async def reader() -> None:
+        while not selling.done():
+            reads.append(await details(http, gateway, name))
+
+    await asyncio.gather(*(reader() for _ in range(8)), selling)
+
+    shown = [(r["remaining_amount"], len(r["claimed_by"])) for r in reads]
+    torn = [(left, claimants) for left, claimants in shown if left + claimants > 100]
+    assert torn == [], f"{len(torn)} of {len(reads)} reads (remaining, claimants) over 100"
+    assert len({r["remaining_amount"] for r in reads}) > 2  # the reads saw the sale move
+    await assert_invariants(pg, mongo, name)

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tests.support.api import claim, create
+from tests.support.api import claim, create, metric
 from tests.support.servers import gateway_process, process_group
+from tests.support.waiting import eventually
 
 
 def with_limits(settings, **limits):
@@ -137,3 +138,83 @@ async def test_two_thousand_idle_connections_do_not_stop_a_normal_client(
     grown_mib = (held - before) / 1024
     print(f"worker RSS {before // 1024} MiB -> {held // 1024} MiB with 2,000 idle connections")
     assert grown_mib < 64, f"{grown_mib:.1f} MiB for 2,000 idle connections"
+
+
+def head_of(response: bytes) -> tuple[int, dict[str, str]]:
+    """The status and headers (lower-cased names) of the first response in `response`."""
+    lines = response.partition(b"\r\n\r\n")[0].decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split(" ", 2)[1]), {k.lower(): v for k, v in headers.items()}
+
+
+async def test_an_expectation_other_than_100_continue_is_417_json(settings, tmp_path):
+    payload = b'{"user_id": "u", "coupon_name": "c"}'
+    with gateway_process(settings, tmp_path / "gw.log", workers=1) as base:
+        for path in [b"/api/coupons/claim", b"/api/coupons", b"/health", b"/no/such/path"]:
+            reader, writer = await raw_request(
+                base,
+                b"POST %s HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: %d\r\n\r\n"
+                % (path, len(payload)),
+                payload,
+            )
+            response = await asyncio.wait_for(reader.read(65536), timeout=30)
+            writer.close()
+            status, headers = head_of(response)
+            assert (path, status) == (path, 417)
+            assert headers["content-type"] == "application/json; charset=utf-8"
+            error = json.loads(response.partition(b"\r\n\r\n")[2])["error"]
+            assert error == "expectation_failed"
+
+
+async def test_100_continue_with_a_body_over_the_limit_is_refused_before_the_body(
+    settings, tmp_path
+):
+    with gateway_process(settings, tmp_path / "gw.log", workers=1) as base:
+        reader, writer = await raw_request(
+            base,
+            b"POST /api/coupons HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 10000000\r\n\r\n",
+        )
+        response = await asyncio.wait_for(reader.read(65536), timeout=30)
+        writer.close()
+    status, headers = head_of(response)
+    assert status == 413  # not "100 Continue": the client need not send 10 MB to hear no
+    assert headers["content-type"] == "application/json; charset=utf-8"
+    assert json.loads(response.partition(b"\r\n\r\n")[2])["error"] == "payload_too_large"
+
+
+async def test_100_continue_within_the_limit_continues(settings, tmp_path, name):
+    with gateway_process(settings, tmp_path / "gw.log", workers=1) as base:
+        payload = json.dumps({"name": name, "amount": 1}).encode()
+        reader, writer = await raw_request(
+            base,
+            b"POST /api/coupons HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(payload),
+        )
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
+        writer.write(payload)
+        status, _ = await status_of(reader)
+        writer.close()
+    assert interim.startswith(b"HTTP/1.1 100 Continue")
+    assert status == 201
+
+
+async def test_a_client_hanging_up_mid_body_is_a_499_and_one_info_line(http, settings, tmp_path):
+    """Nothing failed on our side: no error log, no traceback, no 500 in the metrics."""
+    log_path = tmp_path / "gw.log"
+    with gateway_process(settings.model_copy(update={"log_level": "info"}), log_path, 1) as base:
+        _, writer = await raw_request(base, slow_claim_head(base), b'{"user_id": ')
+        writer.close()
+        await writer.wait_closed()
+
+        async def counted() -> bool:
+            sample = "http_requests_total"
+            return await metric(http, base, sample, route="/api/coupons/claim", status="499") == 1
+
+        await eventually(counted)
+        assert await metric(http, base, "http_requests_total", status="500") == 0
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    assert [line for line in lines if line["level"] in ("warning", "error", "critical")] == []
+    assert not [line for line in lines if "error" in line]  # no traceback
+    hung_up = [line for line in lines if "hung up" in line["message"]]
+    assert [line["level"] for line in hung_up] == ["info"]

@@ -15,7 +15,8 @@ import pytest
 
 from sagas.audit import Auditor, Drift
 from sagas.records import SagaRecord, SagaStatus
-from tests.support.invariants import assert_invariants
+from tests.support.invariants import assert_conserved, assert_invariants
+from tests.support.waiting import eventually, held_at_least, wait_until_blocked_by
 
 SETTLE_AFTER = 60.0
 
@@ -127,6 +128,60 @@ async def test_repair_recounts_stock_that_disagrees_with_the_holds(
         (Drift.STOCK_MISMATCH, "remaining_amount 1 -> 4")
     ]
     await assert_invariants(pg, mongo, coupon)
+
+
+async def test_a_recount_queued_behind_a_reserve_counts_that_reserves_hold(
+    auditor, service, pg, coupon
+):
+    """The reserve commits while the recount waits for the row lock: its unit is taken and
+    its hold is live, so the recount must see both, not a hold count from before the wait."""
+    await service.claim("alice", coupon)
+    await service.claim("bob", coupon)
+    await pg.execute("UPDATE coupons SET remaining_amount = 2 WHERE name = $1", coupon)  # 3 right
+
+    async with pg.acquire() as blocker, blocker.transaction():
+        await blocker.execute("SELECT 1 FROM coupons WHERE name = $1 FOR UPDATE", coupon)
+        blocker_pid = await blocker.fetchval("SELECT pg_backend_pid()")
+        reserve = asyncio.ensure_future(
+            service.inventory.reserve(str(uuid.uuid4()), coupon, "carol")
+        )
+        await wait_until_blocked_by(pg, blocker_pid, reserve)
+        repair = asyncio.ensure_future(auditor.audit(coupon, repair=True))
+        await wait_until_blocked_by(pg, blocker_pid, repair, queued=2)
+    await reserve
+    repaired = await repair
+
+    assert [(f.drift, f.repaired) for f in repaired.findings] == [
+        (Drift.STOCK_MISMATCH, "remaining_amount 1 -> 2")  # 3 live holds of 5
+    ]
+    await assert_conserved(pg, coupon)
+
+
+async def test_repairs_racing_a_live_sale_keep_stock_conserved(auditor, service, pg, mongo, name):
+    """Drift the stock, repair it, check conservation: 20 times while 40 claimants run."""
+    await service.inventory.create_coupon(name, 100_000)
+    users = iter(range(1_000_000))
+    done = asyncio.Event()
+
+    async def claimant() -> None:
+        while not done.is_set():
+            await service.claim(f"user_{next(users)}", name)
+
+    sale = asyncio.gather(*(claimant() for _ in range(40)))
+    try:
+        for _ in range(20):
+            since = await pg.fetchval("SELECT count(*) FROM holds WHERE coupon_name = $1", name)
+            await eventually(lambda since=since: held_at_least(pg, name, since + 10))
+            await pg.execute(
+                "UPDATE coupons SET remaining_amount = remaining_amount - 1 WHERE name = $1", name
+            )
+            report = await auditor.audit(name, repair=True)
+            assert Drift.STOCK_MISMATCH in {f.drift for f in report.findings if f.repaired}
+            await assert_conserved(pg, name)
+    finally:
+        done.set()
+        await sale
+    await assert_invariants(pg, mongo, name)
 
 
 async def test_more_claims_than_units_is_reported_not_repaired(auditor, service, mongo, name):

@@ -80,8 +80,8 @@ async def test_same_user_may_claim_different_coupons(claims, name):
     await claims.record(new_saga_id(), "alice", name, NOON)
     await claims.record(new_saga_id(), "alice", f"{name}_other", NOON)
 
-    assert await claims.claimants(name) == ["alice"]
-    assert await claims.claimants(f"{name}_other") == ["alice"]
+    assert list((await claims.claimants(name)).values()) == ["alice"]
+    assert list((await claims.claimants(f"{name}_other")).values()) == ["alice"]
 
 
 async def test_erase_returns_true_then_false(claims, mongo, name):
@@ -103,15 +103,20 @@ async def test_user_can_be_recorded_again_after_erase(claims, mongo, name):
     assert [doc["saga_id"] for doc in await stored(mongo, name)] == [second]
 
 
-async def test_claimants_lists_users_oldest_claim_first(claims, name):
+async def test_claimants_lists_sagas_and_users_oldest_claim_first(claims, name):
+    sagas = {}
     for user, minutes in [("carol", 3), ("alice", 1), ("dave", 4), ("bob", 2)]:
-        await claims.record(new_saga_id(), user, name, NOON + timedelta(minutes=minutes))
+        sagas[user] = new_saga_id()
+        await claims.record(sagas[user], user, name, NOON + timedelta(minutes=minutes))
 
-    assert await claims.claimants(name) == ["alice", "bob", "carol", "dave"]
+    claimants = await claims.claimants(name)
+
+    assert list(claimants.values()) == ["alice", "bob", "carol", "dave"]
+    assert claimants == {saga_id: user for user, saga_id in sagas.items()}
 
 
 async def test_claimants_of_unclaimed_coupon_is_empty(claims, name):
-    assert await claims.claimants(name) == []
+    assert await claims.claimants(name) == {}
 
 
 async def test_ensure_indexes_is_idempotent_and_makes_the_unique_indexes(claims, mongo):
@@ -150,7 +155,7 @@ async def test_erase_before_record_leaves_a_tombstone_a_late_record_respects(cla
         await claims.record(saga_id, "alice", name, NOON)
 
     assert await stored(mongo, name) == []
-    assert await claims.claimants(name) == []
+    assert await claims.claimants(name) == {}
     assert await claims.exists(saga_id) is False
 
 
@@ -174,7 +179,7 @@ async def test_tombstones_of_many_sagas_do_not_collide(claims, mongo, name):
 
     await claims.record(new_saga_id(), "alice", name, NOON)
 
-    assert await claims.claimants(name) == ["alice"]
+    assert list((await claims.claimants(name)).values()) == ["alice"]
 
 
 async def test_erase_racing_the_record_of_its_saga_always_wins(claims, mongo, name):

@@ -13,6 +13,8 @@ import pytest
 from sagas.errors import AlreadyClaimed, CouponExists, CouponNotFound, OutOfStock, SagaConflict
 from sagas.ports import CouponStock
 from services.inventory import PostgresInventory, reset_connection
+from tests.support.invariants import assert_conserved
+from tests.support.waiting import wait_until_blocked_by
 
 
 @pytest.fixture
@@ -36,26 +38,6 @@ async def holds_of(pg: asyncpg.Pool, coupon: str) -> list[tuple[str, str]]:
     """(user_id, status) of every hold on the coupon, released ones included."""
     rows = await pg.fetch("SELECT user_id, status FROM holds WHERE coupon_name = $1", coupon)
     return [(row["user_id"], row["status"]) for row in rows]
-
-
-async def assert_conserved(pg: asyncpg.Pool, coupon: str) -> None:
-    """DESIGN.md invariant 3: remaining_amount + holds not released == amount."""
-    amount, left = await pg.fetchrow(
-        "SELECT amount, remaining_amount FROM coupons WHERE name = $1", coupon
-    )
-    live = [hold for hold in await holds_of(pg, coupon) if hold[1] != "released"]
-    assert left + len(live) == amount
-
-
-async def wait_until_blocked_by(
-    pg: asyncpg.Pool, blocker_pid: int, waiter: asyncio.Future[None]
-) -> None:
-    """Return once `waiter` queues behind a lock held by backend `blocker_pid` (or ends)."""
-    blocked = "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
-    while not waiter.done():
-        if await pg.fetchval(blocked, blocker_pid):
-            return
-        await asyncio.sleep(0.01)
 
 
 async def outcomes(calls: list[Awaitable[None]]) -> Counter[str]:

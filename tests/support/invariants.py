@@ -43,6 +43,17 @@ async def read_facts(
     )
 
 
+async def assert_conserved(pg: asyncpg.Pool, coupon: str) -> None:
+    """Invariant 3 alone, which holds at every moment, also mid-sale: remaining_amount +
+    holds not released == amount. One statement, so stock and holds are one snapshot."""
+    amount, left, live = await pg.fetchrow(
+        "SELECT amount, remaining_amount, (SELECT count(*) FROM holds "
+        "WHERE coupon_name = $1 AND status <> 'released') FROM coupons WHERE name = $1",
+        coupon,
+    )
+    assert left + live == amount, f"remaining {left} + {live} live holds != amount {amount}"
+
+
 async def assert_invariants(
     pg: asyncpg.Pool, mongo: AsyncDatabase[dict[str, Any]], coupon: str
 ) -> CouponFacts:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 
@@ -44,3 +45,22 @@ async def sagas_in_flight(saga_log: SagaLog) -> set[str]:
     running = await saga_log.find(SagaStatus.RUNNING, 100_000)
     compensating = await saga_log.find(SagaStatus.COMPENSATING, 100_000)
     return {record.saga_id for record in running + compensating}
+
+
+async def wait_until_blocked_by(
+    pg: asyncpg.Pool, blocker_pid: int, waiter: asyncio.Future[Any], queued: int = 1
+) -> None:
+    """Return once `queued` backends wait behind a lock that backend `blocker_pid` holds,
+    directly or queued behind another waiter (or once `waiter` ends)."""
+    behind = """
+        WITH RECURSIVE behind(pid) AS (
+            SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))
+            UNION
+            SELECT waiting.pid FROM pg_stat_activity waiting
+            JOIN behind ON behind.pid = ANY(pg_blocking_pids(waiting.pid))
+        ) SELECT count(*) FROM behind
+    """
+    while not waiter.done():
+        if await pg.fetchval(behind, blocker_pid) >= queued:
+            return
+        await asyncio.sleep(0.01)

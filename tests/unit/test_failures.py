@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import pymongo.errors
 import pytest
 
@@ -58,3 +59,22 @@ def test_a_retried_write_whose_retry_was_refused_may_have_applied():
     first.__cause__ = retry
 
     assert _raised("mongodb", first).maybe_applied is True
+
+
+def test_a_connection_postgresql_ended_under_the_pool_is_unavailable_and_nothing_was_sent():
+    """What a fast shutdown or restart leaves in the pool: asyncpg refuses to start the next
+    operation on it, before writing anything."""
+    dead = asyncpg.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"
+    )
+    with pytest.raises(StoreUnavailable) as raised, unavailable_on_failure("postgresql"):
+        raise dead
+    assert raised.value.maybe_applied is False
+
+
+def test_any_other_internal_client_error_stays_a_bug():
+    with (
+        pytest.raises(asyncpg.InternalClientError),
+        unavailable_on_failure("postgresql"),
+    ):
+        raise asyncpg.InternalClientError("unexpected data type of composite type attribute")

@@ -4,8 +4,10 @@ round-trips, or reject it with a 400 message. Never an exception of another kind
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
+import jsonschema_rs
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -35,7 +37,21 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-names = st.text(min_size=0, max_size=140) | st.sampled_from(["PROMO_SUPER", " x", "a/b", "x\u0085"])
+# Every character some regex dialect or Unicode calls a space, and the invisible ones that
+# look like it: ECMA-262's \s adds U+FEFF to Unicode's White_Space; U+180E was White_Space
+# until Unicode 6.3; zero-width ones are White_Space in no dialect.
+PYTHON_SPACES = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
+SPACE_LIKE = sorted({*PYTHON_SPACES, "\ufeff", "\u180e", "\u200b", "\u200c", "\u200d", "\u2060"})
+names = (
+    st.text(min_size=0, max_size=140)
+    | st.sampled_from(["PROMO_SUPER", " x", "a/b", "x\u0085", "\ufeffPROMO"])
+    | st.builds(
+        lambda space, text, where: [space + text, text + space, text + space + text][where],
+        st.sampled_from(SPACE_LIKE),
+        st.text(min_size=1, max_size=8),
+        st.integers(0, 2),
+    )
+)
 
 
 def bodies(fields: list[str]) -> st.SearchStrategy[Any]:
@@ -81,16 +97,37 @@ def is_coupon_name(value: str) -> bool:
     return 1 <= len(value) <= 128 and re.fullmatch(COUPON_NAME_PATTERN, value) is not None
 
 
+# The name as the OpenAPI description states it, read in JSON Schema's own regex dialect.
+documented_name = jsonschema_rs.validator_for(
+    CreateCouponRequest.model_json_schema()["properties"]["name"]
+)
+
+
+def service_accepts(value: str) -> bool:
+    try:
+        coupon_name_adapter.validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
 @settings(max_examples=2000, derandomize=True)
 @given(names)
 def test_the_documented_pattern_and_the_validators_agree(value):
     """The OpenAPI pattern describes exactly what the service accepts as a coupon name."""
-    try:
-        coupon_name_adapter.validate_python(value)
-        accepted = True
-    except ValidationError:
-        accepted = False
+    accepted = service_accepts(value)
     assert accepted == is_coupon_name(value)
+    assert accepted == documented_name.is_valid(value)
+
+
+@pytest.mark.parametrize("space", SPACE_LIKE, ids=lambda c: f"U+{ord(c):04X}")
+def test_every_kind_of_space_is_judged_alike_by_the_pattern_and_the_service(space):
+    for value in [f"{space}PROMO", f"PROMO{space}", f"PRO{space}MO", space]:
+        accepted = service_accepts(value)
+        assert accepted == is_coupon_name(value) == documented_name.is_valid(value), value
+    # White space by Unicode (and str.strip) is refused at either end; U+FEFF and the
+    # zero-width characters are not white space, so a name may start with them.
+    assert service_accepts(f"{space}PROMO") == (not space.isspace())
 
 
 @pytest.mark.parametrize("amount", [5.0, True, "5", None, -1, 1_000_000_001, 2**63, -(2**63)])

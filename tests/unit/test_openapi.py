@@ -36,6 +36,7 @@ def test_the_claim_lists_every_outcome_of_the_contract():
         "408": {"request_timeout"},
         "409": {"already_claimed", "out_of_stock"},
         "413": {"payload_too_large"},
+        "417": {"expectation_failed"},
         "503": {"unavailable"},
     }
     assert "Retry-After" in responses["503"]["headers"]
