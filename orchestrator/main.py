@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -15,9 +16,17 @@ import uvloop
 from aiohttp import web
 
 from orchestrator.framing import answer_framing_errors_in_json
+from orchestrator.listening import (
+    CannotListen,
+    announce_when_bound,
+    cannot_listen,
+    check_can_listen,
+    is_bind_error,
+)
 from orchestrator.logs import configure_logging
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, SettingsError, load_settings, misspelt_in_env_file
 from orchestrator.shutdown import stop_gracefully_on_sigterm
+from sagas.version import package_version
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +38,23 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     answer_framing_errors_in_json()
     app = create_app(settings)
     stop_gracefully_on_sigterm(app, settings.shutdown_drain_seconds)
-    log.info("listening on %s:%d", settings.host, settings.port)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        reuse_port=reuse_port,
-        access_log=None,
-        print=None,
-        loop=uvloop.new_event_loop(),
-        handle_signals=False,  # SIGTERM is ours (above); SIGINT still stops at once
-        shutdown_timeout=settings.shutdown_grace_seconds,
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            reuse_port=reuse_port,
+            access_log=None,
+            print=announce_when_bound(settings.host, settings.port),
+            loop=uvloop.new_event_loop(),
+            handle_signals=False,  # SIGTERM is ours (above); SIGINT still stops at once
+            shutdown_timeout=settings.shutdown_grace_seconds,
+        )
+    except OSError as error:
+        if not is_bind_error(error):
+            raise
+        log.error("%s", cannot_listen(settings.host, settings.port, error))
+        sys.exit(1)
 
 
 def _run_workers(settings: Settings) -> int:
@@ -70,9 +84,42 @@ def _run_workers(settings: Settings) -> int:
     return max(abs(worker.exitcode or 0) for worker in workers)
 
 
-def main() -> None:
-    settings = Settings()
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """--help and --version answer here, before any setting is read or store touched."""
+    parser = argparse.ArgumentParser(
+        prog="coupon-service",
+        description="The flash-sale coupon gateway: HTTP API on HOST:PORT, WORKERS processes.",
+        epilog="Settings come from the environment and ./.env (README: Settings).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="for development only: start the local PostgreSQL, Redis and FerretDB (or mongod) "
+        "that no DATABASE_URL / MONGO_URL / REDIS_URL names, their data kept in ./.run, "
+        "and stop them after the gateway",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    for warning in misspelt_in_env_file():
+        print(f"coupon-service: warning: {warning}", file=sys.stderr)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        for line in str(error).splitlines():
+            print(f"coupon-service: {line}", file=sys.stderr)
+        sys.exit(2)
+    if args.dev:
+        sys.exit(_run_on_local_stores(settings))
     configure_logging(settings.log_level)
+    try:
+        check_can_listen(settings.host, settings.port, reuse_port=settings.workers != 1)
+    except CannotListen as error:
+        log.error("%s", error)
+        sys.exit(1)
     if settings.workers == 1:
         serve(settings)
         return
@@ -86,6 +133,15 @@ def main() -> None:
         if owned:
             shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     sys.exit(code)
+
+
+def _run_on_local_stores(settings: Settings) -> int:
+    try:
+        from devstack.local_run import run_on_local_stores
+    except ImportError:
+        print("coupon-service: --dev needs the source checkout (devstack/)", file=sys.stderr)
+        return 2
+    return run_on_local_stores(settings)
 
 
 if __name__ == "__main__":

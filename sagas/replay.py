@@ -18,6 +18,7 @@ from sagas.definition import plan
 from sagas.errors import CouponNotFound, SagaConflict, StoreUnavailable
 from sagas.ports import SagaLog
 from sagas.records import SagaEvent, SagaRecord, SagaStatus
+from sagas.version import package_version
 
 if TYPE_CHECKING:
     from orchestrator.recovery import Recoverer
@@ -134,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     parser = argparse.ArgumentParser(prog="coupon-saga", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", parents=[common], help="list sagas, newest first")
     listing.add_argument("--status", choices=LIST_FILTERS)
