@@ -80,6 +80,7 @@ def _run_gateway(settings: Settings, urls: StackUrls, run_dir: Path, stop: _Stop
             announced = True
         time.sleep(0.1)
     if gateway.poll() is None:
+        print("coupon-service: stopping the gateway, then the stores started here", file=sys.stderr)
         gateway.terminate()
         while gateway.poll() is None:
             if stop.count > 1:
