@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,6 +72,10 @@ def local_run(working_tree: Path, log_path: Path, **env: str) -> Iterator[LocalR
     run = spawn(working_tree, log_path, **env)
     try:
         wait_healthy(run.base_url, run.process, log_path)
+        for _ in range(1200):  # it says where the API is once it sees the port answer
+            if "coupon-service: API on" in log_path.read_text():
+                break
+            time.sleep(0.05)
         yield run
     finally:
         if run.process.poll() is None:
