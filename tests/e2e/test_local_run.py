@@ -67,15 +67,22 @@ def spawn(working_tree: Path, log_path: Path, **env: str) -> LocalRun:
     return LocalRun(process, f"http://127.0.0.1:{port}", log_path)
 
 
+def wait_announced(run: LocalRun) -> None:
+    """Until it says where the API is (once the port answers): initdb and three servers first."""
+    for _ in range(3600):
+        if "coupon-service: API on" in run.log_path.read_text():
+            return
+        assert run.process.poll() is None, run.log_path.read_text()[-3000:]
+        time.sleep(0.05)
+    raise AssertionError(f"never said where the API is:\n{run.log_path.read_text()[-3000:]}")
+
+
 @contextmanager
 def local_run(working_tree: Path, log_path: Path, **env: str) -> Iterator[LocalRun]:
     run = spawn(working_tree, log_path, **env)
     try:
+        wait_announced(run)
         wait_healthy(run.base_url, run.process, log_path)
-        for _ in range(1200):  # it says where the API is once it sees the port answer
-            if "coupon-service: API on" in log_path.read_text():
-                break
-            time.sleep(0.05)
         yield run
     finally:
         if run.process.poll() is None:
@@ -114,7 +121,9 @@ async def test_a_store_given_by_url_is_used_and_left_running(
     http, settings, working_tree, tmp_path
 ):
     name = f"PROMO_{uuid.uuid4().hex[:12]}"
-    with local_run(working_tree, tmp_path / "run.log", DATABASE_URL=settings.database_url) as run:
+    # Its saga log is a Redis of its own: it must not settle the other tests' holds.
+    given = {"DATABASE_URL": settings.database_url, "HOLD_SETTLE_SECONDS": "3600"}
+    with local_run(working_tree, tmp_path / "run.log", **given) as run:
         await create(http, run.base_url, name, 3)
         assert run.stop() == 0
 
