@@ -104,8 +104,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
-    for warning in misspelt_in_env_file():
-        print(f"coupon-service: warning: {warning}", file=sys.stderr)
+    if not args.dev:  # with --dev, the gateway it starts warns
+        for warning in misspelt_in_env_file():
+            print(f"coupon-service: warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings()
     except SettingsError as error:
