@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from devstack.homes import KeptHome
 from devstack.processes import StackError, dies_with_parent
 from devstack.stack import StackUrls, running_stack
+from orchestrator.listening import CannotListen, check_can_listen
 
 if TYPE_CHECKING:
     from orchestrator.settings import Settings
@@ -43,8 +44,6 @@ class _StopRequests:
 
 def run_on_local_stores(settings: Settings, run_dir: Path = Path(RUN_DIR)) -> int:
     """Run the gateway until it stops or is told to; its exit code (0 when told to stop)."""
-    from orchestrator.listening import CannotListen, check_can_listen
-
     try:  # before any store starts: the gateway's port taken is the likeliest failure
         check_can_listen(settings.host, settings.port, reuse_port=settings.workers != 1)
     except CannotListen as error:
