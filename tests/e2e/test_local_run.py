@@ -37,9 +37,9 @@ class LocalRun:
     base_url: str
     log_path: Path
 
-    def stop(self) -> int:
-        """SIGTERM, as Ctrl-C or a service manager would; its exit code."""
-        self.process.send_signal(signal.SIGTERM)
+    def stop(self, signum: signal.Signals = signal.SIGTERM) -> int:
+        """SIGTERM as a service manager sends, or SIGINT as Ctrl-C does; its exit code."""
+        self.process.send_signal(signum)
         return self.process.wait(timeout=120)
 
 
@@ -125,7 +125,9 @@ async def test_a_store_given_by_url_is_used_and_left_running(
     given = {"DATABASE_URL": settings.database_url, "HOLD_SETTLE_SECONDS": "3600"}
     with local_run(working_tree, tmp_path / "run.log", **given) as run:
         await create(http, run.base_url, name, 3)
-        assert run.stop() == 0
+        started = started_processes(run)
+        assert run.stop(signal.SIGINT) == 0
+    assert [pid for pid in started if running(pid)] == []
 
     connection = await asyncpg.connect(settings.database_url)
     try:  # it was used, and it still answers
