@@ -69,6 +69,9 @@ def dies_with_parent(stop_signal: signal.Signals) -> Callable[[], None]:
     def arrange() -> None:
         # Runs in the child after the uid switch: a credential change clears the setting.
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, stop_signal)
+        # Signals the parent blocks (`python -m devstack` waits for them) stay blocked in
+        # a child: the server would not hear its stop signal.
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
     return arrange
 

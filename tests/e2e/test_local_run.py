@@ -25,7 +25,14 @@ import pytest
 
 from devstack.servers import free_port
 from tests.support.api import claim, create, details
-from tests.support.processes import command_name, descendants, listeners, mentioning, running
+from tests.support.processes import (
+    blocked_signals,
+    command_name,
+    descendants,
+    listeners,
+    mentioning,
+    running,
+)
 from tests.support.servers import wait_healthy
 
 URL_SETTINGS = ("DATABASE_URL", "MONGO_URL", "REDIS_URL")
@@ -154,3 +161,30 @@ def test_a_store_that_cannot_start_is_named_and_nothing_is_left(working_tree, tm
     assert {"postgres", "ferretdb"} <= set(ports)
     left = mentioning(str(working_tree), f"127.0.0.1:{ports['ferretdb']}", f"={ports['postgres']}")
     assert left == []
+
+
+def test_make_stack_servers_hear_their_stop_signal(tmp_path):
+    """`python -m devstack` waits with SIGINT/SIGTERM blocked; its servers must not inherit that."""
+    log_path = tmp_path / "stack.log"
+    with log_path.open("wb") as log:
+        stack = subprocess.Popen(
+            [sys.executable, "-m", "devstack"], stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        for _ in range(3600):
+            if "stores are up" in log_path.read_text():
+                break
+            assert stack.poll() is None, log_path.read_text()
+            time.sleep(0.05)
+        servers = {pid: command_name(pid) for pid in descendants(stack.pid)}
+        assert {"postgres", "redis-server"} <= set(servers.values()), servers
+        for pid, command in servers.items():
+            if command in ("postgres", "redis-server"):
+                assert blocked_signals(pid) & {signal.SIGINT, signal.SIGTERM} == set(), command
+        stack.send_signal(signal.SIGINT)
+        assert stack.wait(timeout=120) == 0
+        assert [pid for pid in servers if running(pid)] == []
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+            stack.wait()

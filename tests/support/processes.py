@@ -23,6 +23,18 @@ def running(pid: int) -> bool:
     return stat is not None and stat[0] != "Z"
 
 
+def blocked_signals(pid: int) -> set[int]:
+    """The signals a process blocks (they wait until it unblocks them), empty once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return set()
+    mask = int(
+        next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk")), 16
+    )
+    return {bit + 1 for bit in range(64) if mask >> bit & 1}
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below `pid` in the process tree, now."""
     parents: dict[int, int] = {}
