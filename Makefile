@@ -1,27 +1,35 @@
-# One entry point for developers and CI. `make test` is the test command.
+# One entry point for developers and CI. `make test` is the test command; `make help` lists all.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# pip runs again only when the pins change: each stamp records an install from them.
+PINS := requirements.lock pyproject.toml
+RUNTIME := $(VENV)/.installed-runtime
+EVERYTHING := $(VENV)/.installed-everything
 
-.PHONY: deps test lint stack run lock
+.PHONY: help deps test lint stack run lock
 
-deps: ## PostgreSQL + Redis (apt), FerretDB v1.24.2 (Go, cached), the virtualenv
-	scripts/install-deps
+help: ## this list
+	@awk -F ':.*## ' '/^[a-z]+:.*## / {printf "  make %-6s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-lint: deps
+run: $(RUNTIME) ## the gateway on :8080, starting the local stores no *_URL names (data in .run/)
+	$(VENV)/bin/coupon-service --dev
+
+test: lint ## everything: lint, then the whole suite on throw-away stores
+	$(PY) -m pytest
+
+lint: $(EVERYTHING) ## ruff, mypy, the deploy files' checks and pip-audit
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	scripts/check-deploy
 	scripts/audit-deps
 
-test: lint ## everything: lint, then the whole suite on throw-away stores
-	$(PY) -m pytest
-
-stack: deps ## throw-away stores for running the service locally; prints their URLs
+stack: $(RUNTIME) ## throw-away stores for running the service by hand; prints their URLs
 	$(PY) -m devstack
 
-run: deps ## the gateway, with the settings in the environment (see README)
-	$(VENV)/bin/coupon-service
+deps: ## install now: PostgreSQL + Redis (apt), FerretDB (Go, cached), the virtualenv with test tools
+	scripts/install-deps
+	touch $(EVERYTHING) $(RUNTIME)
 
 lock: ## re-pin the whole dependency tree after changing pyproject.toml
 	rm -rf .lock-venv && python3 -m venv .lock-venv
@@ -30,3 +38,12 @@ lock: ## re-pin the whole dependency tree after changing pyproject.toml
 	  echo "# Regenerate with: make lock"; \
 	  .lock-venv/bin/pip freeze --exclude coupon-service; } > requirements.lock
 	rm -rf .lock-venv
+
+# The service alone: no test or dev tools (a venv that has them already keeps them).
+$(RUNTIME): $(PINS)
+	scripts/install-deps --runtime
+	touch $@
+
+$(EVERYTHING): $(PINS)
+	scripts/install-deps
+	touch $@ $(RUNTIME)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from devstack.servers import Server, _accepts_tcp, _find, _spawn, _wait_until, free_port
+from devstack.processes import Server, accepts_tcp, find, free_port, spawn, wait_until
 
 
 def _connstring(database_url: str) -> tuple[str, str]:
@@ -76,20 +76,20 @@ def running_pgbouncer(database_url: str, *, pool_size: int = 8) -> Iterator[Serv
     server: Server | None = None
     try:
         port = free_port()
-        binary = _find("pgbouncer", "/usr/sbin")
+        binary = find("pgbouncer", "/usr/sbin")
         config, database = _config(database_url, port, pool_size, _version(binary))
         ini = root / "pgbouncer.ini"
         ini.write_text(config)
         ini.chmod(0o644)
         log_path = root / "pgbouncer.log"
         user = "postgres" if os.geteuid() == 0 else None
-        process = _spawn(
-            "pgbouncer", [_find("pgbouncer", "/usr/sbin"), str(ini)], log_path, user=user
+        process = spawn(
+            "pgbouncer", [find("pgbouncer", "/usr/sbin"), str(ini)], log_path, user=user
         )
         server = Server(
             "pgbouncer", f"postgresql://postgres@127.0.0.1:{port}/{database}", process, log_path
         )
-        _wait_until("pgbouncer", _accepts_tcp(port), process, log_path)
+        wait_until("pgbouncer", accepts_tcp(port), process, log_path)
         yield server
     finally:
         if server is not None:

@@ -1,199 +1,123 @@
-"""Throw-away PostgreSQL, Redis and MongoDB-compatible servers on free loopback ports.
+"""Local PostgreSQL, Redis and MongoDB-compatible servers on loopback ports.
 
-Each server lives in its own folder under one temp dir and dies with the process that
-started it (PR_SET_PDEATHSIG), so a killed test run leaves nothing behind.
+Each server lives in its own folder under one root. Throw-away ones (the tests') start
+fresh on free ports with durability off; kept ones (`coupon-service --dev`) find their
+data where they left it and write it durably enough to survive their own restart.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import pwd
 import shutil
 import signal
-import socket
+import stat
 import subprocess
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from devstack.ferretdb import ferretdb_binary
+from devstack.processes import (
+    Server,
+    StackError,
+    accepts_tcp,
+    find,
+    free_port,
+    spawn,
+    wait_until,
+)
 
-_PR_SET_PDEATHSIG = 1
-_START_TIMEOUT = 60.0
-
-
-class StackError(RuntimeError):
-    """A server could not be found or started."""
-
-
-@dataclass
-class Server:
-    name: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    # Runs in the child after the uid switch: a credential change clears the setting.
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    # `python -m devstack` blocks these to wait for them; a server must still get them.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-
-
-def _spawn(
-    name: str, argv: list[str], log_path: Path, *, user: str | None = None
-) -> subprocess.Popen[bytes]:
-    log = log_path.open("ab")
-    try:
-        return subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            user=user,
-            group=pwd.getpwnam(user).pw_gid if user else None,
-            extra_groups=[] if user else None,
-            preexec_fn=_die_with_parent,
-        )
-    except FileNotFoundError as error:
-        raise StackError(f"{name}: {argv[0]} not found; run `make deps`") from error
-    finally:
-        log.close()
-
-
-def _wait_until(
-    name: str, server_ready: Callable[[], bool], process: subprocess.Popen[bytes], log_path: Path
-) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise StackError(
-                f"{name} exited with {process.returncode}:\n{log_path.read_text()[-2000:]}"
-            )
-        if server_ready():
-            return
-        time.sleep(0.1)
-    process.kill()
-    raise StackError(
-        f"{name} did not start within {_START_TIMEOUT:.0f}s:\n{log_path.read_text()[-2000:]}"
-    )
-
-
-def _accepts_tcp(port: int) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    return check
-
-
-def _find(binary: str, *extra_dirs: str) -> str:
-    found = shutil.which(binary)
-    for directory in extra_dirs:
-        candidate = Path(directory) / binary
-        if not found and candidate.exists():
-            found = str(candidate)
-    if not found:
-        raise StackError(f"{binary} not found; run `make deps`")
-    return found
+__all__ = [
+    "Server",
+    "StackError",
+    "free_port",
+    "start_ferretdb",
+    "start_mongod",
+    "start_postgres",
+    "start_redis",
+]
 
 
 def _postgres_bin_dirs() -> list[str]:
     return sorted((str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True)
 
 
-def start_postgres(root: Path, databases: tuple[str, ...], *, max_connections: int = 400) -> Server:
-    """PostgreSQL tuned for throw-away data: no fsync, trust auth on loopback only.
+def _reachable_by_others(path: Path) -> bool:
+    return all(p.stat().st_mode & stat.S_IXOTH for p in path.resolve().parents)
 
-    `max_connections`: 100 is the stock images' (a test of the connection budget)."""
-    initdb = _find("initdb", *_postgres_bin_dirs())
+
+def _initdb(initdb: str, data: Path, log_path: Path, user: str | None) -> None:
+    data.mkdir(exist_ok=True)
+    if user:
+        shutil.chown(data, user, user)
+    argv = [initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
+    init = spawn("initdb", [*argv, "--locale=C", "--no-sync"], log_path, user=user)
+    if init.wait() != 0:
+        raise StackError(f"initdb failed; its log: {log_path}\n{log_path.read_text()[-2000:]}")
+
+
+def start_postgres(
+    root: Path,
+    databases: tuple[str, ...],
+    *,
+    port: int = 0,
+    keep: bool = False,
+    max_connections: int = 400,
+) -> Server:
+    """PostgreSQL with trust auth on loopback only, and `databases` created if missing.
+
+    `keep`: data found in `root` is used as it is (initdb only into an empty folder), and
+    fsync stays on; throw-away data skips every fsync. `max_connections`: 100 is the stock
+    images' (a test of the connection budget).
+    """
+    initdb = find("initdb", *_postgres_bin_dirs())
     postgres = str(Path(initdb).with_name("postgres"))
-    psql = _find("psql", *_postgres_bin_dirs())
+    psql = find("psql", *_postgres_bin_dirs())
     # PostgreSQL refuses to run as root; the Debian package creates this user.
     user = "postgres" if os.geteuid() == 0 else None
     data = root / "postgres"
-    data.mkdir()
-    if user:
-        shutil.chown(data, user, user)
+    if user and not _reachable_by_others(data):
+        raise StackError(
+            f"postgres cannot start: the postgres user cannot reach {data} "
+            "(a folder above it is not searchable by others); work in a folder it can reach"
+        )
     log_path = root / "postgres.log"
-    init = _spawn(
-        "initdb",
-        [
-            initdb,
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ],
-        log_path,
-        user=user,
-    )
-    if init.wait() != 0:
-        raise StackError(f"initdb failed:\n{log_path.read_text()[-2000:]}")
-    port = free_port()
+    if not (data / "PG_VERSION").exists():
+        _initdb(initdb, data, log_path, user)
+    port = port or free_port()
     settings = {
         "listen_addresses": "127.0.0.1",
         "port": str(port),
-        "unix_socket_directories": str(data),
+        "unix_socket_directories": "",  # TCP only: a deep working tree overflows a socket path
         "max_connections": str(max_connections),
-        "fsync": "off",
-        "synchronous_commit": "off",
-        "full_page_writes": "off",
         "shared_buffers": "256MB",
+        "synchronous_commit": "off",
+        **({} if keep else {"fsync": "off", "full_page_writes": "off"}),
     }
     argv = [postgres, "-D", str(data)] + [f"-c{key}={value}" for key, value in settings.items()]
-    process = _spawn("postgres", argv, log_path, user=user)
+    # SIGINT is PostgreSQL's fast shutdown: it does not wait for clients to hang up.
+    process = spawn("postgres", argv, log_path, user=user, stop_signal=signal.SIGINT)
+    server = Server(
+        "postgres", f"postgresql://postgres@127.0.0.1:{port}", process, log_path, signal.SIGINT
+    )
 
     def psql_run(sql: str) -> subprocess.CompletedProcess[bytes]:
-        argv = [
-            psql,
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-Atqc",
-            sql,
-        ]
-        return subprocess.run(argv, capture_output=True)
+        argv = [psql, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres"]
+        return subprocess.run([*argv, "-Atqc", sql], capture_output=True)
 
-    _wait_until("postgres", lambda: psql_run("SELECT 1").returncode == 0, process, log_path)
-    for database in databases:
-        created = psql_run(f'CREATE DATABASE "{database}"')
-        if created.returncode != 0:
-            raise StackError(f"creating database {database}: {created.stderr.decode()}")
-    return Server("postgres", f"postgresql://postgres@127.0.0.1:{port}", process, log_path)
+    try:
+        wait_until("postgres", lambda: psql_run("SELECT 1").returncode == 0, process, log_path)
+        for database in databases:
+            found = psql_run(f"SELECT 1 FROM pg_database WHERE datname = '{database}'")
+            if found.returncode == 0 and found.stdout.strip():
+                continue
+            created = psql_run(f'CREATE DATABASE "{database}"')
+            if created.returncode != 0:
+                raise StackError(f"postgres: creating database {database}: {created.stderr!r}")
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 def restart_postgres(server: Server) -> None:
@@ -201,22 +125,22 @@ def restart_postgres(server: Server) -> None:
     session ends, open transactions roll back) and start it again: same port, same data."""
     server.process.send_signal(signal.SIGINT)
     try:
-        server.process.wait(timeout=_START_TIMEOUT)
+        server.process.wait(timeout=60)
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
     argv = [str(arg) for arg in server.process.args]  # type: ignore[union-attr]
     # As start_postgres: PostgreSQL refuses to run as root.
     user = "postgres" if os.geteuid() == 0 else None
-    server.process = _spawn("postgres", argv, server.log_path, user=user)
-    port = urlsplit(server.url).port
-    _wait_until("postgres", _accepts_postgres(port), server.process, server.log_path)
+    server.process = spawn("postgres", argv, server.log_path, user=user, stop_signal=signal.SIGINT)
+    wait_until("postgres", _accepts_postgres(server.url), server.process, server.log_path)
 
 
-def _accepts_postgres(port: int | None) -> Callable[[], bool]:
+def _accepts_postgres(url: str) -> Callable[[], bool]:
     """Whether the server takes queries yet (it accepts TCP while still starting up)."""
-    psql = _find("psql", *_postgres_bin_dirs())
-    argv = [psql, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres"]
+    psql = find("psql", *_postgres_bin_dirs())
+    port = str(urlsplit(url).port)
+    argv = [psql, "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-d", "postgres"]
 
     def check() -> bool:
         return subprocess.run([*argv, "-Atqc", "SELECT 1"], capture_output=True).returncode == 0
@@ -224,37 +148,24 @@ def _accepts_postgres(port: int | None) -> Callable[[], bool]:
     return check
 
 
-def start_redis(root: Path) -> Server:
-    port = free_port()
+def start_redis(root: Path, *, port: int = 0, keep: bool = False) -> Server:
+    """Redis; `keep`: its append-only file in `root` is replayed at start and kept up."""
+    port = port or free_port()
     data = root / "redis"
-    data.mkdir()
+    data.mkdir(exist_ok=True)
     log_path = root / "redis.log"
-    argv = [
-        _find("redis-server"),
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        str(data),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--daemonize",
-        "no",
-        "--maxclients",
-        "4096",
-    ]
-    process = _spawn("redis", argv, log_path)
-    _wait_until("redis", _accepts_tcp(port), process, log_path)
+    argv = [find("redis-server"), "--port", str(port), "--bind", "127.0.0.1"]
+    argv += ["--dir", str(data), "--save", "", "--appendonly", "yes" if keep else "no"]
+    argv += ["--daemonize", "no", "--maxclients", "4096"]
+    process = spawn("redis", argv, log_path)
+    wait_until("redis", accepts_tcp(port), process, log_path)
     return Server("redis", f"redis://127.0.0.1:{port}/0", process, log_path)
 
 
 def start_ferretdb(
     root: Path, postgres_url: str, *, database: str = "ferretdb", port: int = 0
 ) -> Server:
-    """FerretDB v1 on the PostgreSQL backend (`database` of the given server).
+    """FerretDB v1 on the PostgreSQL backend (`database` of the given server): no data of its own.
 
     `port`: 0 for a free one; a test restarting its FerretDB passes the one it had.
     """
@@ -267,26 +178,18 @@ def start_ferretdb(
         f"--postgresql-url={postgres_url}/{database}",
         "--log-level=warn",
     ]
-    process = _spawn("ferretdb", argv, log_path)
-    _wait_until("ferretdb", _accepts_tcp(port), process, log_path)
+    process = spawn("ferretdb", argv, log_path)
+    wait_until("ferretdb", accepts_tcp(port), process, log_path)
     return Server("ferretdb", f"mongodb://127.0.0.1:{port}", process, log_path)
 
 
-def start_mongod(root: Path) -> Server:
-    port = free_port()
+def start_mongod(root: Path, *, port: int = 0) -> Server:
+    """mongod with its data in `root` (kept or not: the root decides)."""
+    port = port or free_port()
     data = root / "mongod"
-    data.mkdir()
+    data.mkdir(exist_ok=True)
     log_path = root / "mongod.log"
-    argv = [
-        _find("mongod"),
-        "--port",
-        str(port),
-        "--bind_ip",
-        "127.0.0.1",
-        "--dbpath",
-        str(data),
-        "--quiet",
-    ]
-    process = _spawn("mongod", argv, log_path)
-    _wait_until("mongod", _accepts_tcp(port), process, log_path)
+    argv = [find("mongod"), "--port", str(port), "--bind_ip", "127.0.0.1"]
+    process = spawn("mongod", [*argv, "--dbpath", str(data), "--quiet"], log_path)
+    wait_until("mongod", accepts_tcp(port), process, log_path)
     return Server("mongod", f"mongodb://127.0.0.1:{port}", process, log_path)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
+from devstack.homes import KeptHome, ThrowAwayHome
 from devstack.servers import Server, start_ferretdb, start_mongod, start_postgres, start_redis
 
 SERVICE_DATABASE = "coupons"
@@ -21,6 +20,7 @@ class StackUrls:
     mongo_url: str
     redis_url: str
     mongo_flavour: str  # "ferretdb", "mongod" or "external": tests skip what a flavour lacks
+    started: tuple[str, ...] = ()  # the servers started here, in start order
 
     def as_env(self) -> dict[str, str]:
         return {
@@ -30,8 +30,15 @@ class StackUrls:
         }
 
 
-def _mongo_choice() -> str:
-    """`COUPON_TEST_MONGO=ferretdb|mongod` forces one; by default a `mongod` on PATH wins."""
+def _mongo_choice(home: ThrowAwayHome | KeptHome) -> str:
+    """`COUPON_TEST_MONGO=ferretdb|mongod` forces one; by default a `mongod` on PATH wins.
+
+    Kept data stays with the flavour that wrote it.
+    """
+    if home.keep and (home.root / "mongod").is_dir():
+        return "mongod"
+    if home.keep and (home.root / "postgres").is_dir():
+        return "ferretdb"
     forced = os.environ.get("COUPON_TEST_MONGO", "")
     if forced in ("ferretdb", "mongod"):
         return forced
@@ -39,39 +46,48 @@ def _mongo_choice() -> str:
 
 
 @contextlib.contextmanager
-def running_stack(environ: dict[str, str] | None = None) -> Iterator[StackUrls]:
-    """Yield store URLs: those given in the environment, the rest started here and stopped after."""
+def running_stack(
+    environ: Mapping[str, str] | None = None, home: ThrowAwayHome | KeptHome | None = None
+) -> Iterator[StackUrls]:
+    """Yield store URLs: those given in `environ`, the rest started here and stopped after.
+
+    `home` (default: a temp dir, deleted after) holds the started servers' data and ports.
+    """
     env = os.environ if environ is None else environ
-    root = Path(tempfile.mkdtemp(prefix="coupon-stack-"))
-    root.chmod(0o755)  # the postgres user must reach its data dir inside
+    home = home or ThrowAwayHome()
     servers: list[Server] = []
     try:
         database_url = env.get("DATABASE_URL")
         mongo_url = env.get("MONGO_URL")
-        flavour = "external"
+        flavour = "external" if mongo_url else _mongo_choice(home)
         postgres: Server | None = None
-        if not database_url or (not mongo_url and _mongo_choice() == "ferretdb"):
-            postgres = start_postgres(root, databases=(SERVICE_DATABASE, "ferretdb"))
+        if not database_url or flavour == "ferretdb":
+            postgres = start_postgres(
+                home.root,
+                databases=(SERVICE_DATABASE, "ferretdb"),
+                port=home.port("postgres"),
+                keep=home.keep,
+            )
             servers.append(postgres)
         if not database_url:
             assert postgres is not None
             database_url = f"{postgres.url}/{SERVICE_DATABASE}"
         if not mongo_url:
-            flavour = _mongo_choice()
             if flavour == "mongod":
-                mongo = start_mongod(root)
+                mongo = start_mongod(home.root, port=home.port("mongod"))
             else:
                 assert postgres is not None
-                mongo = start_ferretdb(root, postgres.url)
+                mongo = start_ferretdb(home.root, postgres.url, port=home.port("ferretdb"))
             servers.append(mongo)
             mongo_url = mongo.url
         redis_url = env.get("REDIS_URL")
         if not redis_url:
-            redis = start_redis(root)
+            redis = start_redis(home.root, port=home.port("redis"), keep=home.keep)
             servers.append(redis)
             redis_url = redis.url
-        yield StackUrls(database_url, mongo_url, redis_url, flavour)
+        started = tuple(server.name for server in servers)
+        yield StackUrls(database_url, mongo_url, redis_url, flavour, started)
     finally:
         for server in reversed(servers):
             server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        home.close()

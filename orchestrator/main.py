@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import multiprocessing
@@ -18,10 +19,18 @@ from aiohttp import web
 
 from orchestrator import budget
 from orchestrator.framing import answer_framing_errors_in_json
+from orchestrator.listening import (
+    CannotListen,
+    announce_when_bound,
+    cannot_listen,
+    check_can_listen,
+    is_bind_error,
+)
 from orchestrator.logs import configure_logging
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, SettingsError, load_settings, misspelt_in_env_file
 from orchestrator.shutdown import stop_gracefully_on_sigterm
 from sagas.errors import StoreNotSetUp, StoreUnavailable
+from sagas.version import package_version
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +47,6 @@ def serve(
     answer_framing_errors_in_json()
     app = create_app(settings)
     stop_gracefully_on_sigterm(app, settings.shutdown_drain_seconds)
-    log.info("listening on %s:%d", settings.host, settings.port)
     try:
         web.run_app(
             app,
@@ -46,13 +54,16 @@ def serve(
             port=settings.port,
             reuse_port=reuse_port,
             access_log=None,
-            print=None,
+            print=announce_when_bound(settings.host, settings.port),
             loop=uvloop.new_event_loop(),
             handle_signals=False,  # SIGTERM is ours (above); SIGINT still stops at once
             shutdown_timeout=settings.shutdown_grace_seconds,
         )
     except (StoreUnavailable, StoreNotSetUp, OSError) as error:
-        _say_once(told, f"stopping: {describe(error)}")
+        if isinstance(error, OSError) and is_bind_error(error):
+            _say_once(told, str(cannot_listen(settings.host, settings.port, error)))
+        else:
+            _say_once(told, f"stopping: {describe(error)}")
         sys.exit(1)
     except Exception as error:  # a bug: still one JSON line, its stack in the "error" field
         _say_once(told, f"stopping: {describe(error)}", with_stack=True)
@@ -128,10 +139,44 @@ def _checked_start(settings: Settings, count: int) -> Settings:
     return each
 
 
-def main() -> None:
-    settings = Settings()
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """--help and --version answer here, before any setting is read or store touched."""
+    parser = argparse.ArgumentParser(
+        prog="coupon-service",
+        description="The flash-sale coupon gateway: HTTP API on HOST:PORT, WORKERS processes.",
+        epilog="Settings come from the environment and ./.env (README: Settings).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="for development only: start the local PostgreSQL, Redis and FerretDB (or mongod) "
+        "that no DATABASE_URL / MONGO_URL / REDIS_URL names, their data kept in ./.run, "
+        "and stop them after the gateway",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    if not args.dev:  # with --dev, the gateway it starts warns
+        for warning in misspelt_in_env_file():
+            print(f"coupon-service: warning: {warning}", file=sys.stderr)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        for line in str(error).splitlines():
+            print(f"coupon-service: {line}", file=sys.stderr)
+        sys.exit(2)
+    if args.dev:
+        sys.exit(_run_on_local_stores(settings))
     configure_logging(settings.log_level)
     count = budget.worker_count(settings)
+    try:
+        check_can_listen(settings.host, settings.port, reuse_port=count != 1)
+    except CannotListen as error:
+        log.error("%s", error)
+        sys.exit(1)
     if count == 1:
         serve(_checked_start(settings, count))
         return
@@ -145,6 +190,15 @@ def main() -> None:
         if owned:
             shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     sys.exit(code)
+
+
+def _run_on_local_stores(settings: Settings) -> int:
+    try:
+        from devstack.local_run import run_on_local_stores
+    except ImportError:
+        print("coupon-service: --dev needs the source checkout (devstack/)", file=sys.stderr)
+        return 2
+    return run_on_local_stores(settings)
 
 
 if __name__ == "__main__":

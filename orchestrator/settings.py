@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import difflib
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from dotenv import dotenv_values
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_FILE = ".env"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", frozen=True)
 
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=0)  # 0: one process per CPU
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/coupons"
     mongo_url: str = "mongodb://127.0.0.1:27017"
@@ -85,3 +91,46 @@ class Settings(BaseSettings):
     # all) for `fault_stall_seconds`, like a long GC pause or SIGSTOP: its lease runs out.
     fault_stall_after: str = ""
     fault_stall_seconds: float = Field(0.0, ge=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+class SettingsError(ValueError):
+    """Settings that do not validate: one line per bad setting, naming it and what to do."""
+
+
+def load_settings() -> Settings:
+    """The settings from the environment and .env, or a SettingsError fit to show a person."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError("\n".join(_explain(problem) for problem in error.errors())) from None
+
+
+def _explain(problem: ErrorDetails) -> str:
+    field = str(problem["loc"][0]) if problem["loc"] else ""
+    secret = field == "admin_token"  # never echoed
+    given = "" if secret or not field else f"={problem['input']}"
+    return (
+        f"{field.upper()}{given} is not valid: {problem['msg']}; "
+        f"fix it in the environment or {ENV_FILE}"
+    )
+
+
+def misspelt_in_env_file(path: Path = Path(ENV_FILE)) -> list[str]:
+    """A warning for each name in .env that is no setting but looks like one (it is ignored)."""
+    if not path.is_file():
+        return []
+    known = [name.upper() for name in Settings.model_fields]
+    warnings = []
+    for name in dotenv_values(path):
+        if name.upper() in known:
+            continue
+        if close := difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.75):
+            warnings.append(
+                f"{path} sets {name}, which is no setting (did you mean {close[0]}?); it is ignored"
+            )
+    return warnings

@@ -28,6 +28,7 @@ from sagas.replay_verbs import (
     recover_all,
     show_saga,
 )
+from sagas.version import package_version
 
 if TYPE_CHECKING:
     from orchestrator.settings import Settings
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     summary, exit_codes = (__doc__ or "\n\n").strip().split("\n\n")
     parser = _Parser(prog="coupon-saga", description=summary, epilog=exit_codes)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", parents=[common], help="list sagas, newest first")
     listing.add_argument(
