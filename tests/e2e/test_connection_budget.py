@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
-import socket
+import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -178,17 +179,30 @@ async def test_a_wrong_database_or_role_is_one_line(budget_settings, stock_postg
     assert not any("Traceback" in line for line in lines)
 
 
-async def test_workers_that_die_at_start_stop_the_service_with_one_line(settings):
-    """Every worker fails to bind (the port is taken, without SO_REUSEPORT): the service
-    stops, says so once, and exits non-zero; no worker is left running."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+async def test_a_worker_that_dies_stops_the_service_with_one_line(settings, tmp_path):
+    """A worker killed (as the OOM killer would): the service stops its other workers,
+    says so once, naming the worker, and exits non-zero; no worker is left running."""
+    log_path = tmp_path / "gateway.log"
+    with gateway_process(settings, log_path) as base:
+        main = process_group(base)
+        victim, *others = _children(main)
+        os.kill(int(victim), signal.SIGKILL)
 
-        code, lines = await run_to_exit(settings, workers=2, port=port)
+        async def stopped() -> bool:
+            return not _running(main)
 
-    assert code != 0
+        await eventually(stopped)
+    lines = log_path.read_text().splitlines()
     (stopping,) = _errors(lines)
-    assert "stopping" in stopping and "address already in use" in stopping.lower()
+    assert "killed by signal 9" in stopping and "stopping" in stopping
     assert not any("Traceback" in line for line in lines)
+    assert not any(_running(int(pid)) for pid in others)
+
+
+def _running(pid: int) -> bool:
+    """Neither gone nor exited and waiting to be reaped (state Z)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
