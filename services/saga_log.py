@@ -23,7 +23,8 @@ from services.failures import unavailable_on_failure
 
 # KEYS: saga, events, in-flight, failed, finished
 # ARGV: saga id, mode (create|save), epoch, lease seconds, retention seconds, index
-#       (in_flight|failed|finished), updated_at, fields (JSON [k, v, ...]), events (JSON [[...]])
+#       (in_flight|failed|finished|refused), updated_at, fields (JSON [k, v, ...]),
+#       events (JSON [[...]])
 _SAVE = """
 local stored = redis.call('HGET', KEYS[1], 'epoch')
 if ARGV[2] == 'create' then
@@ -53,6 +54,11 @@ if ARGV[6] == 'finished' then
     redis.call('ZREMRANGEBYSCORE', KEYS[5], 0, tonumber(ARGV[7]) - tonumber(ARGV[5]))
     redis.call('EXPIRE', KEYS[1], ARGV[5])
     redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
+if ARGV[6] == 'refused' then
+    -- It changed nothing: its history goes, its record stays briefly, in no index.
+    redis.call('DEL', KEYS[2])
+    redis.call('EXPIRE', KEYS[1], ARGV[5])
 end
 return 1
 """
@@ -89,11 +95,17 @@ SCRIPTS = (_SAVE, _ACQUIRE, _STUCK)
 
 class RedisSagaLog:
     def __init__(
-        self, client: aioredis.Redis, *, lease_seconds: float, retention_seconds: int
+        self,
+        client: aioredis.Redis,
+        *,
+        lease_seconds: float,
+        retention_seconds: int,
+        refused_retention_seconds: int = 60,
     ) -> None:
         self._redis = client
         self._lease = lease_seconds
         self._retention = retention_seconds
+        self._refused_retention = refused_retention_seconds
         self._save = client.register_script(_SAVE)
         self._acquire = client.register_script(_ACQUIRE)
         self._stuck = client.register_script(_STUCK)
@@ -107,27 +119,31 @@ class RedisSagaLog:
                 await self._redis.script_load(script)
 
     async def create(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
-        if not await self._write("create", record, events):
+        if not await self._write("create", record, events, _index(record), self._retention):
             raise LeaseLost(f"saga {record.saga_id} exists already")
 
     async def save(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
-        if not await self._write("save", record, events):
+        if not await self._write("save", record, events, _index(record), self._retention):
             raise LeaseLost(f"saga {record.saga_id} is driven by someone else now")
 
-    async def _write(self, mode: str, record: SagaRecord, events: Sequence[SagaEvent]) -> bool:
-        if record.status.in_flight:
-            index = "in_flight"
-        elif record.status is SagaStatus.FAILED:
-            # Parked for an operator: kept without expiry until someone resumes or compensates it.
-            index = "failed"
-        else:
-            index = "finished"
+    async def refused(self, record: SagaRecord) -> None:
+        if not await self._write("save", record, (), "refused", self._refused_retention):
+            raise LeaseLost(f"saga {record.saga_id} is driven by someone else now")
+
+    async def _write(
+        self,
+        mode: str,
+        record: SagaRecord,
+        events: Sequence[SagaEvent],
+        index: str,
+        retention_seconds: int,
+    ) -> bool:
         args: list[EncodableT] = [
             record.saga_id,
             mode,
             record.epoch,
             self._lease,
-            self._retention,
+            retention_seconds,
             index,
             repr(record.updated_at),
             orjson.dumps(_encode(record)),
@@ -199,6 +215,15 @@ class RedisSagaLog:
             records = [record for record in records if record.status is status]
         records.sort(key=lambda record: record.updated_at, reverse=True)
         return records[:limit]
+
+
+def _index(record: SagaRecord) -> str:
+    if record.status.in_flight:
+        return "in_flight"
+    if record.status is SagaStatus.FAILED:
+        # Parked for an operator: kept without expiry until someone resumes or compensates it.
+        return "failed"
+    return "finished"
 
 
 def _saga_keys(saga_id: str) -> list[str]:

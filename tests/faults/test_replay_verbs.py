@@ -18,7 +18,7 @@ from tests.support.servers import gateway_process
 
 # Long enough that the next dying gateway's first recovery round (at its start) finds
 # the earlier sagas' leases still running.
-STUCK_FAST = {"saga_lease_seconds": 5.0}
+STUCK_FAST = {"saga_lease_seconds": 5.0, "saga_retry_seconds": 1.0}
 
 
 def own_saga_log(settings):
