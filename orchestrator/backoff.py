@@ -14,4 +14,5 @@ class Backoff:
     def delay(self, retry: int) -> float:
         """The pause before retry number `retry` (1 for the first). Full jitter: a burst of
         failing sagas does not come back to the store in lockstep."""
-        return random.uniform(0, min(self.cap_seconds, self.base_seconds * 2 ** (retry - 1)))
+        doublings = min(retry - 1, 32)  # far past any cap; an unbounded power would overflow
+        return random.uniform(0, min(self.cap_seconds, self.base_seconds * 2**doublings))

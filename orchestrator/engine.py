@@ -20,10 +20,11 @@ next write and acts no more, so one saga never has two drivers acting on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from orchestrator import metrics
@@ -133,7 +134,7 @@ class SagaEngine:
         if record.compensating:
             return await self._backward(definition, record, None)
         if definition.pivot not in record.done:
-            if not await definition.pivot_landed(record.saga_id, record.payload):
+            if not await self._pivot_landed(definition, record):
                 return await self._backward(definition, self._up_to_pivot(definition, record), None)
             at = self._clock()
             record = record.moved(at, step=definition.pivot, done=definition.through_pivot)
@@ -144,9 +145,7 @@ class SagaEngine:
         """Undo a saga on an operator's word; refused once its pivot has taken effect."""
         SAGA_ID.set(record.saga_id)
         if not record.compensating:
-            if definition.pivot in record.done or await definition.pivot_landed(
-                record.saga_id, record.payload
-            ):
+            if definition.pivot in record.done or await self._pivot_landed(definition, record):
                 raise SagaConflict(
                     f"saga {record.saga_id} is past its pivot; it can only go forward"
                 )
@@ -259,12 +258,9 @@ class SagaEngine:
             attempt += 1
             record = record.moved(self._clock(), attempts=attempt)
             try:
-                try:
-                    async with asyncio.timeout(self._step_timeout):
-                        await call(record.saga_id, record.payload)
-                    return record
-                except TimeoutError as timeout:
-                    raise StoreUnavailable(what) from timeout
+                async with self._one_try(what):
+                    await call(record.saga_id, record.payload)
+                return record
             except StoreUnavailable as error:
                 maybe_applied = maybe_applied or error.maybe_applied
                 error.maybe_applied = maybe_applied
@@ -289,13 +285,34 @@ class SagaEngine:
                 metrics.STEP_RETRIES.labels(record.name, what).inc()
                 await self._sleep(pause)
 
+    @contextlib.asynccontextmanager
+    async def _one_try(self, what: str) -> AsyncIterator[None]:
+        """One store call, bounded by the step timeout. A call cut short by it is a store
+        that did not answer, whatever the driver raised on being cancelled (PyMongo can
+        raise a RuntimeError from its server selection)."""
+        try:
+            async with asyncio.timeout(self._step_timeout) as limit:
+                yield
+        except StoreUnavailable:
+            raise
+        except Exception as error:
+            if isinstance(error, TimeoutError) or limit.expired():
+                raise StoreUnavailable(what) from error
+            raise
+
+    async def _pivot_landed(self, definition: SagaDefinition, record: SagaRecord) -> bool:
+        """The fact that decides a recovered saga's direction; a store that cannot tell
+        raises StoreUnavailable (the saga waits for the next recovery)."""
+        async with self._one_try(f"check {definition.pivot}"):
+            return await definition.pivot_landed(record.saga_id, record.payload)
+
     async def _landed(self, step: Step, record: SagaRecord) -> bool:
         """The fact check before giving up on a step: did its effect land after all (the
         answer that said so was lost)? One try; a store that cannot tell says no."""
         if step.landed is None:
             return False
         try:
-            async with asyncio.timeout(self._step_timeout):
+            async with self._one_try(f"check {step.name}"):
                 return await step.landed(record.saga_id, record.payload)
         except Exception as error:
             log.warning("saga %s: cannot check %s: %s", record.saga_id, step.name, describe(error))
@@ -455,7 +472,7 @@ class SagaEngine:
         )
         if step.compensation is not None:
             try:
-                async with asyncio.timeout(self._step_timeout):
+                async with self._one_try(f"undo {step.name}"):
                     await step.compensation(record.saga_id, record.payload)
             except Exception as error:  # the audit finds what is left
                 log.error(

@@ -515,3 +515,23 @@ async def test_operator_compensation_undoes_a_saga_whose_pivot_did_not_land(
 
     assert final.status is SagaStatus.COMPENSATED
     assert script.calls == ["do a", "probe b", "undo b", "undo a"]
+
+
+async def test_a_try_cut_by_its_timeout_is_a_store_that_did_not_answer(saga_log, script):
+    """Whatever the driver raises when its call is cancelled (PyMongo's server selection
+    can raise RuntimeError), a try that ran out of time is a 503 whose step may have
+    applied, not a 500."""
+
+    async def garble_the_cancellation(saga_id: str) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise RuntimeError("Lock is not acquired") from None
+
+    script.meanwhile["do b"] = garble_the_cancellation
+    engine = SagaEngine(saga_log, retry_seconds=0, step_timeout_seconds=0.01)
+
+    with pytest.raises(StoreUnavailable):
+        await engine.run(script.definition(), {})
+
+    assert script.calls == ["do a", "do b", "undo b", "undo a"]
