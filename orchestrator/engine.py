@@ -65,7 +65,7 @@ class SagaEngine:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         lease_seconds: float = 60.0,
-        retry_seconds: float = 5.0,
+        retry_seconds: float = 10.0,
         backoff: Backoff = STORE_BACKOFF,
         step_timeout_seconds: float = 10.0,
         after_step: AfterStep | None = None,

@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     saga_refused_retention_seconds: int = Field(60, ge=1)
     # How long a saga step (or its undo) is retried while a store is away, with capped
     # exponential backoff: a store restart shorter than this costs no client a failure.
-    saga_retry_seconds: float = Field(5.0, gt=0)
+    # Two store timeouts: a try that timed out may still land, and the next try (a replay)
+    # finds it, rather than an undo racing it.
+    saga_retry_seconds: float = Field(10.0, gt=0)
     # A store call that takes longer than this is abandoned and counts as failed.
     step_timeout_seconds: float = Field(10.0, gt=0)
     # A saga whose driver has not written for this long is stuck: a recoverer takes it

@@ -1,6 +1,6 @@
 """A brief outage costs no client a failure and parks no saga for an operator.
 
-Retries at a step span SAGA_RETRY_SECONDS (5 s by default), not a count of tries, so a
+Retries at a step span SAGA_RETRY_SECONDS (10 s by default), not a count of tries, so a
 PostgreSQL restart of a few seconds is ridden out. Before a saga past its pivot is parked,
 the engine checks the step's fact in its store: a confirm that landed, but whose answer
 was lost, is not a failure.
@@ -28,7 +28,7 @@ from tests.support.servers import app_in_process
 from tests.support.waiting import all_settled, eventually, held_at_least
 
 REDIS_DB = 14  # this module's saga log: no other gateway recovers (or parks) its sagas
-OUTAGE_SECONDS = 3.0  # shorter than the default SAGA_RETRY_SECONDS (5 s)
+OUTAGE_SECONDS = 3.0  # shorter than the default SAGA_RETRY_SECONDS (10 s)
 STOCK, USERS, IN_FLIGHT = 100, 80, 8
 
 
