@@ -21,7 +21,7 @@ from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 from services import redis_keys as keys
 from services.failures import unavailable_on_failure
 
-# KEYS: saga, events, in-flight, failed, finished
+# KEYS: saga, events, in-flight, failed, finished, refused
 # ARGV: saga id, mode (create|save), epoch, lease seconds, retention seconds, index
 #       (in_flight|failed|finished|refused), updated_at, fields (JSON [k, v, ...]),
 #       events (JSON [[...]])
@@ -56,9 +56,11 @@ if ARGV[6] == 'finished' then
     redis.call('EXPIRE', KEYS[2], ARGV[5])
 end
 if ARGV[6] == 'refused' then
-    -- It changed nothing: its history goes, its record stays briefly, in no index.
+    -- It changed nothing: its history goes; its record stays briefly, in its own index.
     redis.call('DEL', KEYS[2])
     redis.call('EXPIRE', KEYS[1], ARGV[5])
+    redis.call('ZADD', KEYS[6], ARGV[7], ARGV[1])
+    redis.call('ZREMRANGEBYSCORE', KEYS[6], 0, tonumber(ARGV[7]) - tonumber(ARGV[5]))
 end
 return 1
 """
@@ -193,11 +195,13 @@ class RedisSagaLog:
     async def find(self, status: SagaStatus | None, limit: int) -> list[SagaRecord]:
         """Newest first. In-flight sagas come from their index, the others from theirs."""
         if status is None:
-            indexes = [keys.IN_FLIGHT, keys.FAILED, keys.FINISHED]
+            indexes = [keys.IN_FLIGHT, keys.FAILED, keys.FINISHED, keys.REFUSED]
         elif status.in_flight:
             indexes = [keys.IN_FLIGHT]
         elif status is SagaStatus.FAILED:
             indexes = [keys.FAILED]
+        elif status is SagaStatus.COMPENSATED:
+            indexes = [keys.FINISHED, keys.REFUSED]
         else:
             indexes = [keys.FINISHED]
         with unavailable_on_failure("redis"):
@@ -233,6 +237,7 @@ def _saga_keys(saga_id: str) -> list[str]:
         keys.IN_FLIGHT,
         keys.FAILED,
         keys.FINISHED,
+        keys.REFUSED,
     ]
 
 

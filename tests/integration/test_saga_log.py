@@ -15,7 +15,7 @@ from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 from services import redis_keys as keys
 from services.saga_log import SCRIPTS, RedisSagaLog
 
-INDEXES = (keys.IN_FLIGHT, keys.FAILED, keys.FINISHED)
+INDEXES = (keys.IN_FLIGHT, keys.FAILED, keys.FINISHED, keys.REFUSED)
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ async def test_failed_saga_is_parked_without_expiry(saga_log, redis, new_saga_id
     assert parked in await saga_log.find(SagaStatus.FAILED, limit=100_000)
 
 
-async def test_a_refused_saga_keeps_only_its_record_briefly_and_in_no_index(
+async def test_a_refused_saga_keeps_only_its_record_briefly_in_its_own_index(
     saga_log, redis, settings, new_saga_id
 ):
     started = saga(new_saga_id(), time.time())
@@ -166,8 +166,9 @@ async def test_a_refused_saga_keeps_only_its_record_briefly_and_in_no_index(
 
     await saga_log.refused(refused)
 
-    assert await indexes_holding(redis, refused.saga_id) == {}
+    assert await indexes_holding(redis, refused.saga_id) == {keys.REFUSED: refused.updated_at}
     assert await saga_log.history(refused.saga_id) == []
+    assert refused in await saga_log.find(SagaStatus.COMPENSATED, limit=100_000)
     ttl = await redis.ttl(keys.saga(refused.saga_id))
     assert 0 < ttl <= settings.saga_refused_retention_seconds
     assert await saga_log.load(refused.saga_id) == refused
