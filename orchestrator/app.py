@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from orchestrator import bootstrap, metrics, recovery
+from orchestrator.engine import AfterStep
 from orchestrator.errors import error_middleware
 from orchestrator.keys import AUDITOR, COUPONS, MONGO_CLIENT, PG_POOL, RECOVERER, REDIS, SETTINGS
 from orchestrator.limits import IN_PROGRESS, concurrency_limit_middleware
@@ -37,14 +38,20 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _service(app: web.Application) -> AsyncIterator[None]:
-    stores = bootstrap.Stores(app[PG_POOL], app[MONGO_CLIENT], app[REDIS])
-    components = bootstrap.build(app[SETTINGS], stores)
-    await components.warm_up(redis_connections=app[SETTINGS].max_concurrent_sagas)
-    app[COUPONS] = components.coupons
-    app[RECOVERER] = components.recoverer
-    app[AUDITOR] = components.auditor
-    yield
+def _service(
+    after_step: AfterStep | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def service(app: web.Application) -> AsyncIterator[None]:
+        stores = bootstrap.Stores(app[PG_POOL], app[MONGO_CLIENT], app[REDIS])
+        components = bootstrap.build(app[SETTINGS], stores, after_step=after_step)
+        await components.warm_up(redis_connections=app[SETTINGS].max_concurrent_sagas)
+        app[COUPONS] = components.coupons
+        app[RECOVERER] = components.recoverer
+        app[AUDITOR] = components.auditor
+        yield
+        await components.engine.close()  # before the stores close under it
+
+    return service
 
 
 async def _recovery(app: web.Application) -> AsyncIterator[None]:
@@ -74,7 +81,8 @@ async def _pool_sampler(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, after_step: AfterStep | None = None) -> web.Application:
+    """`after_step`: a test's fault hook, run after each saga step's action (engine.py)."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[observe_middleware, concurrency_limit_middleware, error_middleware],
@@ -86,6 +94,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[IN_PROGRESS] = [0]
-    app.cleanup_ctx.extend([_postgres, _mongo, _redis, _service, _recovery, _pool_sampler])
+    app.cleanup_ctx.extend(
+        [_postgres, _mongo, _redis, _service(after_step), _recovery, _pool_sampler]
+    )
     setup_routes(app)
     return app

@@ -166,6 +166,7 @@ class Components:
     auditor: Auditor
     inventory: PostgresInventory
     saga_log: RedisSagaLog
+    engine: SagaEngine
 
     async def warm_up(self, redis_connections: int) -> None:
         """Before the gateway listens: PostgreSQL statements prepared on every pooled
@@ -204,11 +205,12 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
         lease_seconds=settings.saga_lease_seconds,
         retention_seconds=settings.saga_retention_seconds,
         owner=owner,
+        refused_retention_seconds=settings.saga_refused_retention_seconds,
     )
     engine = SagaEngine(
         saga_log,
         lease_seconds=settings.saga_lease_seconds,
-        store_attempts=settings.saga_store_attempts,
+        retry_seconds=settings.saga_retry_seconds,
         step_timeout_seconds=settings.step_timeout_seconds,
         after_step=after_step or _fault_hook(settings),
     )
@@ -226,7 +228,7 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
     sold_out = SoldOutMemo(inventory, settings.sold_out_memo_seconds)
     admission = Admission(settings.max_concurrent_sagas, settings.saga_queue_seconds)
     coupons = CouponService(inventory, claims, saga_log, engine, claim, sold_out, admission)
-    return Components(coupons, recoverer, auditor, inventory, saga_log)
+    return Components(coupons, recoverer, auditor, inventory, saga_log, engine)
 
 
 @asynccontextmanager
@@ -243,7 +245,11 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
 async def open_components(settings: Settings) -> AsyncIterator[Components]:
     """All three stores and everything on top, for the replay tool and tests."""
     async with open_stores(settings) as stores:
-        yield build(settings, stores)
+        components = build(settings, stores)
+        try:
+            yield components
+        finally:
+            await components.engine.close()
 
 
 @asynccontextmanager
@@ -258,4 +264,8 @@ async def open_tool_components(settings: Settings) -> AsyncIterator[Components]:
             ),
             await stack.enter_async_context(redis_client(settings)),
         )
-        yield build(settings, stores)
+        components = build(settings, stores)
+        try:
+            yield components
+        finally:
+            await components.engine.close()

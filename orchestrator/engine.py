@@ -8,9 +8,11 @@ direction: forward if the pivot landed, otherwise back through every step before
 (each undo is idempotent). A driver whose lease may have run out since its last write
 (it was paused) writes again before its next side effect, and that write is fenced.
 
-A failure up to the pivot undoes the completed steps in reverse and re-raises the
-original error; an undo that cannot finish is left to recovery. After the pivot the saga
-only moves forward, and is parked as failed for an operator if it still cannot finish.
+A store call is retried for up to `retry_seconds` while its store is away. A failure up
+to the pivot undoes the completed steps in reverse and re-raises the original error; an
+undo that cannot finish is retried in the background until it does. After the pivot the
+saga only moves forward; a step that still fails is checked against its store (did it
+take effect after all?) and only then parked as failed for an operator.
 Every write is fenced by the saga's epoch: a driver that lost its lease is refused at its
 next write and acts no more, so one saga never has two drivers acting on it.
 """
@@ -18,14 +20,15 @@ next write and acts no more, so one saga never has two drivers acting on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from orchestrator import metrics
+from orchestrator.backoff import Backoff
 from orchestrator.logs import SAGA_ID
 from sagas.definition import SagaDefinition, Step
 from sagas.errors import LeaseLost, SagaConflict, StoreUnavailable, may_have_applied
@@ -35,6 +38,10 @@ from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 log = logging.getLogger(__name__)
 
 AfterStep = Callable[[str], None]
+
+# Between tries at a store that is away: 50 ms doubling up to 1 s (README's bound on
+# giving a unit back after a 503 rests on this cap).
+STORE_BACKOFF = Backoff(base_seconds=0.05, cap_seconds=1.0)
 
 
 def new_saga_id() -> str:
@@ -56,14 +63,15 @@ class SagaEngine:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         lease_seconds: float = 60.0,
-        store_attempts: int = 3,
-        backoff_seconds: float = 0.05,
-        backoff_cap_seconds: float = 1.0,
+        retry_seconds: float = 10.0,
+        backoff: Backoff = STORE_BACKOFF,
         step_timeout_seconds: float = 10.0,
         after_step: AfterStep | None = None,
     ) -> None:
-        """`store_attempts`: tries at each action and compensation when a store is away.
+        """`retry_seconds`: how long each action and compensation is retried while its
+        store is away (0: one try), pausing by `backoff` between tries.
 
         `lease_seconds`: the saga log's lease. A driver that has not written for half of it
         writes again (and is fenced) before its next side effect.
@@ -74,12 +82,20 @@ class SagaEngine:
         self._log = saga_log
         self._clock = clock
         self._monotonic = monotonic
+        self._sleep = sleep
         self._checkpoint_after = lease_seconds / 2
-        self._store_attempts = store_attempts
-        self._backoff = backoff_seconds
-        self._backoff_cap = backoff_cap_seconds
+        self._retry_seconds = retry_seconds
+        self._backoff = backoff
         self._step_timeout = step_timeout_seconds
         self._after_step = after_step
+        self._compensating: set[asyncio.Task[None]] = set()  # undos retried in the background
+
+    async def close(self) -> None:
+        """Stop the background compensations (on shutdown): their sagas stay compensating
+        in the log, and recovery finishes them once their lease runs out."""
+        for task in self._compensating:
+            task.cancel()
+        await asyncio.gather(*self._compensating, return_exceptions=True)
 
     async def run(
         self, definition: SagaDefinition, payload: Mapping[str, Any], saga_id: str | None = None
@@ -118,7 +134,7 @@ class SagaEngine:
         if record.compensating:
             return await self._backward(definition, record, None)
         if definition.pivot not in record.done:
-            if not await definition.pivot_landed(record.saga_id, record.payload):
+            if not await self._pivot_landed(definition, record):
                 return await self._backward(definition, self._up_to_pivot(definition, record), None)
             at = self._clock()
             record = record.moved(at, step=definition.pivot, done=definition.through_pivot)
@@ -129,9 +145,7 @@ class SagaEngine:
         """Undo a saga on an operator's word; refused once its pivot has taken effect."""
         SAGA_ID.set(record.saga_id)
         if not record.compensating:
-            if definition.pivot in record.done or await definition.pivot_landed(
-                record.saga_id, record.payload
-            ):
+            if definition.pivot in record.done or await self._pivot_landed(definition, record):
                 raise SagaConflict(
                     f"saga {record.saga_id} is past its pivot; it can only go forward"
                 )
@@ -171,7 +185,7 @@ class SagaEngine:
                     if not committed:
                         # Without a live lease the next step must not run: undo what is done.
                         last = record.done[-1] if record.done else step.name
-                        record = await self._backward(
+                        record = await self._undo_before_pivot(
                             definition,
                             record.moved(record.updated_at, step=last),
                             error,
@@ -191,14 +205,21 @@ class SagaEngine:
                     await self._yield_pivot(definition, record)
                 raise
             except Exception as error:
-                if committed:
+                if not committed:
+                    record = await self._undo_before_pivot(
+                        definition, record, error, failed=step, pending=pending
+                    )
+                    if raise_failure:
+                        raise
+                    return record
+                if not await self._landed(step, record):
                     return await self._park(definition, record, step, error, pending)
-                record = await self._backward(
-                    definition, record, error, failed=step, pending=pending
+                log.warning(
+                    "saga %s: %s took effect, its answer was lost (%s)",
+                    record.saga_id,
+                    step.name,
+                    describe(error),
                 )
-                if raise_failure:
-                    raise
-                return record
             if self._after_step is not None:
                 self._after_step(step.name)
             at = self._clock()
@@ -223,32 +244,37 @@ class SagaEngine:
         call: Callable[[str, Mapping[str, Any]], Awaitable[None]],
         pending: list[SagaEvent] | None = None,
     ) -> SagaRecord:
-        """One store call, retried while the store is away, each try bounded by a timeout.
+        """One store call, retried while the store is away for up to `retry_seconds`, each
+        try bounded by a timeout.
 
         A timed-out or dropped call may have taken effect; so may the whole series if any
         try may have, and the error that ends it says so. A retry is logged together with
         the `pending` events, which it empties.
         """
         maybe_applied = False
-        for attempt in range(1, self._store_attempts + 1):
+        give_up_at = self._monotonic() + self._retry_seconds
+        attempt = 0
+        while True:
+            attempt += 1
             record = record.moved(self._clock(), attempts=attempt)
             try:
-                try:
-                    async with asyncio.timeout(self._step_timeout):
-                        await call(record.saga_id, record.payload)
-                    return record
-                except TimeoutError as timeout:
-                    raise StoreUnavailable(what) from timeout
+                async with self._one_try(what):
+                    await call(record.saga_id, record.payload)
+                return record
             except StoreUnavailable as error:
                 maybe_applied = maybe_applied or error.maybe_applied
                 error.maybe_applied = maybe_applied
-                if attempt == self._store_attempts:
+                pause = self._backoff.delay(attempt)
+                if self._monotonic() + pause >= give_up_at:
                     raise
-                log.warning(
-                    "saga %s: %s attempt %d failed: %s",
+                # One line per series at warning: an outage must not flood the logs.
+                log.log(
+                    logging.WARNING if attempt == 1 else logging.DEBUG,
+                    "saga %s: %s attempt %d failed, retrying for up to %.1fs: %s",
                     record.saga_id,
                     what,
                     attempt,
+                    self._retry_seconds,
                     describe(error),
                 )
                 retry = SagaEvent(self._clock(), what, Phase.RETRYING, describe(error))
@@ -257,11 +283,89 @@ class SagaEngine:
                     pending.clear()
                 await self._save_best_effort(record, events)
                 metrics.STEP_RETRIES.labels(record.name, what).inc()
-                # Capped exponential backoff with full jitter: a burst of failing sagas
-                # does not come back to the store in lockstep.
-                ceiling = min(self._backoff_cap, self._backoff * 2 ** (attempt - 1))
-                await asyncio.sleep(random.uniform(0, ceiling))
-        raise AssertionError("unreachable")
+                await self._sleep(pause)
+
+    @contextlib.asynccontextmanager
+    async def _one_try(self, what: str) -> AsyncIterator[None]:
+        """One store call, bounded by the step timeout. A call cut short by it is a store
+        that did not answer, whatever the driver raised on being cancelled (PyMongo can
+        raise a RuntimeError from its server selection)."""
+        try:
+            async with asyncio.timeout(self._step_timeout) as limit:
+                yield
+        except StoreUnavailable:
+            raise
+        except Exception as error:
+            if isinstance(error, TimeoutError) or limit.expired():
+                raise StoreUnavailable(what) from error
+            raise
+
+    async def _pivot_landed(self, definition: SagaDefinition, record: SagaRecord) -> bool:
+        """The fact that decides a recovered saga's direction; a store that cannot tell
+        raises StoreUnavailable (the saga waits for the next recovery)."""
+        async with self._one_try(f"check {definition.pivot}"):
+            return await definition.pivot_landed(record.saga_id, record.payload)
+
+    async def _landed(self, step: Step, record: SagaRecord) -> bool:
+        """The fact check before giving up on a step: did its effect land after all (the
+        answer that said so was lost)? One try; a store that cannot tell says no."""
+        if step.landed is None:
+            return False
+        try:
+            async with self._one_try(f"check {step.name}"):
+                return await step.landed(record.saga_id, record.payload)
+        except Exception as error:
+            log.warning("saga %s: cannot check %s: %s", record.saga_id, step.name, describe(error))
+            return False
+
+    async def _undo_before_pivot(
+        self,
+        definition: SagaDefinition,
+        record: SagaRecord,
+        error: Exception,
+        *,
+        failed: Step | None = None,
+        pending: Sequence[SagaEvent] = (),
+    ) -> SagaRecord:
+        """A failure up to the pivot: undo what is done; the caller then re-raises `error`.
+
+        `error` reaches the client as itself: a business answer the stores gave (out of
+        stock) stays that answer even if the saga's record is lost or taken over meanwhile
+        (the new driver, or the settlement of abandoned holds, finishes the undo). An undo
+        that cannot finish now is retried in the background at once, not after a lease.
+        """
+        try:
+            record = await self._backward(definition, record, error, failed=failed, pending=pending)
+        except LeaseLost as lost:
+            error.add_note(f"compensation left to recovery: {lost}")
+            log.warning("saga %s: compensation left to recovery: %s", record.saga_id, lost)
+            return record
+        if record.status is SagaStatus.COMPENSATING:
+            task = asyncio.ensure_future(self._keep_compensating(definition, record))
+            self._compensating.add(task)
+            task.add_done_callback(self._compensating.discard)
+        return record
+
+    async def _keep_compensating(self, definition: SagaDefinition, record: SagaRecord) -> None:
+        """Retry an unfinished compensation, backing off (capped), until it is done, another
+        driver takes the saga over, or this process stops (then recovery finishes it).
+
+        Its client was answered already (503: nothing taken); this gives the unit back
+        within a backoff of its store answering again. Each try renews the lease.
+        """
+        log.warning("saga %s: compensation continues in the background", record.saga_id)
+        retry = 0
+        while record.status is SagaStatus.COMPENSATING:
+            retry += 1
+            await self._sleep(self._backoff.delay(retry))
+            try:
+                record = await self._backward(definition, record, None)
+            except LeaseLost:
+                return  # another driver has it now
+            except Exception as error:  # not a store outage: an operator must look
+                log.error("saga %s: compensation stopped: %s", record.saga_id, describe(error))
+                return
+        log.info("saga %s: compensated in the background", record.saga_id)
 
     async def _backward(
         self,
@@ -276,8 +380,8 @@ class SagaEngine:
 
         The step that failed (or, on recovery, the step in progress) is undone too when it
         may have taken effect. If an undo fails, the earlier steps are left in place (undoing
-        them could orphan the failed step's effect) and the saga stays compensating, for
-        recovery to retry once its lease runs out.
+        them could orphan the failed step's effect) and the saga stays compensating: its
+        driver retries it in the background, a recoverer at its next takeover.
         """
         at = self._clock()
         reason = describe(error) if error is not None else record.error
@@ -292,6 +396,8 @@ class SagaEngine:
         undo_current = current is not None and (error is None or may_have_applied(error))
         to_undo = [current] if current is not None and undo_current else []
         to_undo += [definition.step(name) for name in reversed(record.done)]
+        if not to_undo:  # nothing took effect: its history is not worth keeping
+            return await self._refused(record)
         for step in to_undo:
             if step.compensation is None:
                 continue
@@ -309,8 +415,7 @@ class SagaEngine:
             except Exception as undo_error:
                 if error is not None:
                     error.add_note(f"compensation {step.name} failed: {describe(undo_error)}")
-                # Still compensating and in flight: when its lease runs out a recoverer
-                # retries the undo, and parks the saga only after too many recoveries.
+                # Still compensating and in flight, for whoever retries the undo.
                 record = record.moved(
                     self._clock(),
                     error=f"{reason}; undo {step.name} failed: {describe(undo_error)}",
@@ -339,6 +444,17 @@ class SagaEngine:
         metrics.saga_ended(record, at)
         return record
 
+    async def _refused(self, record: SagaRecord) -> SagaRecord:
+        """A saga that changed nothing (unknown coupon, duplicate, no stock) ends with a
+        small record kept briefly: a client sending refusals cannot fill the log."""
+        record = record.moved(self._clock(), status=SagaStatus.COMPENSATED)
+        try:
+            await self._log.refused(record)
+        except StoreUnavailable as error:
+            log.warning("saga %s: log write failed (%s)", record.saga_id, describe(error))
+        metrics.saga_ended(record, record.updated_at)
+        return record
+
     async def _yield_pivot(self, definition: SagaDefinition, record: SagaRecord) -> None:
         """Our pivot may have landed, but another driver took the saga over meanwhile.
 
@@ -356,7 +472,7 @@ class SagaEngine:
         )
         if step.compensation is not None:
             try:
-                async with asyncio.timeout(self._step_timeout):
+                async with self._one_try(f"undo {step.name}"):
                     await step.compensation(record.saga_id, record.payload)
             except Exception as error:  # the audit finds what is left
                 log.error(

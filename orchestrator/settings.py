@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -73,11 +73,18 @@ class Settings(BaseSettings):
     shutdown_drain_seconds: float = Field(2.0, ge=0)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     saga_retention_seconds: int = Field(7 * 24 * 3600, ge=60)
-    saga_store_attempts: int = Field(3, ge=1)
+    # A saga refused before it changed anything (unknown coupon, duplicate, no stock) keeps
+    # only its record, this long: an anonymous client cannot fill Redis with them.
+    saga_refused_retention_seconds: int = Field(60, ge=1)
+    # How long a saga step (or its undo) is retried while a store is away, with capped
+    # exponential backoff: a store restart shorter than this costs no client a failure.
+    # Two store timeouts: a try that timed out may still land, and the next try (a replay)
+    # finds it, rather than an undo racing it.
+    saga_retry_seconds: float = Field(10.0, gt=0)
     # A store call that takes longer than this is abandoned and counts as failed.
     step_timeout_seconds: float = Field(10.0, gt=0)
     # A saga whose driver has not written for this long is stuck: a recoverer takes it
-    # over. Longer than a step's worst case (attempts x timeout), so no live driver loses it.
+    # over. Longer than the retries at a step, so no live driver loses it (validated below).
     saga_lease_seconds: float = Field(60.0, gt=0)
     recovery_interval_seconds: float = Field(5.0, gt=0)
     saga_max_recoveries: int = Field(5, ge=1)
@@ -91,6 +98,15 @@ class Settings(BaseSettings):
     # all) for `fault_stall_seconds`, like a long GC pause or SIGSTOP: its lease runs out.
     fault_stall_after: str = ""
     fault_stall_seconds: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_the_retries(self) -> Self:
+        if self.saga_lease_seconds <= self.saga_retry_seconds:
+            raise ValueError(
+                "SAGA_LEASE_SECONDS must be longer than SAGA_RETRY_SECONDS: a driver still "
+                "retrying a step would otherwise be taken over"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -112,6 +128,8 @@ def load_settings() -> Settings:
 
 def _explain(problem: ErrorDetails) -> str:
     field = str(problem["loc"][0]) if problem["loc"] else ""
+    if not field:  # a rule between settings: its message names them
+        return f"{problem['msg']}; fix it in the environment or {ENV_FILE}"
     secret = field == "admin_token"  # never echoed
     given = "" if secret or not field else f"={problem['input']}"
     return (

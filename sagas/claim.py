@@ -81,13 +81,18 @@ class ClaimSteps:
         (also when there is none yet), so a late do_record of the same saga records nothing."""
         await self._claims.erase(saga_id)
 
-    async def pivot_landed(self, saga_id: str, payload: Mapping[str, Any]) -> bool:
+    async def recorded(self, saga_id: str, payload: Mapping[str, Any]) -> bool:
         """Whether this saga's claim document exists: the fact that decides its direction."""
         return await self._claims.exists(saga_id)
 
     async def do_confirm(self, saga_id: str, payload: Mapping[str, Any]) -> None:
         """Mark the hold confirmed. Key: saga_id (confirming a confirmed hold is a no-op)."""
         await self._inventory.confirm(saga_id)
+
+    async def confirmed(self, saga_id: str, payload: Mapping[str, Any]) -> bool:
+        """Whether this saga's hold is confirmed."""
+        hold = await self._inventory.hold(saga_id)
+        return hold is not None and hold.status == "confirmed"
 
 
 def claim_saga(inventory: Inventory, claims: ClaimLedger) -> SagaDefinition:
@@ -96,9 +101,8 @@ def claim_saga(inventory: Inventory, claims: ClaimLedger) -> SagaDefinition:
         name=CLAIM_SAGA,
         steps=(
             Step("reserve", steps.do_reserve, steps.undo_reserve),
-            Step("record", steps.do_record, steps.undo_record),
-            Step("confirm", steps.do_confirm),
+            Step("record", steps.do_record, steps.undo_record, landed=steps.recorded),
+            Step("confirm", steps.do_confirm, landed=steps.confirmed),
         ),
         pivot="record",
-        pivot_landed=steps.pivot_landed,
     )

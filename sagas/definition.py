@@ -17,6 +17,9 @@ class Step:
     name: str
     action: Action
     compensation: Action | None = None
+    # The fact check: whether the action's effect is in its store, read there. Asked
+    # when the driver cannot tell (its answer was lost), before acting on not knowing.
+    landed: Probe | None = None
 
 
 @dataclass(frozen=True)
@@ -26,16 +29,22 @@ class SagaDefinition:
     name: str
     steps: tuple[Step, ...]
     pivot: str
-    # Tells a recoverer whether the pivot took effect when its driver died mid-step.
-    pivot_landed: Probe
 
     def __post_init__(self) -> None:
         names = [step.name for step in self.steps]
         if self.pivot not in names:
             raise ValueError(f"pivot {self.pivot!r} is not a step of {self.name}")
+        if self.step(self.pivot).landed is None:
+            raise ValueError(f"pivot {self.pivot!r} of {self.name} needs a fact check")
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
+
+    async def pivot_landed(self, saga_id: str, payload: Mapping[str, Any]) -> bool:
+        """Whether the pivot took effect: what decides a saga's direction on recovery."""
+        landed = self.step(self.pivot).landed
+        assert landed is not None  # checked at construction
+        return await landed(saga_id, payload)
 
     @property
     def before_pivot(self) -> tuple[str, ...]:

@@ -97,6 +97,10 @@ class SagaLog(Protocol):
     async def save(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
         """Raises LeaseLost if the stored epoch is not the record's (or the record is gone)."""
 
+    async def refused(self, record: SagaRecord) -> None:
+        """End a saga that changed no store: only its record is kept, for a short retention,
+        so refusals cost little. Fenced like `save`."""
+
     async def acquire(self, saga_id: str, owner: str, *, parked: bool) -> SagaRecord | None:
         """Take over a saga whose lease ran out (and, if `parked`, a failed one)."""
 

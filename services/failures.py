@@ -48,6 +48,9 @@ _TRANSIENT: dict[str, tuple[type[BaseException], ...]] = {
         TimeoutError,
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,
+        # At maxmemory under noeviction Redis refuses every write (scripts too) until
+        # memory frees: the log is unavailable, not broken.
+        redis.exceptions.OutOfMemoryError,
     ),
 }
 

@@ -6,6 +6,7 @@ PREFIX = "coupon:"
 IN_FLIGHT = PREFIX + "sagas:in-flight"  # sorted set: saga id → last update (epoch seconds)
 FAILED = PREFIX + "sagas:failed"  # sorted set: sagas parked for an operator
 FINISHED = PREFIX + "sagas:finished"  # sorted set: completed or compensated, trimmed by age
+REFUSED = PREFIX + "sagas:refused"  # sorted set: refused before any side effect, trimmed sooner
 
 
 def saga(saga_id: str) -> str:

@@ -21,9 +21,10 @@ from sagas.records import Lease, Phase, SagaEvent, SagaRecord, SagaStatus
 from services import redis_keys as keys
 from services.failures import unavailable_on_failure
 
-# KEYS: saga, events, in-flight, failed, finished
+# KEYS: saga, events, in-flight, failed, finished, refused
 # ARGV: saga id, mode (create|save), epoch, lease seconds, retention seconds, index
-#       (in_flight|failed|finished), updated_at, fields (JSON [k, v, ...]), events (JSON [[...]])
+#       (in_flight|failed|finished|refused), updated_at, fields (JSON [k, v, ...]),
+#       events (JSON [[...]])
 _SAVE = """
 local stored = redis.call('HGET', KEYS[1], 'epoch')
 if ARGV[2] == 'create' then
@@ -53,6 +54,13 @@ if ARGV[6] == 'finished' then
     redis.call('ZREMRANGEBYSCORE', KEYS[5], 0, tonumber(ARGV[7]) - tonumber(ARGV[5]))
     redis.call('EXPIRE', KEYS[1], ARGV[5])
     redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
+if ARGV[6] == 'refused' then
+    -- It changed nothing: its history goes; its record stays briefly, in its own index.
+    redis.call('DEL', KEYS[2])
+    redis.call('EXPIRE', KEYS[1], ARGV[5])
+    redis.call('ZADD', KEYS[6], ARGV[7], ARGV[1])
+    redis.call('ZREMRANGEBYSCORE', KEYS[6], 0, tonumber(ARGV[7]) - tonumber(ARGV[5]))
 end
 return 1
 """
@@ -95,12 +103,14 @@ class RedisSagaLog:
         lease_seconds: float,
         retention_seconds: int,
         owner: str = "",
+        refused_retention_seconds: int = 60,
     ) -> None:
         """`owner`: this process (host:pid), named as the driver of the sagas it creates."""
         self._redis = client
         self._owner = owner
         self._lease = lease_seconds
         self._retention = retention_seconds
+        self._refused_retention = refused_retention_seconds
         self._save = client.register_script(_SAVE)
         self._acquire = client.register_script(_ACQUIRE)
         self._stuck = client.register_script(_STUCK)
@@ -114,11 +124,17 @@ class RedisSagaLog:
                 await self._redis.script_load(script)
 
     async def create(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
-        if not await self._write("create", record, events, ["owner", self._owner]):
+        if not await self._write(
+            "create", record, events, _index(record), self._retention, ["owner", self._owner]
+        ):
             raise LeaseLost(f"saga {record.saga_id} exists already")
 
     async def save(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
-        if not await self._write("save", record, events):
+        if not await self._write("save", record, events, _index(record), self._retention):
+            raise LeaseLost(f"saga {record.saga_id} is driven by someone else now")
+
+    async def refused(self, record: SagaRecord) -> None:
+        if not await self._write("save", record, (), "refused", self._refused_retention):
             raise LeaseLost(f"saga {record.saga_id} is driven by someone else now")
 
     async def _write(
@@ -126,21 +142,16 @@ class RedisSagaLog:
         mode: str,
         record: SagaRecord,
         events: Sequence[SagaEvent],
+        index: str,
+        retention_seconds: int,
         more_fields: Sequence[str] = (),
     ) -> bool:
-        if record.status.in_flight:
-            index = "in_flight"
-        elif record.status is SagaStatus.FAILED:
-            # Parked for an operator: kept without expiry until someone resumes or compensates it.
-            index = "failed"
-        else:
-            index = "finished"
         args: list[EncodableT] = [
             record.saga_id,
             mode,
             record.epoch,
             self._lease,
-            self._retention,
+            retention_seconds,
             index,
             repr(record.updated_at),
             orjson.dumps([*_encode(record), *more_fields]),
@@ -204,11 +215,13 @@ class RedisSagaLog:
     async def find(self, status: SagaStatus | None, limit: int) -> list[SagaRecord]:
         """Newest first. In-flight sagas come from their index, the others from theirs."""
         if status is None:
-            indexes = [keys.IN_FLIGHT, keys.FAILED, keys.FINISHED]
+            indexes = [keys.IN_FLIGHT, keys.FAILED, keys.FINISHED, keys.REFUSED]
         elif status.in_flight:
             indexes = [keys.IN_FLIGHT]
         elif status is SagaStatus.FAILED:
             indexes = [keys.FAILED]
+        elif status is SagaStatus.COMPENSATED:
+            indexes = [keys.FINISHED, keys.REFUSED]
         else:
             indexes = [keys.FINISHED]
         with unavailable_on_failure("redis"):
@@ -228,6 +241,15 @@ class RedisSagaLog:
         return records[:limit]
 
 
+def _index(record: SagaRecord) -> str:
+    if record.status.in_flight:
+        return "in_flight"
+    if record.status is SagaStatus.FAILED:
+        # Parked for an operator: kept without expiry until someone resumes or compensates it.
+        return "failed"
+    return "finished"
+
+
 def _saga_keys(saga_id: str) -> list[str]:
     return [
         keys.saga(saga_id),
@@ -235,6 +257,7 @@ def _saga_keys(saga_id: str) -> list[str]:
         keys.IN_FLIGHT,
         keys.FAILED,
         keys.FINISHED,
+        keys.REFUSED,
     ]
 
 

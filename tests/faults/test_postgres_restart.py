@@ -33,9 +33,11 @@ REDIS_DB = 14  # this module's saga log: no other gateway may recover its sagas
 RESTARTS = 3
 RESTART = {
     **FAST_RECOVERY,
-    # Retries at confirm span a restart (about a second here), so a saga past the pivot
-    # finishes rather than being parked for an operator; parking is not what this tests.
-    "saga_store_attempts": 20,
+    # Retries span a restart (a second or two here, more on a busy machine), so a saga past
+    # the pivot finishes rather than being parked for an operator; parking is not what this
+    # tests. The lease outlasts them.
+    "saga_retry_seconds": 5.0,
+    "saga_lease_seconds": 8.0,
     "saga_max_recoveries": 50,
 }
 

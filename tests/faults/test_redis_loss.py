@@ -24,7 +24,7 @@ FAST = {
     "saga_lease_seconds": 1.0,
     "recovery_interval_seconds": 0.2,
     "step_timeout_seconds": 0.5,
-    "saga_store_attempts": 2,
+    "saga_retry_seconds": 0.5,
 }
 
 

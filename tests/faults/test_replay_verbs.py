@@ -21,7 +21,7 @@ from tests.support.waiting import eventually
 
 # Long enough that the next dying gateway's first recovery round (at its start) finds
 # the earlier sagas' leases still running.
-STUCK_FAST = {"saga_lease_seconds": 5.0}
+STUCK_FAST = {"saga_lease_seconds": 5.0, "saga_retry_seconds": 1.0}
 # Ample for a few commands run while a frozen driver's lease is live, on a busy machine.
 LIVE_LEASE = 30.0
 

@@ -43,8 +43,13 @@ REDIS_DB = 11  # this module's saga log: gateways on the session's MongoDB must 
 STOCK, USERS, IN_FLIGHT = 100, 300, 40  # 600 claims, 40 at a time, so they span the outage
 OUTAGE = {
     **FAST_RECOVERY,
-    "step_timeout_seconds": 1.0,
+    # As with the defaults: the drivers time out first (a try is cut short by the engine
+    # only when a driver fails to end it), and the retries span two store timeouts, so a
+    # try that timed out but landed late is found by the next one, not undone too soon.
+    "step_timeout_seconds": 2.0,
     "store_timeout_seconds": 1.0,
+    "saga_retry_seconds": 2.0,
+    "saga_lease_seconds": 3.0,
     # Every recovery during the outage fails and counts; the test is about the restart,
     # not about parking sagas for an operator (tests/faults/test_replay_verbs.py is).
     "saga_max_recoveries": 50,

@@ -15,7 +15,7 @@ from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 from services import redis_keys as keys
 from services.saga_log import SCRIPTS, RedisSagaLog
 
-INDEXES = (keys.IN_FLIGHT, keys.FAILED, keys.FINISHED)
+INDEXES = (keys.IN_FLIGHT, keys.FAILED, keys.FINISHED, keys.REFUSED)
 
 
 @pytest.fixture
@@ -153,6 +153,33 @@ async def test_failed_saga_is_parked_without_expiry(saga_log, redis, new_saga_id
     assert await redis.ttl(keys.saga(parked.saga_id)) == -1
     assert await redis.ttl(keys.saga_events(parked.saga_id)) == -1
     assert parked in await saga_log.find(SagaStatus.FAILED, limit=100_000)
+
+
+async def test_a_refused_saga_keeps_only_its_record_briefly_in_its_own_index(
+    saga_log, redis, settings, new_saga_id
+):
+    started = saga(new_saga_id(), time.time())
+    await write(saga_log, started, [SagaEvent(started.created_at, "reserve", Phase.STARTED)])
+    refused = started.moved(
+        started.updated_at + 1, status=SagaStatus.COMPENSATED, error="OutOfStock: PROMO"
+    )
+
+    await saga_log.refused(refused)
+
+    assert await indexes_holding(redis, refused.saga_id) == {keys.REFUSED: refused.updated_at}
+    assert await saga_log.history(refused.saga_id) == []
+    assert refused in await saga_log.find(SagaStatus.COMPENSATED, limit=100_000)
+    ttl = await redis.ttl(keys.saga(refused.saga_id))
+    assert 0 < ttl <= settings.saga_refused_retention_seconds
+    assert await saga_log.load(refused.saga_id) == refused
+
+
+async def test_a_refusal_from_a_driver_that_lost_the_saga_is_refused(saga_log, new_saga_id):
+    record = saga(new_saga_id(), time.time())
+    await saga_log.create(record, [])
+
+    with pytest.raises(LeaseLost):
+        await saga_log.refused(record.moved(record.updated_at, epoch=record.epoch - 1))
 
 
 async def test_compensating_a_failed_saga_moves_it_to_finished(saga_log, redis, new_saga_id):

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from devstack.servers import free_port
 from orchestrator.app import create_app
+from orchestrator.engine import AfterStep
 from orchestrator.settings import Settings
 
 
@@ -115,9 +116,12 @@ def wait_healthy(base_url: str, process: subprocess.Popen[bytes], log_path: Path
 
 
 @asynccontextmanager
-async def app_in_process(settings: Settings) -> AsyncIterator[str]:
-    """The same app factory served from this event loop, for tests that reshape its stores."""
-    runner = web.AppRunner(create_app(settings), access_log=None)
+async def app_in_process(
+    settings: Settings, *, after_step: AfterStep | None = None
+) -> AsyncIterator[str]:
+    """The same app factory served from this event loop, for tests that reshape its stores
+    (or, with `after_step`, act right after a saga step)."""
+    runner = web.AppRunner(create_app(settings, after_step=after_step), access_log=None)
     await runner.setup()
     port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)

@@ -6,6 +6,7 @@ Waits poll for a behaviour (a row count, an empty index), never for a wall-clock
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,8 +15,13 @@ import asyncpg
 from sagas.ports import SagaLog
 from sagas.records import SagaStatus
 
-# A stuck saga is taken over a second after its driver's last write, looked for 5x a second.
-FAST_RECOVERY = {"saga_lease_seconds": 1.0, "recovery_interval_seconds": 0.2}
+# A stuck saga is taken over a second after its driver's last write, looked for 5x a second;
+# a step is retried for half a second (the lease must outlast the retries).
+FAST_RECOVERY = {
+    "saga_lease_seconds": 1.0,
+    "recovery_interval_seconds": 0.2,
+    "saga_retry_seconds": 0.5,
+}
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], tries: int = 1200) -> None:
@@ -64,3 +70,14 @@ async def wait_until_blocked_by(
         if await pg.fetchval(behind, blocker_pid) >= queued:
             return
         await asyncio.sleep(0.01)
+
+
+async def within(seconds: float, check: Callable[[], Awaitable[bool]]) -> float:
+    """Poll `check` until it holds, failing if that takes longer than `seconds` (a bound the
+    service promises, not a guess at how long something takes). Returns the time taken."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > seconds:
+            raise AssertionError(f"{check} did not hold within {seconds:.1f}s")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started

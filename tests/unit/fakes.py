@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -18,6 +19,7 @@ class MemorySagaLog:
         self.writes = 0
         self.fail_from_write: int | None = None  # 1-based: this write and later ones fail
         self.lapsed: set[str] = set()  # sagas whose lease a test declares run out
+        self.refused_ids: set[str] = set()  # sagas ended as refused: no history kept
 
     async def create(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
         if record.saga_id in self.records:
@@ -29,6 +31,11 @@ class MemorySagaLog:
         if stored is None or stored.epoch != record.epoch:
             raise LeaseLost(record.saga_id)
         await self._write(record, events)
+
+    async def refused(self, record: SagaRecord) -> None:
+        await self.save(record, [])
+        self.events.pop(record.saga_id, None)
+        self.refused_ids.add(record.saga_id)
 
     async def _write(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
         self.writes += 1
@@ -93,6 +100,11 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
+    async def sleep(self, seconds: float) -> None:
+        """The engine's pause between tries: time passes, nobody waits."""
+        self.now += seconds
+        await asyncio.sleep(0)
+
 
 class Script:
     """Steps a, b (pivot), c; each records its calls and raises what a test tells it to."""
@@ -100,7 +112,11 @@ class Script:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.failures: dict[str, list[Exception]] = {}
+        # Calls whose store is away (after any scripted failures), and how it fails them.
+        self.away: dict[str, bool] = {}  # call -> whether a failed try may have applied
+        self.answers_lost: set[str] = set()  # calls that take effect, then fail anyway
         self.b_landed = False
+        self.c_landed = False
         # Run inside a call, once: what another process does while this call is in flight.
         self.meanwhile: dict[str, Callable[[str], Awaitable[None]]] = {}
 
@@ -108,8 +124,23 @@ class Script:
         self.calls.append("probe b")
         return self.b_landed
 
+    async def c_took_effect(self, saga_id: str, payload: Mapping[str, Any]) -> bool:
+        self.calls.append("probe c")
+        return self.c_landed
+
     def fail(self, call: str, *errors: Exception) -> None:
         self.failures[call] = list(errors)
+
+    def down(self, call: str, *, maybe_applied: bool = True) -> None:
+        """Every try of `call` fails as with its store away, until `up`."""
+        self.away[call] = maybe_applied
+
+    def up(self, call: str) -> None:
+        self.away.pop(call, None)
+
+    def tried(self) -> list[str]:
+        """The calls, each run of retries of one call counted once."""
+        return [c for i, c in enumerate(self.calls) if i == 0 or self.calls[i - 1] != c]
 
     def action(self, call: str):
         async def run(saga_id: str, payload: Mapping[str, Any]) -> None:
@@ -118,8 +149,14 @@ class Script:
                 await self.meanwhile.pop(call)(saga_id)
             if self.failures.get(call):
                 raise self.failures[call].pop(0)
+            if call in self.away:
+                raise StoreUnavailable("store", maybe_applied=self.away[call])
             if call == "do b":
                 self.b_landed = True
+            if call == "do c":
+                self.c_landed = True
+            if call in self.answers_lost:
+                raise StoreUnavailable("store")
 
         return run
 
@@ -128,9 +165,8 @@ class Script:
             "test",
             (
                 Step("a", self.action("do a"), self.action("undo a")),
-                Step("b", self.action("do b"), self.action("undo b")),
-                Step("c", self.action("do c")),
+                Step("b", self.action("do b"), self.action("undo b"), landed=self.pivot_landed),
+                Step("c", self.action("do c"), landed=self.c_took_effect),
             ),
             pivot="b",
-            pivot_landed=self.pivot_landed,
         )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from orchestrator.backoff import Backoff
 from orchestrator.engine import SagaEngine
 from sagas.definition import SagaDefinition
 from sagas.errors import LeaseLost, OutOfStock, SagaConflict, StoreUnavailable
@@ -11,6 +14,7 @@ from sagas.records import SagaRecord, SagaStatus
 from tests.unit.fakes import FakeClock, MemorySagaLog, Script
 
 LEASE = 10.0
+RETRY = 1.0  # seconds of retries at a step, on the fake clock
 
 
 @pytest.fixture
@@ -29,10 +33,26 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def engine(saga_log: MemorySagaLog, clock: FakeClock) -> SagaEngine:
-    return SagaEngine(
-        saga_log, monotonic=clock, lease_seconds=LEASE, store_attempts=3, backoff_seconds=0
+async def engine(saga_log: MemorySagaLog, clock: FakeClock):
+    engine = SagaEngine(
+        saga_log,
+        monotonic=clock,
+        sleep=clock.sleep,
+        lease_seconds=LEASE,
+        retry_seconds=RETRY,
+        backoff=Backoff(base_seconds=0.05, cap_seconds=0.2),
     )
+    yield engine
+    await engine.close()
+
+
+async def settled(saga_log: MemorySagaLog) -> SagaStatus:
+    """The saga's status once background work has had its turns (the clock is fake)."""
+    for _ in range(1000):
+        if not saga_log.only().status.in_flight:
+            break
+        await asyncio.sleep(0)
+    return saga_log.only().status
 
 
 def unavailable(*, maybe_applied: bool = True) -> StoreUnavailable:
@@ -83,31 +103,43 @@ async def test_business_rejection_undoes_completed_steps_only(engine, saga_log, 
 
 
 async def test_unknown_outcome_undoes_the_failed_step_too_in_reverse(engine, saga_log, script):
-    script.fail("do b", unavailable(), unavailable(), unavailable())
+    script.down("do b")
 
     with pytest.raises(StoreUnavailable):
         await engine.run(script.definition(), {})
 
-    assert script.calls == ["do a", "do b", "do b", "do b", "undo b", "undo a"]
+    assert script.tried() == ["do a", "do b", "undo b", "undo a"]
     assert saga_log.only().status is SagaStatus.COMPENSATED
 
 
-async def test_store_never_reached_is_not_undone(engine, saga_log, script):
-    script.fail("do b", *[unavailable(maybe_applied=False)] * 3)
+async def test_retries_span_the_retry_time_not_a_count(engine, saga_log, script, clock):
+    script.down("do b")
+    started = clock.now
 
     with pytest.raises(StoreUnavailable):
         await engine.run(script.definition(), {})
 
-    assert script.calls == ["do a", "do b", "do b", "do b", "undo a"]
+    assert script.calls.count("do b") > 3
+    assert RETRY / 2 < clock.now - started <= RETRY
+
+
+async def test_store_never_reached_is_not_undone(engine, saga_log, script):
+    script.down("do b", maybe_applied=False)
+
+    with pytest.raises(StoreUnavailable):
+        await engine.run(script.definition(), {})
+
+    assert script.tried() == ["do a", "do b", "undo a"]
 
 
 async def test_one_ambiguous_try_makes_the_whole_step_ambiguous(engine, saga_log, script):
-    script.fail("do b", unavailable(), *[unavailable(maybe_applied=False)] * 2)
+    script.fail("do b", unavailable())
+    script.down("do b", maybe_applied=False)
 
     with pytest.raises(StoreUnavailable):
         await engine.run(script.definition(), {})
 
-    assert script.calls[-2:] == ["undo b", "undo a"]
+    assert script.tried()[-2:] == ["undo b", "undo a"]
 
 
 async def test_a_store_back_within_the_attempts_is_no_failure(engine, saga_log, script):
@@ -119,33 +151,58 @@ async def test_a_store_back_within_the_attempts_is_no_failure(engine, saga_log, 
     assert ("b", "retrying") in saga_log.phases()
 
 
-async def test_failing_compensation_is_left_to_recovery_and_reraises_the_original(
+async def test_failing_compensation_reraises_the_original_and_goes_on_in_the_background(
     engine, saga_log, script
 ):
     original = OutOfStock("x")
     script.fail("do b", original)
-    script.fail("undo a", unavailable(), unavailable(), unavailable())
+    script.down("undo a")
 
     with pytest.raises(OutOfStock) as raised:
         await engine.run(script.definition(), {})
 
     assert raised.value is original
     assert any("compensation a failed" in note for note in raised.value.__notes__)
-    assert script.calls == ["do a", "do b", "undo a", "undo a", "undo a"]
+    assert script.tried() == ["do a", "do b", "undo a"]
     record = saga_log.only()
-    assert record.status is SagaStatus.COMPENSATING  # in flight: recovery retries the undo
+    assert record.status is SagaStatus.COMPENSATING  # in flight: the undo is retried
     assert record.done == ("a",)
     assert "undo a failed" in record.error
     assert ("a", "compensation_failed") in saga_log.phases()
 
+    script.up("undo a")  # the store answers again: no lease has to run out first
+
+    assert await settled(saga_log) is SagaStatus.COMPENSATED
+    assert saga_log.only().recoveries == 0
+
+
+async def test_background_compensation_stops_once_another_driver_has_the_saga(
+    engine, saga_log, script
+):
+    script.fail("do b", OutOfStock("x"))
+    script.down("undo a")
+    with pytest.raises(OutOfStock):
+        await engine.run(script.definition(), {})
+
+    await take_over(saga_log)
+    for _ in range(100):
+        await asyncio.sleep(0)
+    tries = script.calls.count("undo a")
+    for _ in range(100):
+        await asyncio.sleep(0)
+
+    assert script.calls.count("undo a") == tries  # fenced out: it tries no more
+
 
 async def test_ambiguous_step_whose_undo_fails_keeps_earlier_steps(engine, saga_log, script):
     """If b may have landed and cannot be undone, undoing a would leave b's effect orphaned."""
-    script.fail("do b", unavailable(), unavailable(), unavailable())
-    script.fail("undo b", unavailable(), unavailable(), unavailable())
+    script.down("do b")
+    script.down("undo b")
 
     with pytest.raises(StoreUnavailable):
         await engine.run(script.definition(), {})
+    for _ in range(100):  # the background retries meanwhile
+        await asyncio.sleep(0)
 
     assert "undo a" not in script.calls
     assert saga_log.only().status is SagaStatus.COMPENSATING
@@ -172,14 +229,67 @@ async def test_after_the_pivot_a_step_is_retried_not_compensated(engine, saga_lo
 
 
 async def test_after_the_pivot_exhausted_retries_park_the_saga(engine, saga_log, script):
-    script.fail("do c", unavailable(), unavailable(), unavailable())
+    script.down("do c")
 
     record = await engine.run(script.definition(), {})
 
     assert "undo b" not in script.calls and "undo a" not in script.calls
+    assert script.tried()[-2:] == ["do c", "probe c"]  # the fact check said: not there
     assert record.status is SagaStatus.FAILED
     assert record.step == "c"
     assert saga_log.only().status is SagaStatus.FAILED
+
+
+async def test_a_step_whose_effect_landed_but_whose_answer_was_lost_is_not_parked(
+    engine, saga_log, script
+):
+    script.answers_lost.add("do c")
+
+    record = await engine.run(script.definition(), {})
+
+    assert script.tried() == ["do a", "do b", "do c", "probe c"]
+    assert record.status is SagaStatus.COMPLETED
+    assert saga_log.only().status is SagaStatus.COMPLETED
+
+
+async def test_a_business_answer_reaches_the_caller_when_the_log_lost_the_saga(
+    engine, saga_log, script
+):
+    """Redis loses the record mid-saga: the compensation's log write is refused, and the
+    stores' answer (out of stock) is still what the caller gets, not "unavailable"."""
+
+    async def lose_the_record(saga_id: str) -> None:
+        del saga_log.records[saga_id]
+
+    script.meanwhile["do b"] = lose_the_record
+    script.fail("do b", OutOfStock("x"))
+
+    with pytest.raises(OutOfStock) as raised:
+        await engine.run(script.definition(), {})
+
+    assert any("left to recovery" in note for note in raised.value.__notes__)
+
+
+async def test_a_refusal_that_changed_nothing_keeps_no_history(engine, saga_log, script):
+    script.fail("do a", OutOfStock("x"))
+
+    with pytest.raises(OutOfStock):
+        await engine.run(script.definition(), {})
+
+    record = saga_log.only()
+    assert record.status is SagaStatus.COMPENSATED
+    assert saga_log.refused_ids == {record.saga_id}
+    assert script.calls == ["do a"]
+
+
+async def test_a_refusal_after_a_step_took_effect_keeps_its_history(engine, saga_log, script):
+    script.fail("do b", OutOfStock("x"))
+
+    with pytest.raises(OutOfStock):
+        await engine.run(script.definition(), {})
+
+    assert saga_log.refused_ids == set()
+    assert saga_log.phases()[-1] == ("a", "finished")
 
 
 async def test_log_down_at_start_touches_nothing(engine, saga_log, script):
@@ -252,9 +362,12 @@ async def test_log_down_after_a_pause_past_the_pivot_does_not_stop_the_saga(
     assert record.status is SagaStatus.COMPLETED
 
 
-def test_a_pivot_must_be_a_step(script):
-    with pytest.raises(ValueError, match="pivot"):
-        SagaDefinition("bad", script.definition().steps, "nope", script.pivot_landed)
+def test_a_pivot_must_be_a_step_with_a_fact_check(script):
+    steps = script.definition().steps
+    with pytest.raises(ValueError, match="not a step"):
+        SagaDefinition("bad", steps, "nope")
+    with pytest.raises(ValueError, match="fact check"):
+        SagaDefinition("bad", steps, "a")
 
 
 class Dies(BaseException):
@@ -279,7 +392,7 @@ async def take_over(saga_log: MemorySagaLog) -> SagaRecord:
 
 
 async def crash_after(step: str, saga_log: MemorySagaLog, script: Script) -> SagaRecord:
-    crashing = SagaEngine(saga_log, store_attempts=3, backoff_seconds=0, after_step=die_after(step))
+    crashing = SagaEngine(saga_log, retry_seconds=0, after_step=die_after(step))
     with pytest.raises(Dies):
         await crashing.run(script.definition(), {})
     return await take_over(saga_log)
@@ -334,7 +447,7 @@ def recover_meanwhile(saga_log: MemorySagaLog, script: Script, clock: FakeClock,
     async def recover(saga_id: str) -> None:
         clock.advance(LEASE)
         taken = await take_over(saga_log)
-        recovered = await SagaEngine(saga_log, backoff_seconds=0).resume(script.definition(), taken)
+        recovered = await SagaEngine(saga_log, retry_seconds=0).resume(script.definition(), taken)
         assert recovered.status is status
 
     return recover
@@ -402,3 +515,23 @@ async def test_operator_compensation_undoes_a_saga_whose_pivot_did_not_land(
 
     assert final.status is SagaStatus.COMPENSATED
     assert script.calls == ["do a", "probe b", "undo b", "undo a"]
+
+
+async def test_a_try_cut_by_its_timeout_is_a_store_that_did_not_answer(saga_log, script):
+    """Whatever the driver raises when its call is cancelled (PyMongo's server selection
+    can raise RuntimeError), a try that ran out of time is a 503 whose step may have
+    applied, not a 500."""
+
+    async def garble_the_cancellation(saga_id: str) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise RuntimeError("Lock is not acquired") from None
+
+    script.meanwhile["do b"] = garble_the_cancellation
+    engine = SagaEngine(saga_log, retry_seconds=0, step_timeout_seconds=0.01)
+
+    with pytest.raises(StoreUnavailable):
+        await engine.run(script.definition(), {})
+
+    assert script.calls == ["do a", "do b", "undo b", "undo a"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pymongo.errors
 import pytest
+import redis.exceptions
 
 from sagas.errors import StoreUnavailable
 from services.failures import unavailable_on_failure
@@ -78,3 +79,12 @@ def test_any_other_internal_client_error_stays_a_bug():
         unavailable_on_failure("postgresql"),
     ):
         raise asyncpg.InternalClientError("unexpected data type of composite type attribute")
+
+
+def test_redis_at_maxmemory_is_unavailable_not_a_bug():
+    """noeviction at maxmemory: Redis refuses writes (and scripts that write) until memory frees."""
+    refused = redis.exceptions.OutOfMemoryError(
+        "command not allowed when used memory > 'maxmemory'. script: 1f0e, on @user_script:8."
+    )
+    with pytest.raises(StoreUnavailable, match="redis"), unavailable_on_failure("redis"):
+        raise refused
