@@ -10,13 +10,25 @@ from aiohttp import web
 
 from orchestrator import bootstrap, metrics, recovery
 from orchestrator.errors import error_middleware
-from orchestrator.keys import AUDITOR, COUPONS, MONGO_CLIENT, PG_POOL, RECOVERER, REDIS, SETTINGS
+from orchestrator.keys import (
+    AUDITOR,
+    COUPONS,
+    MONGO_CLIENT,
+    PG_POOL,
+    RECOVERER,
+    REDIS,
+    SETTINGS,
+    STORE_STATES,
+)
 from orchestrator.limits import IN_PROGRESS, concurrency_limit_middleware
 from orchestrator.observe import observe_middleware
+from orchestrator.readiness import store_status
 from orchestrator.routes import setup_routes
 from orchestrator.settings import Settings
+from orchestrator.store_watch import StoreStates
 
 POOL_SAMPLE_SECONDS = 5.0
+STORE_PROBE_SECONDS = 5.0
 
 
 async def _postgres(app: web.Application) -> AsyncIterator[None]:
@@ -50,7 +62,12 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
 async def _recovery(app: web.Application) -> AsyncIterator[None]:
     """Every gateway recovers stuck sagas in the background; leases keep them apart."""
     task = asyncio.create_task(
-        recovery.run_forever(app[RECOVERER], app[AUDITOR], app[SETTINGS].recovery_interval_seconds)
+        recovery.run_forever(
+            app[RECOVERER],
+            app[AUDITOR],
+            app[STORE_STATES],
+            app[SETTINGS].recovery_interval_seconds,
+        )
     )
     yield
     task.cancel()
@@ -74,6 +91,26 @@ async def _pool_sampler(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _store_watch(app: web.Application) -> AsyncIterator[None]:
+    """Every few seconds, whether each store answers: the `store_up` metric, and a log
+    line when that changes."""
+
+    async def probe() -> None:
+        while True:
+            for store, up in (await store_status(app)).items():
+                if up:
+                    app[STORE_STATES].available(store)
+                else:
+                    app[STORE_STATES].unavailable(store, "it did not answer the readiness probe")
+            await asyncio.sleep(STORE_PROBE_SECONDS)
+
+    task = asyncio.create_task(probe())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -86,6 +123,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[IN_PROGRESS] = [0]
-    app.cleanup_ctx.extend([_postgres, _mongo, _redis, _service, _recovery, _pool_sampler])
+    app[STORE_STATES] = StoreStates()
+    app.cleanup_ctx.extend(
+        [_postgres, _mongo, _redis, _service, _recovery, _pool_sampler, _store_watch]
+    )
     setup_routes(app)
     return app

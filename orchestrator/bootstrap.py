@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from orchestrator import metrics
 from orchestrator.admission import Admission
 from orchestrator.coupons import CouponService
 from orchestrator.engine import AfterStep, SagaEngine, describe
@@ -198,6 +199,7 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
         after_step=after_step or _fault_hook(settings),
     )
     claim = claim_saga(inventory, claims)
+    metrics.start_at_zero([claim])
     auditor = Auditor(
         inventory, claims, saga_log, settle_after_seconds=settings.hold_settle_seconds
     )

@@ -28,7 +28,13 @@ from typing import Any
 from orchestrator import metrics
 from orchestrator.logs import SAGA_ID
 from sagas.definition import SagaDefinition, Step
-from sagas.errors import LeaseLost, SagaConflict, StoreUnavailable, may_have_applied
+from sagas.errors import (
+    DomainError,
+    LeaseLost,
+    SagaConflict,
+    StoreUnavailable,
+    may_have_applied,
+)
 from sagas.ports import SagaLog
 from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 
@@ -292,6 +298,7 @@ class SagaEngine:
         undo_current = current is not None and (error is None or may_have_applied(error))
         to_undo = [current] if current is not None and undo_current else []
         to_undo += [definition.step(name) for name in reversed(record.done)]
+        nothing_to_undo = all(step.compensation is None for step in to_undo)
         for step in to_undo:
             if step.compensation is None:
                 continue
@@ -336,7 +343,10 @@ class SagaEngine:
         record = record.moved(at, status=SagaStatus.COMPENSATED)
         events.append(SagaEvent(at, record.step, Phase.FINISHED))
         await self._save_best_effort(record, events)
-        metrics.saga_ended(record, at)
+        if isinstance(error, DomainError) and nothing_to_undo:
+            metrics.saga_refused(record, at, error)  # a business "no": nothing was undone
+        else:
+            metrics.saga_ended(record, at)
         return record
 
     async def _yield_pivot(self, definition: SagaDefinition, record: SagaRecord) -> None:

@@ -76,7 +76,8 @@ def main() -> None:
     if settings.workers == 1:
         serve(settings)
         return
-    # Metrics shared by the workers: prometheus_client reads this when it is first imported.
+    # Metrics shared by the workers: prometheus_client reads this when it is first imported,
+    # so nothing this module imports may import it (orchestrator.metrics comes with the app).
     owned = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     if owned:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coupon-metrics-")
