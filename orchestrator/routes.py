@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from orchestrator import views
+from orchestrator.docs import setup_docs
 
 
 def setup_routes(app: web.Application) -> None:
@@ -16,3 +17,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/ready", views.ready)
     app.router.add_get("/metrics", views.metrics)
     app.router.add_get("/openapi.json", views.openapi)
+    setup_docs(app)  # a page for people, left out of /openapi.json (it is not the API)
