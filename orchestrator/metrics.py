@@ -73,6 +73,11 @@ SAGAS_RECOVERED = Counter(
     "Sagas taken over from a dead or stalled driver, by the status recovery left them in.",
     ["saga", "status"],
 )
+SAGAS_STUCK = Gauge(
+    "saga_stuck",
+    "Sagas whose lease had run out (their driver died or stalled) at the last recovery round.",
+    multiprocess_mode="livemax",  # every gateway reads the same saga log
+)
 STEP_RETRIES = Counter(
     "saga_step_retries_total",
     "Store calls of a saga step (or its undo) tried again after a transient failure.",

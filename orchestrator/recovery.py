@@ -98,7 +98,8 @@ async def run_forever(
     task = asyncio.current_task()
     while task is None or not task.cancelling():
         try:
-            await recoverer.recover_stuck()  # each recovery says so itself
+            found = await recoverer.recover_stuck()  # each recovery says so itself
+            metrics.SAGAS_STUCK.set(len(found))
             for finding in await auditor.settle_stale_holds():
                 with about_saga(finding.saga_id):
                     log.warning(
