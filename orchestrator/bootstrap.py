@@ -89,7 +89,13 @@ async def postgres_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     try:
         yield pools[0]
     finally:
-        await pools[0].close()
+        try:
+            await pools[0].close()
+        except (TimeoutError, OSError) as error:
+            # A connection whose cancel request a hung server never took cannot close
+            # gracefully within its timeout: drop them all rather than fail the shutdown.
+            log.warning("postgresql pool closed by force: %s", describe(error))
+            pools[0].terminate()
 
 
 @asynccontextmanager
