@@ -108,9 +108,10 @@ async def run_forever(
                         finding.detail,
                         finding.repaired or "left for an operator",
                     )
-        except StoreUnavailable as error:
-            stores.unavailable(error.store, describe(error))
         except Exception as error:
-            log.warning("recovery round failed: %s", describe(error))
+            if isinstance(error, StoreUnavailable) and stores.watches(error.store):
+                stores.unavailable(error.store, describe(error))  # said once per outage
+            else:
+                log.warning("recovery round failed: %s", describe(error))
         await asyncio.sleep(interval_seconds)
     raise asyncio.CancelledError

@@ -21,6 +21,11 @@ class StoreStates:
         for store in STORES:
             STORE_UP.labels(store).set(1)  # the gateway starts only once every store answered
 
+    @staticmethod
+    def watches(store: str) -> bool:
+        """Whether `store` names a store (a StoreUnavailable may name a saga step instead)."""
+        return store in STORES
+
     def unavailable(self, store: str, reason: str) -> None:
         STORE_UP.labels(store).set(0)
         if self._down.get(store):
