@@ -6,16 +6,19 @@ PINS := requirements.lock pyproject.toml
 RUNTIME := $(VENV)/.installed-runtime
 EVERYTHING := $(VENV)/.installed-everything
 
-.PHONY: help deps test lint stack run lock
+.PHONY: help deps test test-busy lint stack run lock
 
 help: ## this list
-	@awk -F ':.*## ' '/^[a-z]+:.*## / {printf "  make %-6s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: $(RUNTIME) ## the gateway on :8080, starting the local stores no *_URL names (data in .run/)
 	$(VENV)/bin/coupon-service --dev
 
 test: lint ## everything: lint, then the whole suite on throw-away stores
 	$(PY) -m pytest
+
+test-busy: $(EVERYTHING) ## the fault and end-to-end tiers while stress-ng keeps one core busy
+	stress-ng --cpu 1 --timeout 3600 --quiet & trap 'kill $$!' EXIT; $(PY) -m pytest tests/faults tests/e2e
 
 lint: $(EVERYTHING) ## ruff, mypy, the deploy files' checks and pip-audit
 	$(PY) -m ruff check .

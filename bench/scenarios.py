@@ -77,10 +77,12 @@ SCENARIOS = {
             Shape(10_000, 1_000, 500, 200),
             _double_dip,
         ),
+        # 4 reads at a time: at 64, each read of 10,000 claimants on FerretDB ran past
+        # STORE_TIMEOUT_SECONDS and got 503 (docs/PERFORMANCE.md).
         Scenario(
             "read",
-            "GET of a coupon with S claimants (claimed first, then read)",
-            Shape(2_000, 10_000, 10_000, 64),
+            "GET of a coupon with S claimants; first makes the S claims (by S users)",
+            Shape(100, 10_000, 10_000, 4),
             _read,
             claims=False,
         ),
@@ -90,6 +92,22 @@ SCENARIOS = {
 
 def coupon_name(scenario: str) -> str:
     return f"bench-{scenario}-{uuid.uuid4().hex[:8]}"
+
+
+def check_read(shape: Shape, load: LoadResult, coupon: dict[str, Any]) -> list[str]:
+    """Correctness after a read scenario: every read answered 200, and the coupon holds
+    exactly the claimants made before the reads (each once, stock conserved)."""
+    problems = []
+    if set(load.statuses) != {200}:
+        problems.append(f"reads answered {dict(sorted(load.statuses.items()))}")
+    claimed_by = coupon["claimed_by"]
+    if len(claimed_by) != shape.stock:
+        problems.append(f"{len(claimed_by)} claimants, expected {shape.stock}")
+    if len(set(claimed_by)) != len(claimed_by):
+        problems.append("a user holds the coupon twice")
+    if coupon["remaining_amount"] + len(claimed_by) != coupon["amount"]:
+        problems.append("remaining_amount + claimants != amount")
+    return problems
 
 
 def check(shape: Shape, load: LoadResult, coupon: dict[str, Any]) -> list[str]:

@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 
 FERRETDB_VERSION = "v1.24.2"
+# The Go module that builds it lives in the source tree, not in an installed package: an
+# install made from a wheel finds the binary a checkout built (the cache) or FERRETDB_BIN.
 _TOOL_MODULE = Path(__file__).resolve().parent.parent / "tools" / "ferretdb"
 
 
@@ -27,6 +29,12 @@ def ferretdb_binary() -> Path:
 
 
 def build_ferretdb(target_dir: Path) -> None:
+    if not (_TOOL_MODULE / "go.mod").exists():
+        raise SystemExit(
+            f"FerretDB {FERRETDB_VERSION} is not built yet, and this installed copy has no "
+            "source to build it from: run scripts/install-deps in a checkout once (it "
+            f"caches the binary in {cache_dir()}), or set FERRETDB_BIN."
+        )
     go = shutil.which("go") or "/usr/local/go/bin/go"
     target_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-
-class AtCapacity(Exception):
-    """No saga slot came free in time; nothing was started for this claim."""
+from orchestrator.errors import AtCapacity
+from orchestrator.metrics import ADMISSION_REFUSED, ADMISSION_WAITING
 
 
 class Admission:
@@ -21,11 +20,18 @@ class Admission:
         self._wait = wait_seconds
 
     async def enter(self) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()  # a free slot: taken at once, nobody waited
+            return
+        ADMISSION_WAITING.inc()
         try:
             async with asyncio.timeout(self._wait):
                 await self._slots.acquire()
         except TimeoutError:
+            ADMISSION_REFUSED.inc()
             raise AtCapacity from None
+        finally:
+            ADMISSION_WAITING.dec()
 
     def leave(self, _: object = None) -> None:
         """Usable as a done callback, so a slot is held until its saga ends, also when

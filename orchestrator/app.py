@@ -11,13 +11,25 @@ from aiohttp import web
 from orchestrator import bootstrap, metrics, recovery
 from orchestrator.engine import AfterStep
 from orchestrator.errors import error_middleware
-from orchestrator.keys import AUDITOR, COUPONS, MONGO_CLIENT, PG_POOL, RECOVERER, REDIS, SETTINGS
+from orchestrator.keys import (
+    AUDITOR,
+    COUPONS,
+    MONGO_CLIENT,
+    PG_POOL,
+    RECOVERER,
+    REDIS,
+    SETTINGS,
+    STORE_STATES,
+)
 from orchestrator.limits import IN_PROGRESS, concurrency_limit_middleware
 from orchestrator.observe import observe_middleware
+from orchestrator.readiness import store_status
 from orchestrator.routes import setup_routes
 from orchestrator.settings import Settings
+from orchestrator.store_watch import StoreStates
 
 POOL_SAMPLE_SECONDS = 5.0
+STORE_PROBE_SECONDS = 5.0
 
 
 async def _postgres(app: web.Application) -> AsyncIterator[None]:
@@ -57,7 +69,12 @@ def _service(
 async def _recovery(app: web.Application) -> AsyncIterator[None]:
     """Every gateway recovers stuck sagas in the background; leases keep them apart."""
     task = asyncio.create_task(
-        recovery.run_forever(app[RECOVERER], app[AUDITOR], app[SETTINGS].recovery_interval_seconds)
+        recovery.run_forever(
+            app[RECOVERER],
+            app[AUDITOR],
+            app[STORE_STATES],
+            app[SETTINGS].recovery_interval_seconds,
+        )
     )
     yield
     task.cancel()
@@ -81,6 +98,26 @@ async def _pool_sampler(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _store_watch(app: web.Application) -> AsyncIterator[None]:
+    """Every few seconds, whether each store answers: the `store_up` metric, and a log
+    line when that changes."""
+
+    async def probe() -> None:
+        while True:
+            for store, up in (await store_status(app)).items():
+                if up:
+                    app[STORE_STATES].available(store)
+                else:
+                    app[STORE_STATES].unavailable(store, "it did not answer the readiness probe")
+            await asyncio.sleep(STORE_PROBE_SECONDS)
+
+    task = asyncio.create_task(probe())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(settings: Settings, *, after_step: AfterStep | None = None) -> web.Application:
     """`after_step`: a test's fault hook, run after each saga step's action (engine.py)."""
     app = web.Application(
@@ -94,8 +131,9 @@ def create_app(settings: Settings, *, after_step: AfterStep | None = None) -> we
     )
     app[SETTINGS] = settings
     app[IN_PROGRESS] = [0]
+    app[STORE_STATES] = StoreStates()
     app.cleanup_ctx.extend(
-        [_postgres, _mongo, _redis, _service(after_step), _recovery, _pool_sampler]
+        [_postgres, _mongo, _redis, _service(after_step), _recovery, _pool_sampler, _store_watch]
     )
     setup_routes(app)
     return app

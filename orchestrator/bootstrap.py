@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from orchestrator import metrics
 from orchestrator.admission import Admission
 from orchestrator.coupons import CouponService
 from orchestrator.engine import AfterStep, SagaEngine, describe
@@ -93,7 +94,13 @@ async def postgres_pool(
     try:
         yield pools[0]
     finally:
-        await pools[0].close()
+        try:
+            await pools[0].close()
+        except (TimeoutError, OSError) as error:
+            # A connection whose cancel request a hung server never took cannot close
+            # gracefully within its timeout: drop them all rather than fail the shutdown.
+            log.warning("postgresql pool closed by force: %s", describe(error))
+            pools[0].terminate()
 
 
 @asynccontextmanager
@@ -215,6 +222,7 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
         after_step=after_step or _fault_hook(settings),
     )
     claim = claim_saga(inventory, claims)
+    metrics.start_at_zero([claim])
     auditor = Auditor(
         inventory, claims, saga_log, settle_after_seconds=settings.hold_settle_seconds
     )

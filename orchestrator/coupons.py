@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from orchestrator.admission import Admission
 from orchestrator.engine import SagaEngine, new_saga_id
 from orchestrator.logs import SAGA_ID
+from orchestrator.metrics import SOLD_OUT_MEMO_HITS
 from orchestrator.soldout import SoldOutMemo
 from sagas.claim import ClaimPayload
 from sagas.definition import SagaDefinition
@@ -117,5 +118,7 @@ class CouponService:
         if sold_out is None:
             return
         if await sold_out.holds(self.inventory, coupon_name, user_id):
+            SOLD_OUT_MEMO_HITS.labels("already_claimed").inc()
             raise AlreadyClaimed(coupon_name)
+        SOLD_OUT_MEMO_HITS.labels("out_of_stock").inc()
         raise OutOfStock(coupon_name)

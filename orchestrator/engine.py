@@ -31,7 +31,13 @@ from orchestrator import metrics
 from orchestrator.backoff import Backoff
 from orchestrator.logs import SAGA_ID
 from sagas.definition import SagaDefinition, Step
-from sagas.errors import LeaseLost, SagaConflict, StoreUnavailable, may_have_applied
+from sagas.errors import (
+    DomainError,
+    LeaseLost,
+    SagaConflict,
+    StoreUnavailable,
+    may_have_applied,
+)
 from sagas.ports import SagaLog
 from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 
@@ -397,7 +403,7 @@ class SagaEngine:
         to_undo = [current] if current is not None and undo_current else []
         to_undo += [definition.step(name) for name in reversed(record.done)]
         if not to_undo:  # nothing took effect: its history is not worth keeping
-            return await self._refused(record)
+            return await self._refused(record, error)
         for step in to_undo:
             if step.compensation is None:
                 continue
@@ -444,15 +450,19 @@ class SagaEngine:
         metrics.saga_ended(record, at)
         return record
 
-    async def _refused(self, record: SagaRecord) -> SagaRecord:
-        """A saga that changed nothing (unknown coupon, duplicate, no stock) ends with a
-        small record kept briefly: a client sending refusals cannot fill the log."""
+    async def _refused(self, record: SagaRecord, error: Exception | None) -> SagaRecord:
+        """A saga that changed nothing (unknown coupon, duplicate, no stock, a store that
+        could not be reached) ends with a small record kept briefly: a client sending
+        refusals cannot fill the log."""
         record = record.moved(self._clock(), status=SagaStatus.COMPENSATED)
         try:
             await self._log.refused(record)
-        except StoreUnavailable as error:
-            log.warning("saga %s: log write failed (%s)", record.saga_id, describe(error))
-        metrics.saga_ended(record, record.updated_at)
+        except StoreUnavailable as write_error:
+            log.warning("saga %s: log write failed (%s)", record.saga_id, describe(write_error))
+        if isinstance(error, DomainError):
+            metrics.saga_refused(record, record.updated_at, error)  # a business "no"
+        else:
+            metrics.saga_ended(record, record.updated_at)
         return record
 
     async def _yield_pivot(self, definition: SagaDefinition, record: SagaRecord) -> None:

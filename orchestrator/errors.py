@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from pydantic import ValidationError
 
-from orchestrator.admission import AtCapacity
 from orchestrator.responses import error_response
 from sagas.errors import (
     AlreadyClaimed,
@@ -38,6 +37,10 @@ class ClientGone(Exception):
 
 class Unauthorized(Exception):
     """A write that needs the admin token came without it (or with another one)."""
+
+
+class AtCapacity(Exception):
+    """No saga slot came free in time; nothing was started for this claim."""
 
 
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str, str]] = {

@@ -10,6 +10,7 @@ from pymongo import AsyncMongoClient
 from orchestrator.coupons import CouponService
 from orchestrator.recovery import Recoverer
 from orchestrator.settings import Settings
+from orchestrator.store_watch import StoreStates
 from sagas.audit import Auditor
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -19,3 +20,4 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 COUPONS = web.AppKey("coupons", CouponService)
 RECOVERER = web.AppKey("recoverer", Recoverer)
 AUDITOR = web.AppKey("auditor", Auditor)
+STORE_STATES = web.AppKey("store_states", StoreStates)

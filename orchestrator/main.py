@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     if count == 1:
         serve(_checked_start(settings, count))
         return
-    # Metrics shared by the workers: prometheus_client reads this when it is first imported.
+    # Metrics shared by the workers: prometheus_client reads this when it is first imported,
+    # so nothing this module imports may import it (orchestrator.metrics comes with the app).
     owned = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     if owned:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coupon-metrics-")

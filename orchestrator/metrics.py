@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Iterable
+from importlib import metadata
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +26,7 @@ from prometheus_client import (
 )
 from pymongo import monitoring
 
+from sagas.definition import SagaDefinition
 from sagas.records import SagaRecord, SagaStatus
 
 log = logging.getLogger(__name__)
@@ -53,12 +57,26 @@ POOL_WAIT = Histogram(
 
 SAGAS_STARTED = Counter("saga_started_total", "Sagas started.", ["saga"])
 SAGAS_COMPLETED = Counter("saga_completed_total", "Sagas that ran to their end.", ["saga"])
-SAGAS_COMPENSATED = Counter("saga_compensated_total", "Sagas undone to their start.", ["saga"])
+SAGAS_COMPENSATED = Counter(
+    "saga_compensated_total",
+    "Sagas whose side effects were undone (a real compensation ran).",
+    ["saga"],
+)
+SAGAS_REFUSED = Counter(
+    "saga_refused_total",
+    "Sagas a business rule ended before any side effect (nothing to undo), by reason.",
+    ["saga", "reason"],
+)
 SAGAS_FAILED = Counter("saga_failed_total", "Sagas parked as failed for an operator.", ["saga"])
 SAGAS_RECOVERED = Counter(
     "saga_recovered_total",
     "Sagas taken over from a dead or stalled driver, by the status recovery left them in.",
     ["saga", "status"],
+)
+SAGAS_STUCK = Gauge(
+    "saga_stuck",
+    "Sagas whose lease had run out (their driver died or stalled) at the last recovery round.",
+    multiprocess_mode="livemax",  # every gateway reads the same saga log
 )
 STEP_RETRIES = Counter(
     "saga_step_retries_total",
@@ -67,10 +85,81 @@ STEP_RETRIES = Counter(
 )
 SAGA_DURATION = Histogram(
     "saga_duration_seconds",
-    "From a saga's start to its end (completed, compensated or failed).",
+    "From a saga's start to its end (completed, compensated, refused or failed).",
     ["saga", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+
+ADMISSION_WAITING = Gauge(
+    "claim_admission_waiting",
+    "Claims waiting for a saga slot (MAX_CONCURRENT_SAGAS per process).",
+    multiprocess_mode="livesum",
+)
+ADMISSION_REFUSED = Counter(
+    "claim_admission_refused_total",
+    "Claims refused with 503 after waiting SAGA_QUEUE_SECONDS for a saga slot.",
+)
+SOLD_OUT_MEMO_HITS = Counter(
+    "sold_out_memo_hits_total",
+    "Claims answered from the sold-out memo (no saga, no store write), by answer.",
+    ["answer"],
+)
+SOLD_OUT_MEMO_RENEWALS = Counter(
+    "sold_out_memo_renewals_total",
+    "Reads of a sold-out coupon's stock and holders into the memo (first or renewed).",
+)
+STORE_UP = Gauge(
+    "store_up",
+    "1 when the store answered this process's last probe, 0 when it did not.",
+    ["store"],
+    multiprocess_mode="livemin",  # one worker that cannot reach a store is enough to say so
+)
+BUILD_INFO = Gauge(
+    "coupon_service_build_info",
+    "Always 1; the running version in its label.",
+    ["version"],
+    multiprocess_mode="livemax",
+)
+
+STORES = ("postgresql", "mongodb", "redis")
+REFUSAL_REASONS = ("out_of_stock", "already_claimed", "coupon_not_found")
+MEMO_ANSWERS = ("out_of_stock", "already_claimed")
+# What recovery can leave a saga in (see Recoverer.recover).
+RECOVERED_STATUSES = ("completed", "compensated", "compensating", "failed")
+
+
+def start_at_zero(definitions: Iterable[SagaDefinition]) -> None:
+    """Every counter gets a 0 sample for each label value known in advance, so
+    `increase()` sees the first event after a restart (a series that appears already at
+    1 shows no increase)."""
+    for definition in definitions:
+        saga = definition.name
+        for counter in (SAGAS_STARTED, SAGAS_COMPLETED, SAGAS_COMPENSATED, SAGAS_FAILED):
+            counter.labels(saga)
+        for reason in REFUSAL_REASONS:
+            SAGAS_REFUSED.labels(saga, reason)
+        for status in RECOVERED_STATUSES:
+            SAGAS_RECOVERED.labels(saga, status)
+        for step in definition.steps:
+            STEP_RETRIES.labels(saga, step.name)
+            if step.compensation is not None:
+                STEP_RETRIES.labels(saga, f"undo {step.name}")
+    for answer in MEMO_ANSWERS:
+        SOLD_OUT_MEMO_HITS.labels(answer)
+    BUILD_INFO.labels(version()).set(1)
+
+
+def version() -> str:
+    try:
+        return metadata.version("coupon-service")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def reason(error: BaseException) -> str:
+    """A business rejection as the contract's error code: OutOfStock -> out_of_stock."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()
+
 
 _ENDED = {
     SagaStatus.COMPLETED: SAGAS_COMPLETED,
@@ -88,6 +177,14 @@ def saga_ended(record: SagaRecord, now: float) -> None:
     took = now - record.created_at
     SAGA_DURATION.labels(record.name, record.status.value).observe(took)
     log.debug("saga %s %s in %.1fms", record.name, record.status.value, took * 1e3)
+
+
+def saga_refused(record: SagaRecord, now: float, error: BaseException) -> None:
+    """Count a saga a business rule ended before it changed anything (a 409 or 404)."""
+    SAGAS_REFUSED.labels(record.name, reason(error)).inc()
+    took = now - record.created_at
+    SAGA_DURATION.labels(record.name, "refused").observe(took)
+    log.debug("saga %s refused (%s) in %.1fms", record.name, reason(error), took * 1e3)
 
 
 def sample_postgres_pool(size: int, idle: int, maximum: int) -> None:

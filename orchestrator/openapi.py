@@ -24,6 +24,19 @@ from orchestrator.models import (
 )
 
 _REF = "#/components/schemas/{model}"
+ADMIN_SCHEME = "adminToken"
+_REQUEST_ID = {
+    "description": "The client's X-Request-Id when it is a sane token (letters, digits, "
+    "`._:-`, at most 128), otherwise one made up; every log line about the request has it.",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+}
+_SAGA_ID = {
+    "description": "The claim saga's id, for `coupon-saga show`. Always on a 200; on a "
+    "409 or 503 when a saga was started for the claim (an answer from the sold-out memo "
+    "or the admission queue started none).",
+    "schema": {"type": "string", "format": "uuid"},
+}
 _UNAVAILABLE = ("unavailable", "A data store is unavailable; try again shortly.")
 
 
@@ -91,6 +104,8 @@ def _operations() -> dict[str, Any]:
                 "summary": "Create a coupon with its stock",
                 "description": "When the service runs with ADMIN_TOKEN set, this needs "
                 "`Authorization: Bearer <token>` (401 otherwise).",
+                # The token, or none at all when the service runs without ADMIN_TOKEN.
+                "security": [{ADMIN_SCHEME: []}, {}],
                 "requestBody": {"required": True, "content": _body(CreateCouponRequest)},
                 "responses": {
                     "201": _json(
@@ -111,12 +126,7 @@ def _operations() -> dict[str, Any]:
                     "200": _json(
                         ClaimResponse,
                         "Claimed",
-                        headers={
-                            "X-Saga-Id": {
-                                "description": "The claim saga's id, for the replay tool.",
-                                "schema": {"type": "string", "format": "uuid"},
-                            }
-                        },
+                        headers={"X-Saga-Id": {**_SAGA_ID, "required": True}},
                     ),
                     **_errors(
                         *_BAD_BODY,
@@ -187,6 +197,18 @@ def _probe(operation_id: str, summary: str) -> dict[str, Any]:
     }
 
 
+def _with_headers(paths: dict[str, Any]) -> dict[str, Any]:
+    """X-Request-Id on every answer; X-Saga-Id on every answer to a claim."""
+    for path, operations in paths.items():
+        for operation in operations.values():
+            for response in operation["responses"].values():
+                headers = response.setdefault("headers", {})
+                headers["X-Request-Id"] = _REQUEST_ID
+                if path == "/api/coupons/claim":
+                    headers.setdefault("X-Saga-Id", _SAGA_ID)
+    return paths
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
@@ -204,8 +226,18 @@ def openapi_document() -> dict[str, Any]:
             "version": version("coupon-service"),
             "description": "Flash-sale coupons: create, claim (a saga across PostgreSQL, "
             "MongoDB and Redis) and read. Every response body is JSON except /metrics; "
-            "every error is {error, message}.",
+            "every error is {error, message}. A page to read this description is at /docs.",
         },
-        "paths": _operations(),
-        "components": {"schemas": schemas["$defs"]},
+        "paths": _with_headers(_operations()),
+        "components": {
+            "schemas": schemas["$defs"],
+            "securitySchemes": {
+                ADMIN_SCHEME: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The service's ADMIN_TOKEN, needed to create coupons "
+                    "when it is set.",
+                }
+            },
+        },
     }

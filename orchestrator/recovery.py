@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 from orchestrator import metrics
 from orchestrator.engine import SagaEngine, describe
+from orchestrator.logs import about_saga
+from orchestrator.store_watch import StoreStates
 from sagas.audit import Auditor
 from sagas.definition import SagaDefinition
-from sagas.errors import LeaseLost
+from sagas.errors import LeaseLost, StoreUnavailable
 from sagas.ports import SagaLog
 from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 
@@ -52,19 +54,20 @@ class Recoverer:
 
     async def recover(self, saga_id: str, *, parked: bool = False) -> Recovered:
         """Take the saga over and resume it. `parked`: also a failed one (an operator's call)."""
-        record = await self._log.acquire(saga_id, self._owner, parked=parked)
-        if record is None:
-            return Recovered(saga_id, "skipped")
-        try:
-            if not parked and record.recoveries > self._max_recoveries:
-                record = await self._give_up(record)
-            else:
-                record = await self._engine.resume(self.definitions[record.name], record)
-        except LeaseLost:
-            return Recovered(saga_id, "skipped")
-        log.info("saga %s recovered: %s", saga_id, record.status.value)
-        metrics.SAGAS_RECOVERED.labels(record.name, record.status.value).inc()
-        return Recovered(saga_id, record.status.value, record.error)
+        with about_saga(saga_id):
+            record = await self._log.acquire(saga_id, self._owner, parked=parked)
+            if record is None:
+                return Recovered(saga_id, "skipped")
+            try:
+                if not parked and record.recoveries > self._max_recoveries:
+                    record = await self._give_up(record)
+                else:
+                    record = await self._engine.resume(self.definitions[record.name], record)
+            except LeaseLost:
+                return Recovered(saga_id, "skipped")
+            log.warning("saga %s recovered: %s", saga_id, record.status.value)
+            metrics.SAGAS_RECOVERED.labels(record.name, record.status.value).inc()
+            return Recovered(saga_id, record.status.value, record.error)
 
     async def compensate(self, saga_id: str) -> Recovered:
         """An operator's undo. The engine refuses it for a saga past its pivot."""
@@ -83,26 +86,32 @@ class Recoverer:
         return record
 
 
-async def run_forever(recoverer: Recoverer, auditor: Auditor, interval_seconds: float) -> None:
+async def run_forever(
+    recoverer: Recoverer, auditor: Auditor, stores: StoreStates, interval_seconds: float
+) -> None:
     """Each round: take over stuck sagas, then settle units whose saga record is gone.
 
+    A store that is away fails every round: that is said once, by `stores`.
     Ends when its task is cancelled, also if a driver call swallowed the CancelledError (a
     redis-py command cancelled mid-read sometimes does): the gateway's shutdown awaits this.
     """
     task = asyncio.current_task()
     while task is None or not task.cancelling():
         try:
-            for result in await recoverer.recover_stuck():
-                if result.status != "skipped":
-                    log.warning("recovered saga %s: %s", result.saga_id, result.status)
+            found = await recoverer.recover_stuck()  # each recovery says so itself
+            metrics.SAGAS_STUCK.set(len(found))
             for finding in await auditor.settle_stale_holds():
-                log.warning(
-                    "saga %s without a live record: %s; %s",
-                    finding.saga_id,
-                    finding.detail,
-                    finding.repaired or "left for an operator",
-                )
+                with about_saga(finding.saga_id):
+                    log.warning(
+                        "saga %s without a live record: %s; %s",
+                        finding.saga_id,
+                        finding.detail,
+                        finding.repaired or "left for an operator",
+                    )
         except Exception as error:
-            log.warning("recovery round failed: %s", describe(error))
+            if isinstance(error, StoreUnavailable) and stores.watches(error.store):
+                stores.unavailable(error.store, describe(error))  # said once per outage
+            else:
+                log.warning("recovery round failed: %s", describe(error))
         await asyncio.sleep(interval_seconds)
     raise asyncio.CancelledError

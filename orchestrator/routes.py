@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from orchestrator import views
+from orchestrator.docs import setup_docs
 from orchestrator.limits import expect_continue
 
 
@@ -18,3 +19,4 @@ def setup_routes(app: web.Application) -> None:
     get("/ready", views.ready, expect_handler=expect_continue)
     get("/metrics", views.metrics, expect_handler=expect_continue)
     get("/openapi.json", views.openapi, expect_handler=expect_continue)
+    setup_docs(app)  # a page for people, left out of /openapi.json (it is not the API)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from orchestrator.metrics import SOLD_OUT_MEMO_RENEWALS
 from sagas.errors import StoreUnavailable
 from sagas.ports import Inventory
 
@@ -94,6 +95,7 @@ class SoldOutMemo:
             self._kept = 0
         self._entries[coupon_name] = SoldOut(read_at, kept)
         self._kept += len(kept or ())
+        SOLD_OUT_MEMO_RENEWALS.inc()
 
     def _forget(self, coupon_name: str) -> None:
         entry = self._entries.pop(coupon_name, None)

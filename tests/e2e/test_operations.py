@@ -12,10 +12,9 @@ async def test_saga_outcomes_are_counted_across_workers(http, gateway, name):
     def read(sample: str, **labels: str):
         return metric(http, gateway, sample, saga="claim", **labels)
 
-    before = {
-        sample: await read(sample)
-        for sample in ("saga_started_total", "saga_completed_total", "saga_compensated_total")
-    }
+    samples = ("saga_started_total", "saga_completed_total", "saga_compensated_total")
+    before = {sample: await read(sample) for sample in samples}
+    refused_before = await read("saga_refused_total", reason="already_claimed")
     durations_before = await read("saga_duration_seconds_count", status="completed")
     await create(http, gateway, name, 10)
 
@@ -27,7 +26,9 @@ async def test_saga_outcomes_are_counted_across_workers(http, gateway, name):
     after = {sample: await read(sample) for sample in before}
     assert after["saga_started_total"] - before["saga_started_total"] == 8
     assert after["saga_completed_total"] - before["saga_completed_total"] == 4
-    assert after["saga_compensated_total"] - before["saga_compensated_total"] == 4
+    # A refusal took nothing, so nothing was undone: not a compensation.
+    assert await read("saga_refused_total", reason="already_claimed") - refused_before == 4
+    assert after["saga_compensated_total"] - before["saga_compensated_total"] == 0
     assert await read("saga_duration_seconds_count", status="completed") - durations_before == 4
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from sagas.records import SagaEvent, SagaRecord, SagaStatus
 from tests.support.apart import Apart, saga_log_apart
-from tests.support.api import claim, create, details
+from tests.support.api import claim, create, details, metric
 from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
 from tests.support.proxy import CuttableProxy, through
@@ -163,6 +163,7 @@ async def test_a_claim_that_gets_no_saga_slot_in_time_is_a_503_that_took_nothing
     hung = through(apart.settings, mongo_url=mongo_proxy).model_copy(update=one_slot)
     async with app_in_process(hung) as base:
         await create(http, base, name, 3)
+        refused_before = await metric(http, base, "claim_admission_refused_total")
         first = asyncio.ensure_future(claim_while_hung(http, base, mongo_proxy, name))
         await eventually(lambda: held_at_least(pg, name, 1))  # reserved, hung at record
 
@@ -170,6 +171,7 @@ async def test_a_claim_that_gets_no_saga_slot_in_time_is_a_503_that_took_nothing
 
         assert (status, body["error"]) == (503, "unavailable")
         assert body["message"] == "The service is at capacity; try again shortly."
+        assert await metric(http, base, "claim_admission_refused_total") - refused_before == 1
         assert (await first)[0] == 503
         holders = await pg.fetch("SELECT user_id FROM holds WHERE coupon_name = $1", name)
         assert [row["user_id"] for row in holders] == ["patient"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 
 import aiohttp
 import pytest
@@ -13,6 +14,7 @@ from sagas.records import SagaStatus
 from tests.support.api import claim, claim_all_tolerant, create, details
 from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
+from tests.support.logs import json_lines
 from tests.support.servers import gateway_process, kill_9
 from tests.support.waiting import FAST_RECOVERY, all_settled, eventually, held_at_least
 
@@ -74,7 +76,8 @@ async def test_kill_9_under_load_then_recovery_keeps_every_invariant(
         answered = await results
 
     started = time.monotonic()
-    with gateway_process(settings.model_copy(update=FAST_RECOVERY), tmp_path / "b.log") as base:
+    recovering_log = tmp_path / "b.log"
+    with gateway_process(settings.model_copy(update=FAST_RECOVERY), recovering_log) as base:
         await eventually(lambda: all_settled(pg, service.saga_log, name))
         print(f"recovery settled every saga in {time.monotonic() - started:.1f}s")
         coupon = await details(http, base, name)
@@ -86,3 +89,13 @@ async def test_kill_9_under_load_then_recovery_keeps_every_invariant(
     assert coupon["remaining_amount"] + len(coupon["claimed_by"]) == stock
     code, out, _ = await coupon_saga(settings, "audit", "--coupon", name)
     assert code == 0, out
+    assert_each_recovery_logged_once_under_its_saga(recovering_log)
+
+
+def assert_each_recovery_logged_once_under_its_saga(log_path) -> None:
+    recovered = [line for line in json_lines(log_path) if "recovered" in line["message"]]
+    assert recovered  # the dead gateway left sagas in flight
+    for line in recovered:
+        assert line["saga_id"] in line["message"], line
+    messages = Counter(line["message"] for line in recovered)
+    assert messages.most_common(1)[0][1] == 1, messages.most_common(3)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from orchestrator.settings import Settings
@@ -115,3 +118,30 @@ def through(settings: Settings, **proxies: CuttableProxy) -> Settings:
     for field, proxy in proxies.items():
         changes[field] = proxy.url_through(getattr(settings, field))
     return settings.model_copy(update=changes)
+
+
+class ProxyInThread:
+    """A CuttableProxy on an event loop of its own, in a thread: it keeps forwarding while
+    the test's loop is blocked (starting a gateway process waits synchronously)."""
+
+    def __init__(self, url: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.proxy = CuttableProxy.for_url(url)
+        self._call(self.proxy.start())
+
+    def _call(self, step: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(step, self._loop).result(timeout=30)
+
+    def cut(self) -> None:
+        self._call(self.proxy.cut())
+
+    def restore(self) -> None:
+        self._call(self.proxy.restore())
+
+    def close(self) -> None:
+        self._call(self.proxy.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()

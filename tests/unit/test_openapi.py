@@ -17,10 +17,32 @@ def served_operations() -> set[tuple[str, str]]:
 
 
 def test_every_route_is_described_and_nothing_else():
+    """Except /docs: a page for people about the API, not part of it."""
     document = openapi_document()
     described = {(path, method) for path, ops in document["paths"].items() for method in ops}
-    assert described == served_operations()
+    api = {(path, method) for path, method in served_operations() if not path.startswith("/docs")}
+    assert described == api
     assert document["openapi"].startswith("3.1")
+
+
+def test_every_answer_names_its_request_and_every_claim_answer_its_saga():
+    paths = openapi_document()["paths"]
+    for path, operations in paths.items():
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                assert response["headers"]["X-Request-Id"]["required"], (path, status)
+    claim = paths["/api/coupons/claim"]["post"]["responses"]
+    assert all("X-Saga-Id" in response["headers"] for response in claim.values())
+    assert claim["200"]["headers"]["X-Saga-Id"]["required"]
+
+
+def test_creating_a_coupon_may_need_the_admin_token():
+    document = openapi_document()
+    (scheme_name,) = document["components"]["securitySchemes"]
+    scheme = document["components"]["securitySchemes"][scheme_name]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    # The token when ADMIN_TOKEN is set, nothing when it is not.
+    assert document["paths"]["/api/coupons"]["post"]["security"] == [{scheme_name: []}, {}]
 
 
 def test_the_claim_lists_every_outcome_of_the_contract():
