@@ -80,7 +80,7 @@ async def postgres_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         try:
             await apply_schema(pool)
         except BaseException:
-            await pool.close()
+            await close_pool(pool, settings.store_timeout_seconds)
             raise
         pools.append(pool)
 
@@ -88,7 +88,19 @@ async def postgres_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     try:
         yield pools[0]
     finally:
-        await pools[0].close()
+        await close_pool(pools[0], settings.store_timeout_seconds)
+
+
+async def close_pool(pool: asyncpg.Pool, seconds: float) -> None:
+    """Close gracefully for up to `seconds`, then drop what is left: a server that hangs
+    never answers the goodbye, and the process must still stop (asyncpg's own close
+    raises instead, with the connections still open)."""
+    try:
+        async with asyncio.timeout(seconds):
+            await pool.close()
+    except Exception as error:  # any failure to say goodbye ends the same way
+        log.warning("postgresql connections dropped at close: %s", describe(error))
+        pool.terminate()
 
 
 @asynccontextmanager
