@@ -121,8 +121,14 @@ def _postgres_bin_dirs() -> list[str]:
     return sorted((str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True)
 
 
-def start_postgres(root: Path, databases: tuple[str, ...]) -> Server:
-    """PostgreSQL tuned for throw-away data: no fsync, trust auth on loopback only."""
+def start_postgres(root: Path, databases: tuple[str, ...], *, durable: bool = False) -> Server:
+    """PostgreSQL with trust auth on loopback only, tuned for throw-away data: no fsync.
+
+    Without fsync (and with commits acknowledged before their WAL is written) a crash of
+    PostgreSQL or of the machine can lose commits it acknowledged. `durable`: fsync,
+    synchronous commits and full-page writes on, as in production, for the tests that
+    crash a store and count on committed data surviving it.
+    """
     initdb = _find("initdb", *_postgres_bin_dirs())
     postgres = str(Path(initdb).with_name("postgres"))
     psql = _find("psql", *_postgres_bin_dirs())
@@ -146,7 +152,7 @@ def start_postgres(root: Path, databases: tuple[str, ...]) -> Server:
             "-E",
             "UTF8",
             "--locale=C",
-            "--no-sync",
+            *([] if durable else ["--no-sync"]),
         ],
         log_path,
         user=user,
@@ -159,9 +165,9 @@ def start_postgres(root: Path, databases: tuple[str, ...]) -> Server:
         "port": str(port),
         "unix_socket_directories": str(data),
         "max_connections": "400",
-        "fsync": "off",
-        "synchronous_commit": "off",
-        "full_page_writes": "off",
+        "fsync": "on" if durable else "off",
+        "synchronous_commit": "on" if durable else "off",
+        "full_page_writes": "on" if durable else "off",
         "shared_buffers": "256MB",
     }
     argv = [postgres, "-D", str(data)] + [f"-c{key}={value}" for key, value in settings.items()]

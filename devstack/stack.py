@@ -39,8 +39,14 @@ def _mongo_choice() -> str:
 
 
 @contextlib.contextmanager
-def running_stack(environ: dict[str, str] | None = None) -> Iterator[StackUrls]:
-    """Yield store URLs: those given in the environment, the rest started here and stopped after."""
+def running_stack(
+    environ: dict[str, str] | None = None, *, durable: bool = False
+) -> Iterator[StackUrls]:
+    """Yield store URLs: those given in the environment, the rest started here and stopped after.
+
+    `durable`: a PostgreSQL started here keeps every commit it acknowledged through a
+    crash (see `start_postgres`); by default it does not, for speed.
+    """
     env = os.environ if environ is None else environ
     root = Path(tempfile.mkdtemp(prefix="coupon-stack-"))
     root.chmod(0o755)  # the postgres user must reach its data dir inside
@@ -51,7 +57,9 @@ def running_stack(environ: dict[str, str] | None = None) -> Iterator[StackUrls]:
         flavour = "external"
         postgres: Server | None = None
         if not database_url or (not mongo_url and _mongo_choice() == "ferretdb"):
-            postgres = start_postgres(root, databases=(SERVICE_DATABASE, "ferretdb"))
+            postgres = start_postgres(
+                root, databases=(SERVICE_DATABASE, "ferretdb"), durable=durable
+            )
             servers.append(postgres)
         if not database_url:
             assert postgres is not None

@@ -32,6 +32,7 @@ from sagas.errors import StoreUnavailable
 from services.claims import MongoClaims
 from services.failures import unavailable_on_failure
 from services.inventory import PostgresInventory, apply_schema, reset_connection
+from services.redis_keys import RedisKeys
 from services.saga_log import RedisSagaLog
 
 log = logging.getLogger(__name__)
@@ -193,15 +194,20 @@ def _fault_hook(settings: Settings) -> AfterStep | None:
     return hook
 
 
+def redis_saga_log(settings: Settings, client: aioredis.Redis) -> RedisSagaLog:
+    return RedisSagaLog(
+        client,
+        keys=RedisKeys(settings.redis_key_prefix),
+        lease_seconds=settings.saga_lease_seconds,
+        retention_seconds=settings.saga_retention_seconds,
+    )
+
+
 def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = None) -> Components:
     """`after_step`: a test's fault hook; by default the ones the FAULT_* settings ask for."""
     inventory = PostgresInventory(stores.pg_pool)
     claims = MongoClaims(stores.mongo[settings.mongo_db])
-    saga_log = RedisSagaLog(
-        stores.redis,
-        lease_seconds=settings.saga_lease_seconds,
-        retention_seconds=settings.saga_retention_seconds,
-    )
+    saga_log = redis_saga_log(settings, stores.redis)
     engine = SagaEngine(
         saga_log,
         lease_seconds=settings.saga_lease_seconds,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.redis_keys import DEFAULT_PREFIX
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
@@ -18,6 +20,9 @@ class Settings(BaseSettings):
     mongo_url: str = "mongodb://127.0.0.1:27017"
     mongo_db: str = "coupons"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Every key the service writes starts with it: services (or tests) sharing a Redis
+    # keep their saga logs apart by it.
+    redis_key_prefix: str = Field(DEFAULT_PREFIX, min_length=1)
 
     # A coupon seen sold out is answered from memory, on a read at most this old; a unit
     # given back by a compensation is claimable again after it at most. 0 turns it off.

@@ -277,20 +277,15 @@ async def audit_stores(auditor: Auditor, coupon: str | None, *, repair: bool, as
 
 async def _run(args: argparse.Namespace) -> int:
     # The entry point wires real stores; everything above works on ports.
-    from orchestrator.bootstrap import open_components, redis_client
+    from orchestrator.bootstrap import open_components, redis_client, redis_saga_log
     from orchestrator.settings import Settings
-    from services.saga_log import RedisSagaLog
 
     # An operator's command fails fast with the store's name rather than waiting for it.
     settings = Settings().model_copy(update={"startup_wait_seconds": 0.0})
     if args.command in ("list", "show"):
         # Only Redis: an operator must be able to look while another store is down.
         async with redis_client(settings) as client:
-            redis_log = RedisSagaLog(
-                client,
-                lease_seconds=settings.saga_lease_seconds,
-                retention_seconds=settings.saga_retention_seconds,
-            )
+            redis_log = redis_saga_log(settings, client)
             if args.command == "list":
                 return await list_sagas(redis_log, args.status, args.coupon, args.limit, args.json)
             return await show_saga(redis_log, args.saga_id, args.json)

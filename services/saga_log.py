@@ -18,8 +18,8 @@ from redis.typing import EncodableT
 
 from sagas.errors import LeaseLost
 from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
-from services import redis_keys as keys
 from services.failures import unavailable_on_failure
+from services.redis_keys import RedisKeys
 
 # KEYS: saga, events, in-flight, failed, finished
 # ARGV: saga id, mode (create|save), epoch, lease seconds, retention seconds, index
@@ -89,9 +89,15 @@ SCRIPTS = (_SAVE, _ACQUIRE, _STUCK)
 
 class RedisSagaLog:
     def __init__(
-        self, client: aioredis.Redis, *, lease_seconds: float, retention_seconds: int
+        self,
+        client: aioredis.Redis,
+        *,
+        lease_seconds: float,
+        retention_seconds: int,
+        keys: RedisKeys = RedisKeys(),  # noqa: B008 - immutable
     ) -> None:
         self._redis = client
+        self._keys = keys
         self._lease = lease_seconds
         self._retention = retention_seconds
         self._save = client.register_script(_SAVE)
@@ -134,31 +140,31 @@ class RedisSagaLog:
             orjson.dumps([_encode_event(event) for event in events]),
         ]
         with unavailable_on_failure("redis"):
-            written = await self._save(keys=_saga_keys(record.saga_id), args=args)
+            written = await self._save(keys=_saga_keys(self._keys, record.saga_id), args=args)
         return bool(written)
 
     async def acquire(self, saga_id: str, owner: str, *, parked: bool) -> SagaRecord | None:
         with unavailable_on_failure("redis"):
             epoch = await self._acquire(
-                keys=[keys.saga(saga_id), keys.IN_FLIGHT, keys.FAILED],
+                keys=[self._keys.saga(saga_id), self._keys.in_flight, self._keys.failed],
                 args=[saga_id, owner, self._lease, "1" if parked else "0"],
             )
         return await self.load(saga_id) if epoch else None
 
     async def stuck(self, limit: int) -> list[str]:
         with unavailable_on_failure("redis"):
-            return cast(list[str], await self._stuck(keys=[keys.IN_FLIGHT], args=[limit]))
+            return cast(list[str], await self._stuck(keys=[self._keys.in_flight], args=[limit]))
 
     async def load(self, saga_id: str) -> SagaRecord | None:
         with unavailable_on_failure("redis"):
-            fields = cast(dict[str, str], await self._redis.hgetall(keys.saga(saga_id)))
+            fields = cast(dict[str, str], await self._redis.hgetall(self._keys.saga(saga_id)))
         return _decode(saga_id, fields) if fields else None
 
     async def history(self, saga_id: str) -> list[SagaEvent]:
         with unavailable_on_failure("redis"):
             entries = cast(
                 list[tuple[str, dict[str, str]]],
-                await self._redis.xrange(keys.saga_events(saga_id)),
+                await self._redis.xrange(self._keys.saga_events(saga_id)),
             )
         return [_decode_event(fields) for _, fields in entries]
 
@@ -169,7 +175,7 @@ class RedisSagaLog:
                 chunk = saga_ids[start : start + 1000]
                 pipe = self._redis.pipeline(transaction=False)
                 for saga_id in chunk:
-                    pipe.hget(keys.saga(saga_id), "status")
+                    pipe.hget(self._keys.saga(saga_id), "status")
                 values = cast(list[str | None], await pipe.execute())
                 found |= {s: SagaStatus(v) for s, v in zip(chunk, values, strict=True) if v}
         return found
@@ -177,20 +183,20 @@ class RedisSagaLog:
     async def find(self, status: SagaStatus | None, limit: int) -> list[SagaRecord]:
         """Newest first. In-flight sagas come from their index, the others from theirs."""
         if status is None:
-            indexes = [keys.IN_FLIGHT, keys.FAILED, keys.FINISHED]
+            indexes = [self._keys.in_flight, self._keys.failed, self._keys.finished]
         elif status.in_flight:
-            indexes = [keys.IN_FLIGHT]
+            indexes = [self._keys.in_flight]
         elif status is SagaStatus.FAILED:
-            indexes = [keys.FAILED]
+            indexes = [self._keys.failed]
         else:
-            indexes = [keys.FINISHED]
+            indexes = [self._keys.finished]
         with unavailable_on_failure("redis"):
             ids: list[str] = []
             for index in indexes:
                 ids += cast(list[str], await self._redis.zrange(index, 0, -1))
             pipe = self._redis.pipeline(transaction=False)
             for saga_id in ids:
-                pipe.hgetall(keys.saga(saga_id))
+                pipe.hgetall(self._keys.saga(saga_id))
             rows = await pipe.execute() if ids else []
         records = [
             _decode(saga_id, fields) for saga_id, fields in zip(ids, rows, strict=True) if fields
@@ -201,13 +207,13 @@ class RedisSagaLog:
         return records[:limit]
 
 
-def _saga_keys(saga_id: str) -> list[str]:
+def _saga_keys(keys: RedisKeys, saga_id: str) -> list[str]:
     return [
         keys.saga(saga_id),
         keys.saga_events(saga_id),
-        keys.IN_FLIGHT,
-        keys.FAILED,
-        keys.FINISHED,
+        keys.in_flight,
+        keys.failed,
+        keys.finished,
     ]
 
 

@@ -23,14 +23,13 @@ from tests.support.proxy import CuttableProxy, through
 from tests.support.servers import app_in_process
 from tests.support.waiting import FAST_RECOVERY, eventually, held_at_least
 
-REDIS_DB = 12  # this module's saga log: no gateway that sees the store directly takes it over
 HUNG_STORE = {**FAST_RECOVERY, "step_timeout_seconds": 0.5, "saga_store_attempts": 2}
 HANG_GUARD_SECONDS = 30.0  # "bounded": far above the ~2 s the retries and undo take
 
 
 @pytest.fixture
 async def apart(settings) -> AsyncIterator[Apart]:
-    async with saga_log_apart(settings, REDIS_DB) as apart:
+    async with saga_log_apart(settings) as apart:
         yield apart
 
 

@@ -10,25 +10,17 @@ import pytest
 
 from orchestrator.bootstrap import build, open_stores
 from sagas.records import SagaStatus
+from tests.support.apart import Apart, saga_log_apart
 from tests.support.api import claim, create
 from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
 from tests.support.proxy import through
-from tests.support.servers import gateway_process
+from tests.support.servers import gateway_processes
+from tests.support.waiting import eventually
 
-# Long enough that the next dying gateway's first recovery round (at its start) finds
-# the earlier sagas' leases still running.
-STUCK_FAST = {"saga_lease_seconds": 5.0}
-
-
-def own_saga_log(settings):
-    """The settings with a Redis database of their own: no other gateway of the test
-    session (their recoverers run in the background) can take these sagas over first.
-    Dying gateways do not look for stuck sagas either."""
-    redis_url = settings.redis_url.rsplit("/", 1)[0] + "/7"
-    return settings.model_copy(
-        update={**STUCK_FAST, "redis_url": redis_url, "recovery_interval_seconds": 3600.0}
-    )
+# Gateways that look for stuck sagas only at their start: these gateways all start
+# before the first claim, so nobody recovers a stuck saga before the operator does.
+STUCK_FAST = {"saga_lease_seconds": 1.0, "recovery_interval_seconds": 3600.0}
 
 
 async def test_resume_finishes_a_saga_parked_past_its_pivot(
@@ -80,29 +72,31 @@ async def test_resume_finishes_a_saga_parked_past_its_pivot(
     assert (await coupon_saga(settings, "audit", "--coupon", name))[0] == 0
 
 
-async def stuck_after_reserve(http, settings, tmp_path, name: str, users: list[str]) -> None:
-    """Each user's claim dies with its gateway right after reserve; nobody recovers it."""
-    await service_create(http, settings, tmp_path, name)
-    dying = settings.model_copy(update={"fault_kill_after": "reserve"})
-    for user in users:
-        with (
-            gateway_process(dying, tmp_path / f"{user}.log", workers=1) as base,
-            pytest.raises(aiohttp.ClientError),
-        ):
-            await claim(http, base, user, name)
-    await asyncio.sleep(STUCK_FAST["saga_lease_seconds"] + 0.5)  # the leases run out
+async def stuck_after_reserve(http, apart: Apart, tmp_path, name: str, users: list[str]) -> None:
+    """Each user's claim dies with its gateway right after reserve; nobody recovers it.
+    Returns once every one of them is stuck (its lease ran out)."""
+    dying = apart.settings.model_copy(update={**STUCK_FAST, "fault_kill_after": "reserve"})
+    logs = [tmp_path / f"{user}.log" for user in users]
+    with gateway_processes(dying, logs, workers=1) as bases:
+        await create(http, bases[0], name, 5)
+        for user, base in zip(users, bases, strict=True):
+            with pytest.raises(aiohttp.ClientError):
+                await claim(http, base, user, name)
+
+    async def all_stuck() -> bool:
+        return len(await apart.saga_log.stuck(100)) == len(users)
+
+    await eventually(all_stuck)
 
 
-async def service_create(http, settings, tmp_path, name: str) -> None:
-    with gateway_process(settings, tmp_path / "create.log", workers=1) as base:
-        await create(http, base, name, 5)
+async def test_compensate_and_recover_drive_stuck_sagas(http, settings, pg, mongo, tmp_path, name):
+    async with saga_log_apart(settings) as apart:
+        await compensate_and_recover(http, apart, pg, mongo, tmp_path, name)
 
 
-async def test_compensate_and_recover_drive_stuck_sagas(
-    http, settings, service, pg, mongo, tmp_path, name
-):
-    cli_settings = own_saga_log(settings)
-    await stuck_after_reserve(http, cli_settings, tmp_path, name, ["ann", "ben", "cid"])
+async def compensate_and_recover(http, apart: Apart, pg, mongo, tmp_path, name: str) -> None:
+    await stuck_after_reserve(http, apart, tmp_path, name, ["ann", "ben", "cid"])
+    cli_settings = apart.settings
 
     code, out, _ = await coupon_saga(
         cli_settings, "list", "--status", "stuck", "--coupon", name, "--json"
