@@ -16,6 +16,9 @@ from services.failures import unavailable_on_failure
         pymongo.errors.NetworkTimeout("timed out"),
         pymongo.errors.ServerSelectionTimeoutError("no server"),
         ConnectionResetError(),
+        # PyMongo's asyncio condition, cut short while it waits for a server (seen when
+        # FerretDB was killed mid-sale on a busy machine: a 500).
+        RuntimeError("cannot wait on un-acquired lock"),
     ],
     ids=lambda error: type(error).__name__,
 )
@@ -27,3 +30,8 @@ def test_transient_mongodb_errors_become_store_unavailable(error):
 def test_a_programming_error_stays_what_it_is():
     with pytest.raises(KeyError), unavailable_on_failure("mongodb"):
         raise KeyError("user_id")
+
+
+def test_another_runtime_error_stays_what_it_is():
+    with pytest.raises(RuntimeError), unavailable_on_failure("mongodb"):
+        raise RuntimeError("cannot wait on un-acquired lock, and something else")
