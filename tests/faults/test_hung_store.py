@@ -23,7 +23,15 @@ from tests.support.proxy import CuttableProxy, through
 from tests.support.servers import app_in_process
 from tests.support.waiting import FAST_RECOVERY, eventually, held_at_least
 
-HUNG_STORE = {**FAST_RECOVERY, "step_timeout_seconds": 0.5, "saga_store_attempts": 2}
+HUNG_STORE = {
+    **FAST_RECOVERY,
+    "step_timeout_seconds": 0.5,
+    "saga_store_attempts": 2,
+    # Longer than a step's worst case (tries x (timeout + asyncpg's cancel wait)) with room
+    # for a busy machine, as the setting requires: the driver that gives up is the one
+    # that tried, not a recoverer that took the saga over while it still tried.
+    "saga_lease_seconds": 10.0,
+}
 HANG_GUARD_SECONDS = 30.0  # "bounded": far above the ~2 s the retries and undo take
 
 

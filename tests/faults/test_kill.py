@@ -15,12 +15,14 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from devstack.stack import StackUrls
-from orchestrator.bootstrap import mongo_client, postgres_pool
 from orchestrator.settings import Settings
 from sagas.records import SagaRecord, SagaStatus
+from services.claims import MongoClaims
+from services.inventory import apply_schema
 from tests.support.apart import saga_log_apart
 from tests.support.api import claim, claim_all_tolerant, create, details
 from tests.support.cli import coupon_saga
@@ -37,16 +39,22 @@ def settings(settings: Settings, durable_stack: StackUrls) -> Settings:
     )
 
 
+# Pools of the test's own, without the service's store timeouts: a count that takes
+# seconds on a busy machine is slow, not a failure.
 @pytest.fixture(scope="module")
 async def pg(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    async with postgres_pool(settings) as pool:  # the schema applied
-        yield pool
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    await apply_schema(pool)
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture(scope="module")
 async def mongo(settings: Settings) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
-    async with mongo_client(settings) as client:  # the indexes made
-        yield client[settings.mongo_db]
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url, tz_aware=True)
+    await MongoClaims(client[settings.mongo_db]).ensure_indexes()
+    yield client[settings.mongo_db]
+    await client.close()
 
 
 async def finished_saga(pg, saga_log, coupon: str, user: str) -> SagaRecord:
