@@ -191,9 +191,12 @@ class RedisSagaLog:
         else:
             indexes = [self._keys.finished]
         with unavailable_on_failure("redis"):
-            ids: list[str] = []
+            # The indexes in one snapshot (MULTI): a saga moving from one to another while
+            # they are read is listed once, not twice.
+            snapshot = self._redis.pipeline(transaction=True)
             for index in indexes:
-                ids += cast(list[str], await self._redis.zrange(index, 0, -1))
+                snapshot.zrange(index, 0, -1)
+            ids = [saga_id for found in await snapshot.execute() for saga_id in found]
             pipe = self._redis.pipeline(transaction=False)
             for saga_id in ids:
                 pipe.hgetall(self._keys.saga(saga_id))

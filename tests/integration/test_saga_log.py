@@ -320,3 +320,24 @@ def test_the_default_prefix_keeps_the_keys_of_earlier_releases():
         "coupon:sagas:finished",
     )
     assert keys.saga("s") == "coupon:saga:s" and keys.saga_events("s") == "coupon:saga:s:events"
+
+
+async def test_find_lists_each_saga_once_while_sagas_finish(saga_log, new_saga_id):
+    """A saga that moves from the in-flight index to the finished one while find() reads
+    the indexes is listed once: find() reads all three in one snapshot."""
+    started = [saga(new_saga_id(), time.time()) for _ in range(300)]
+    for record in started:
+        await saga_log.create(record, [])
+
+    async def finish_them() -> None:
+        for record in started:
+            done = record.moved(record.updated_at + 1, status=SagaStatus.COMPLETED)
+            await saga_log.save(done, [])
+
+    finishing = asyncio.ensure_future(finish_them())
+    listings = []
+    while not finishing.done():
+        listings.append([record.saga_id for record in await saga_log.find(None, 1000)])
+    await finishing
+
+    assert all(len(ids) == len(set(ids)) == len(started) for ids in listings)
