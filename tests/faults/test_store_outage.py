@@ -42,7 +42,11 @@ from tests.support.waiting import (
 STOCK, USERS, IN_FLIGHT = 100, 300, 40  # 600 claims, 40 at a time, so they span the outage
 OUTAGE = {
     **FAST_RECOVERY,
-    "step_timeout_seconds": 1.0,
+    # The driver's own timeout ends a call first, as with the defaults (5 s and 10 s): a
+    # step timeout that cancels PyMongo inside its server selection can leave its topology
+    # lock held by an orphaned waiter, and every later call of that client hangs (seen
+    # under load with both at 1 s: a claim unanswered for a minute).
+    "step_timeout_seconds": 2.0,
     "store_timeout_seconds": 1.0,
     # Every recovery during the outage fails and counts; the test is about the restart,
     # not about parking sagas for an operator (tests/faults/test_replay_verbs.py is).
