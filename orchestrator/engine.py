@@ -454,13 +454,15 @@ class SagaEngine:
         """A saga that changed nothing (unknown coupon, duplicate, no stock, a store that
         could not be reached) ends with a small record kept briefly: a client sending
         refusals cannot fill the log."""
-        record = record.moved(self._clock(), status=SagaStatus.COMPENSATED)
+        refused = isinstance(error, DomainError)  # else a store failed before any effect
+        status = SagaStatus.REFUSED if refused else SagaStatus.COMPENSATED
+        record = record.moved(self._clock(), status=status)
         try:
             await self._log.refused(record)
         except StoreUnavailable as write_error:
             log.warning("saga %s: log write failed (%s)", record.saga_id, describe(write_error))
         if isinstance(error, DomainError):
-            metrics.saga_refused(record, record.updated_at, error)  # a business "no"
+            metrics.saga_refused(record, record.updated_at, error)
         else:
             metrics.saga_ended(record, record.updated_at)
         return record

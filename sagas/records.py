@@ -12,7 +12,8 @@ class SagaStatus(enum.StrEnum):
     RUNNING = "running"
     COMPENSATING = "compensating"
     COMPLETED = "completed"
-    COMPENSATED = "compensated"
+    COMPENSATED = "compensated"  # what it did was undone
+    REFUSED = "refused"  # a business rule said no before it changed anything
     FAILED = "failed"  # parked for an operator
 
     @property
@@ -21,7 +22,7 @@ class SagaStatus(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED)
+        return self in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED, SagaStatus.REFUSED)
 
 
 class Phase(enum.StrEnum):

@@ -227,7 +227,9 @@ class RedisSagaLog:
             indexes = [self._keys.in_flight]
         elif status is SagaStatus.FAILED:
             indexes = [self._keys.failed]
-        elif status is SagaStatus.COMPENSATED:
+        elif status is SagaStatus.REFUSED:
+            indexes = [self._keys.refused]
+        elif status is SagaStatus.COMPENSATED:  # kept briefly too if it never took effect
             indexes = [self._keys.finished, self._keys.refused]
         else:
             indexes = [self._keys.finished]

@@ -50,7 +50,7 @@ async def test_list_filters_by_status(http, gateway, settings, name):
     await claim(http, gateway, "loser", name)
 
     code, out, _ = await coupon_saga(
-        settings, "list", "--coupon", name, "--status", "compensated", "--json"
+        settings, "list", "--coupon", name, "--status", "refused", "--json"
     )
     assert code == 0
     (listed,) = json.loads(out)
@@ -107,8 +107,24 @@ async def test_a_refused_claim_names_its_saga_for_the_replay_tool(http, gateway,
 
     code, out, _ = await coupon_saga(settings, "show", saga_id, "--json")
     shown = json.loads(out)
-    assert (code, shown["status"], shown["payload"]["user_id"]) == (0, "compensated", "late")
+    assert (code, shown["status"], shown["payload"]["user_id"]) == (0, "refused", "late")
     assert shown["error"].startswith("OutOfStock")
+
+
+async def test_a_refusal_is_listed_apart_from_undone_sagas(http, gateway, settings, name):
+    """A business "no" before any side effect is `refused`, not `compensated` (nothing was
+    undone), in the log and in `list --status`."""
+    await create(http, gateway, name, 0)
+    refused = (await claim(http, gateway, "late", name))[1]
+    assert refused["error"] == "out_of_stock"
+
+    listed = {}
+    for status in ("refused", "compensated"):
+        _, out, _ = await coupon_saga(
+            settings, "list", "--status", status, "--coupon", name, "--json"
+        )
+        listed[status] = [(row["status"], row["payload"]["user_id"]) for row in json.loads(out)]
+    assert listed == {"refused": [("refused", "late")], "compensated": []}
 
 
 async def claimed_saga(http, gateway, name: str, user: str) -> str:

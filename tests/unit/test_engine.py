@@ -277,7 +277,7 @@ async def test_a_refusal_that_changed_nothing_keeps_no_history(engine, saga_log,
         await engine.run(script.definition(), {})
 
     record = saga_log.only()
-    assert record.status is SagaStatus.COMPENSATED
+    assert record.status is SagaStatus.REFUSED
     assert saga_log.refused_ids == {record.saga_id}
     assert script.calls == ["do a"]
 
@@ -290,6 +290,7 @@ async def test_a_refusal_after_a_step_took_effect_keeps_its_history(engine, saga
 
     assert saga_log.refused_ids == set()
     assert saga_log.phases()[-1] == ("a", "finished")
+    assert saga_log.only().status is SagaStatus.COMPENSATED  # "a" was undone
 
 
 async def test_log_down_at_start_touches_nothing(engine, saga_log, script):
