@@ -24,6 +24,7 @@ FAST = {
     "saga_lease_seconds": 1.0,
     "recovery_interval_seconds": 0.2,
     "step_timeout_seconds": 0.5,
+    "store_timeout_seconds": 0.4,  # the drivers end their own calls, within a step's try
     "saga_retry_seconds": 0.5,
 }
 
@@ -57,7 +58,7 @@ async def test_audit_repair_converges_after_redis_loses_its_data(
     answered = await crash_then_lose_redis(http, gateway_settings, pg, redis, tmp_path, name)
 
     await asyncio.sleep(SETTLE_SECONDS)
-    auditing = settings.model_copy(update={"hold_settle_seconds": SETTLE_SECONDS})
+    auditing = settings.model_copy(update={**FAST, "hold_settle_seconds": SETTLE_SECONDS})
     code, out, _ = await coupon_saga(auditing, "audit", "--coupon", name, "--json")
     found = json.loads(out)
     assert code == 1, out
