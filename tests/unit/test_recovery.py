@@ -76,3 +76,14 @@ async def test_an_undo_that_keeps_failing_is_parked_after_the_last_recovery():
     assert script.calls.count("undo a") == 3  # the run, then two recoveries; none after
     assert "parked for an operator" in saga_log.only().error
     assert failed_total() - failed_before == 1
+
+
+async def test_a_saga_whose_lease_is_live_is_skipped_not_driven():
+    saga_log, script = MemorySagaLog(), Script()
+    saga_id = await failed_undo(saga_log, script)  # compensating, its lease not lapsed
+
+    result = await recoverer(saga_log, script, max_recoveries=3).recover(saga_id)
+
+    assert result.skipped and not result.ended_well
+    assert (result.status, result.shown_status) == (None, "skipped")
+    assert script.calls.count("undo a") == 1  # only the dead driver's try
