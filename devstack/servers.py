@@ -46,12 +46,13 @@ def _reachable_by_others(path: Path) -> bool:
     return all(p.stat().st_mode & stat.S_IXOTH for p in path.resolve().parents)
 
 
-def _initdb(initdb: str, data: Path, log_path: Path, user: str | None) -> None:
+def _initdb(initdb: str, data: Path, log_path: Path, user: str | None, durable: bool) -> None:
     data.mkdir(exist_ok=True)
     if user:
         shutil.chown(data, user, user)
     argv = [initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
-    init = spawn("initdb", [*argv, "--locale=C", "--no-sync"], log_path, user=user)
+    argv += ["--locale=C", *([] if durable else ["--no-sync"])]
+    init = spawn("initdb", argv, log_path, user=user)
     if init.wait() != 0:
         raise StackError(f"initdb failed; its log: {log_path}\n{log_path.read_text()[-2000:]}")
 
@@ -62,14 +63,19 @@ def start_postgres(
     *,
     port: int = 0,
     keep: bool = False,
+    durable: bool = False,
     max_connections: int = 400,
 ) -> Server:
     """PostgreSQL with trust auth on loopback only, and `databases` created if missing.
 
+    Tuned for throw-away data by default: without fsync (and with commits acknowledged
+    before their WAL is written) a crash of PostgreSQL or of the machine can lose commits
+    it acknowledged. `durable`: fsync, synchronous commits and full-page writes on, as in
+    production, for the tests that crash a store and count on committed data surviving.
     `keep`: data found in `root` is used as it is (initdb only into an empty folder), and
-    fsync stays on; throw-away data skips every fsync. `max_connections`: 100 is the stock
-    images' (a test of the connection budget).
+    kept durably. `max_connections`: 100 is the stock images' (a test of the budget).
     """
+    durable = durable or keep
     initdb = find("initdb", *_postgres_bin_dirs())
     postgres = str(Path(initdb).with_name("postgres"))
     psql = find("psql", *_postgres_bin_dirs())
@@ -83,16 +89,17 @@ def start_postgres(
         )
     log_path = root / "postgres.log"
     if not (data / "PG_VERSION").exists():
-        _initdb(initdb, data, log_path, user)
+        _initdb(initdb, data, log_path, user, durable)
     port = port or free_port()
     settings = {
         "listen_addresses": "127.0.0.1",
         "port": str(port),
         "unix_socket_directories": "",  # TCP only: a deep working tree overflows a socket path
         "max_connections": str(max_connections),
+        "fsync": "on" if durable else "off",
+        "synchronous_commit": "on" if durable else "off",
+        "full_page_writes": "on" if durable else "off",
         "shared_buffers": "256MB",
-        "synchronous_commit": "off",
-        **({} if keep else {"fsync": "off", "full_page_writes": "off"}),
     }
     argv = [postgres, "-D", str(data)] + [f"-c{key}={value}" for key, value in settings.items()]
     # SIGINT is PostgreSQL's fast shutdown: it does not wait for clients to hang up.

@@ -47,11 +47,16 @@ def _mongo_choice(home: ThrowAwayHome | KeptHome) -> str:
 
 @contextlib.contextmanager
 def running_stack(
-    environ: Mapping[str, str] | None = None, home: ThrowAwayHome | KeptHome | None = None
+    environ: Mapping[str, str] | None = None,
+    home: ThrowAwayHome | KeptHome | None = None,
+    *,
+    durable: bool = False,
 ) -> Iterator[StackUrls]:
     """Yield store URLs: those given in `environ`, the rest started here and stopped after.
 
     `home` (default: a temp dir, deleted after) holds the started servers' data and ports.
+    `durable`: a PostgreSQL started here keeps every commit it acknowledged through a
+    crash (see `start_postgres`); by default it does not, for speed.
     """
     env = os.environ if environ is None else environ
     home = home or ThrowAwayHome()
@@ -67,6 +72,7 @@ def running_stack(
                 databases=(SERVICE_DATABASE, "ferretdb"),
                 port=home.port("postgres"),
                 keep=home.keep,
+                durable=durable,
             )
             servers.append(postgres)
         if not database_url:

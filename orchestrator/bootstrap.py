@@ -35,6 +35,7 @@ from services.claims import MongoClaims
 from services.failures import unavailable_on_failure
 from services.inventory import PostgresInventory, reset_connection, statement_cache_size
 from services.inventory_schema import apply_schema, check_schema
+from services.redis_keys import RedisKeys
 from services.saga_log import RedisSagaLog
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ async def postgres_pool(
         try:
             await prepare(pool)
         except BaseException:
-            await pool.close()
+            await close_pool(pool, store_timeout)
             raise
         pools.append(pool)
 
@@ -96,13 +97,19 @@ async def postgres_pool(
     try:
         yield pools[0]
     finally:
-        try:
-            await pools[0].close()
-        except (TimeoutError, OSError) as error:
-            # A connection whose cancel request a hung server never took cannot close
-            # gracefully within its timeout: drop them all rather than fail the shutdown.
-            log.warning("postgresql pool closed by force: %s", describe(error))
-            pools[0].terminate()
+        await close_pool(pools[0], store_timeout)
+
+
+async def close_pool(pool: asyncpg.Pool, seconds: float) -> None:
+    """Close gracefully for up to `seconds`, then drop what is left: a server that hangs
+    never answers the goodbye, and the process must still stop (asyncpg's own close
+    raises instead, with the connections still open)."""
+    try:
+        async with asyncio.timeout(seconds):
+            await pool.close()
+    except Exception as error:  # any failure to say goodbye ends the same way
+        log.warning("postgresql connections dropped at close: %s", describe(error))
+        pool.terminate()
 
 
 @asynccontextmanager
@@ -205,18 +212,28 @@ def _fault_hook(settings: Settings) -> AfterStep | None:
     return hook
 
 
+def redis_saga_log(settings: Settings, client: aioredis.Redis) -> RedisSagaLog:
+    """The saga log as this process writes it: its keys, retentions, and its name as owner."""
+    return RedisSagaLog(
+        client,
+        keys=RedisKeys(settings.redis_key_prefix),
+        lease_seconds=settings.saga_lease_seconds,
+        retention_seconds=settings.saga_retention_seconds,
+        refused_retention_seconds=settings.saga_refused_retention_seconds,
+        owner=process_name(),
+    )
+
+
+def process_name() -> str:
+    """This process, as the owner of the sagas it drives: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = None) -> Components:
     """`after_step`: a test's fault hook; by default the ones the FAULT_* settings ask for."""
     inventory = PostgresInventory(stores.pg_pool)
     claims = MongoClaims(stores.mongo[settings.mongo_db])
-    owner = f"{socket.gethostname()}:{os.getpid()}"
-    saga_log = RedisSagaLog(
-        stores.redis,
-        lease_seconds=settings.saga_lease_seconds,
-        retention_seconds=settings.saga_retention_seconds,
-        owner=owner,
-        refused_retention_seconds=settings.saga_refused_retention_seconds,
-    )
+    saga_log = redis_saga_log(settings, stores.redis)
     engine = SagaEngine(
         saga_log,
         lease_seconds=settings.saga_lease_seconds,
@@ -232,7 +249,7 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
         saga_log,
         engine,
         {claim.name: claim},
-        owner=owner,
+        owner=process_name(),
         max_recoveries=settings.saga_max_recoveries,
     )
     sold_out = SoldOutMemo(inventory, settings.sold_out_memo_seconds)

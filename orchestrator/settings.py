@@ -12,6 +12,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.redis_keys import DEFAULT_PREFIX
+
 ENV_FILE = ".env"
 
 
@@ -31,6 +33,9 @@ class Settings(BaseSettings):
     # (PgBouncer pool_mode=transaction), which may run each transaction on another
     # server connection, so no prepared statement may outlive the one it was made in.
     pg_pooler: Literal["none", "transaction"] = "none"
+    # Every key the service writes starts with it: services (or tests) sharing a Redis
+    # keep their saga logs apart by it.
+    redis_key_prefix: str = Field(DEFAULT_PREFIX, min_length=1)
 
     # A coupon seen sold out is answered from memory, on a read at most this old; a unit
     # given back by a compensation is claimable again after it at most. 0 turns it off.

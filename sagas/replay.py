@@ -199,15 +199,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> Exit:
 
 @asynccontextmanager
 async def _saga_log_only(settings: Settings) -> AsyncIterator[SagaLog]:
-    from orchestrator.bootstrap import redis_client
-    from services.saga_log import RedisSagaLog
+    from orchestrator.bootstrap import redis_client, redis_saga_log
 
     async with redis_client(settings) as client:
-        yield RedisSagaLog(
-            client,
-            lease_seconds=settings.saga_lease_seconds,
-            retention_seconds=settings.saga_retention_seconds,
-        )
+        yield redis_saga_log(settings, client)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -94,6 +94,14 @@ def _on_dead_connection(error: BaseException) -> bool:
     )
 
 
+def _pymongo_wait_cut_short(error: BaseException) -> bool:
+    """PyMongo's asyncio condition (waiting for a server or a pooled connection) raising
+    this when a timeout cut the wait short at the wrong moment: seen while FerretDB was
+    down on a busy machine. The store was not answering; matched exactly, so any other
+    RuntimeError stays a bug."""
+    return type(error) is RuntimeError and str(error) == "cannot wait on un-acquired lock"
+
+
 def _never_sent(error: BaseException) -> bool:
     """True when no connection was made, so the request cannot have reached the server."""
     if isinstance(error, pymongo.errors.PyMongoError):
@@ -117,6 +125,8 @@ def _is_transient(store: str, error: BaseException) -> bool:
     if isinstance(error, _TRANSIENT[store]):
         return True
     if store == "postgresql" and _on_dead_connection(error):
+        return True
+    if store == "mongodb" and _pymongo_wait_cut_short(error):
         return True
     # PyMongo marks client-side operation timeouts (timeoutMS) on the error itself.
     return isinstance(error, pymongo.errors.PyMongoError) and error.timeout

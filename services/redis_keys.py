@@ -1,17 +1,40 @@
-"""Every Redis key the service writes, in one place. All start with a fixed prefix, and the
+"""Every Redis key the service writes, in one place. All start with one prefix (the
+REDIS_KEY_PREFIX setting, so several services or tests can share a Redis), and the
 variable part is always a saga id we generated (a UUID), never client input."""
 
-PREFIX = "coupon:"
+from __future__ import annotations
 
-IN_FLIGHT = PREFIX + "sagas:in-flight"  # sorted set: saga id → last update (epoch seconds)
-FAILED = PREFIX + "sagas:failed"  # sorted set: sagas parked for an operator
-FINISHED = PREFIX + "sagas:finished"  # sorted set: completed or compensated, trimmed by age
-REFUSED = PREFIX + "sagas:refused"  # sorted set: refused before any side effect, trimmed sooner
+from dataclasses import dataclass
 
-
-def saga(saga_id: str) -> str:
-    return f"{PREFIX}saga:{saga_id}"
+DEFAULT_PREFIX = "coupon:"
 
 
-def saga_events(saga_id: str) -> str:
-    return f"{PREFIX}saga:{saga_id}:events"
+@dataclass(frozen=True)
+class RedisKeys:
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def in_flight(self) -> str:
+        """Sorted set: saga id → its lease's expiry (epoch seconds on Redis's clock)."""
+        return f"{self.prefix}sagas:in-flight"
+
+    @property
+    def failed(self) -> str:
+        """Sorted set: sagas parked for an operator, by last update."""
+        return f"{self.prefix}sagas:failed"
+
+    @property
+    def finished(self) -> str:
+        """Sorted set: completed or compensated sagas by last update, trimmed by age."""
+        return f"{self.prefix}sagas:finished"
+
+    @property
+    def refused(self) -> str:
+        """Sorted set: sagas refused before any side effect, trimmed sooner."""
+        return f"{self.prefix}sagas:refused"
+
+    def saga(self, saga_id: str) -> str:
+        return f"{self.prefix}saga:{saga_id}"
+
+    def saga_events(self, saga_id: str) -> str:
+        return f"{self.prefix}saga:{saga_id}:events"

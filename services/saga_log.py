@@ -18,8 +18,8 @@ from redis.typing import EncodableT
 
 from sagas.errors import LeaseLost
 from sagas.records import Lease, Phase, SagaEvent, SagaRecord, SagaStatus
-from services import redis_keys as keys
 from services.failures import unavailable_on_failure
+from services.redis_keys import RedisKeys
 
 # KEYS: saga, events, in-flight, failed, finished, refused
 # ARGV: saga id, mode (create|save), epoch, lease seconds, retention seconds, index
@@ -104,10 +104,12 @@ class RedisSagaLog:
         retention_seconds: int,
         owner: str = "",
         refused_retention_seconds: int = 60,
+        keys: RedisKeys = RedisKeys(),  # noqa: B008 - immutable
     ) -> None:
         """`owner`: this process (host:pid), named as the driver of the sagas it creates."""
         self._redis = client
         self._owner = owner
+        self._keys = keys
         self._lease = lease_seconds
         self._retention = retention_seconds
         self._refused_retention = refused_retention_seconds
@@ -158,13 +160,13 @@ class RedisSagaLog:
             orjson.dumps([_encode_event(event) for event in events]),
         ]
         with unavailable_on_failure("redis"):
-            written = await self._save(keys=_saga_keys(record.saga_id), args=args)
+            written = await self._save(keys=_saga_keys(self._keys, record.saga_id), args=args)
         return bool(written)
 
     async def acquire(self, saga_id: str, owner: str, *, parked: bool) -> SagaRecord | None:
         with unavailable_on_failure("redis"):
             epoch = await self._acquire(
-                keys=[keys.saga(saga_id), keys.IN_FLIGHT, keys.FAILED],
+                keys=[self._keys.saga(saga_id), self._keys.in_flight, self._keys.failed],
                 args=[saga_id, owner, self._lease, "1" if parked else "0"],
             )
         return await self.load(saga_id) if epoch else None
@@ -172,8 +174,8 @@ class RedisSagaLog:
     async def lease(self, saga_id: str) -> Lease | None:
         with unavailable_on_failure("redis"):
             pipe = self._redis.pipeline(transaction=True)  # one instant: the lease and the clock
-            pipe.zscore(keys.IN_FLIGHT, saga_id)
-            pipe.hget(keys.saga(saga_id), "owner")
+            pipe.zscore(self._keys.in_flight, saga_id)
+            pipe.hget(self._keys.saga(saga_id), "owner")
             pipe.time()
             expires_at, owner, (seconds, micros) = await pipe.execute()
         if expires_at is None:
@@ -185,18 +187,18 @@ class RedisSagaLog:
 
     async def stuck(self, limit: int) -> list[str]:
         with unavailable_on_failure("redis"):
-            return cast(list[str], await self._stuck(keys=[keys.IN_FLIGHT], args=[limit]))
+            return cast(list[str], await self._stuck(keys=[self._keys.in_flight], args=[limit]))
 
     async def load(self, saga_id: str) -> SagaRecord | None:
         with unavailable_on_failure("redis"):
-            fields = cast(dict[str, str], await self._redis.hgetall(keys.saga(saga_id)))
+            fields = cast(dict[str, str], await self._redis.hgetall(self._keys.saga(saga_id)))
         return _decode(saga_id, fields) if fields else None
 
     async def history(self, saga_id: str) -> list[SagaEvent]:
         with unavailable_on_failure("redis"):
             entries = cast(
                 list[tuple[str, dict[str, str]]],
-                await self._redis.xrange(keys.saga_events(saga_id)),
+                await self._redis.xrange(self._keys.saga_events(saga_id)),
             )
         return [_decode_event(fields) for _, fields in entries]
 
@@ -207,7 +209,7 @@ class RedisSagaLog:
                 chunk = saga_ids[start : start + 1000]
                 pipe = self._redis.pipeline(transaction=False)
                 for saga_id in chunk:
-                    pipe.hget(keys.saga(saga_id), "status")
+                    pipe.hget(self._keys.saga(saga_id), "status")
                 values = cast(list[str | None], await pipe.execute())
                 found |= {s: SagaStatus(v) for s, v in zip(chunk, values, strict=True) if v}
         return found
@@ -215,22 +217,30 @@ class RedisSagaLog:
     async def find(self, status: SagaStatus | None, limit: int) -> list[SagaRecord]:
         """Newest first. In-flight sagas come from their index, the others from theirs."""
         if status is None:
-            indexes = [keys.IN_FLIGHT, keys.FAILED, keys.FINISHED, keys.REFUSED]
+            indexes = [
+                self._keys.in_flight,
+                self._keys.failed,
+                self._keys.finished,
+                self._keys.refused,
+            ]
         elif status.in_flight:
-            indexes = [keys.IN_FLIGHT]
+            indexes = [self._keys.in_flight]
         elif status is SagaStatus.FAILED:
-            indexes = [keys.FAILED]
+            indexes = [self._keys.failed]
         elif status is SagaStatus.COMPENSATED:
-            indexes = [keys.FINISHED, keys.REFUSED]
+            indexes = [self._keys.finished, self._keys.refused]
         else:
-            indexes = [keys.FINISHED]
+            indexes = [self._keys.finished]
         with unavailable_on_failure("redis"):
-            ids: list[str] = []
+            # The indexes in one snapshot (MULTI): a saga moving from one to another while
+            # they are read is listed once, not twice.
+            snapshot = self._redis.pipeline(transaction=True)
             for index in indexes:
-                ids += cast(list[str], await self._redis.zrange(index, 0, -1))
+                snapshot.zrange(index, 0, -1)
+            ids = [saga_id for found in await snapshot.execute() for saga_id in found]
             pipe = self._redis.pipeline(transaction=False)
             for saga_id in ids:
-                pipe.hgetall(keys.saga(saga_id))
+                pipe.hgetall(self._keys.saga(saga_id))
             rows = await pipe.execute() if ids else []
         records = [
             _decode(saga_id, fields) for saga_id, fields in zip(ids, rows, strict=True) if fields
@@ -250,14 +260,14 @@ def _index(record: SagaRecord) -> str:
     return "finished"
 
 
-def _saga_keys(saga_id: str) -> list[str]:
+def _saga_keys(keys: RedisKeys, saga_id: str) -> list[str]:
     return [
         keys.saga(saga_id),
         keys.saga_events(saga_id),
-        keys.IN_FLIGHT,
-        keys.FAILED,
-        keys.FINISHED,
-        keys.REFUSED,
+        keys.in_flight,
+        keys.failed,
+        keys.finished,
+        keys.refused,
     ]
 
 

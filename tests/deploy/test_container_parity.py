@@ -27,6 +27,7 @@ from devstack.servers import free_port
 from tests.support.api import claim, create, details
 from tests.support.invariants import assert_invariants
 from tests.support.servers import settings_env, wait_healthy
+from tests.support.waiting import eventually, held_at_least
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_IN_IMAGE = "/opt/venv"
@@ -181,10 +182,7 @@ async def test_sigterm_during_a_burst_answers_every_accepted_request(
                 return "refused"  # never reached the service: it had stopped listening
 
         burst = [asyncio.ensure_future(one(f"user_{n}")) for n in range(400)]
-        for _ in range(2000):  # claims are under way: some units are taken
-            if await pg.fetchval("SELECT count(*) FROM holds WHERE coupon_name = $1", name) >= 20:
-                break
-            await asyncio.sleep(0.005)
+        await eventually(lambda: held_at_least(pg, name, 20))  # claims are under way
         process.send_signal(signal.SIGTERM)
         results = await asyncio.gather(*burst)
 

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
+import pytest
+
+from tests.support.apart import saga_log_apart
 from tests.support.api import claim, create, metric
 from tests.support.servers import gateway_process
 
 
-async def test_saga_outcomes_are_counted_across_workers(http, gateway, name):
+@pytest.fixture
+async def own_gateway(settings, tmp_path) -> AsyncIterator[str]:
+    """A gateway (two workers) nobody else sends traffic to and whose recoverer sees only
+    its own sagas: its counters move by this test's requests alone."""
+    async with saga_log_apart(settings) as apart:
+        with gateway_process(apart.settings, tmp_path / "own.log") as base:
+            yield base
+
+
+async def test_saga_outcomes_are_counted_across_workers(http, own_gateway, name):
+    gateway = own_gateway
+
     def read(sample: str, **labels: str):
         return metric(http, gateway, sample, saga="claim", **labels)
 
@@ -32,7 +47,10 @@ async def test_saga_outcomes_are_counted_across_workers(http, gateway, name):
     assert await read("saga_duration_seconds_count", status="completed") - durations_before == 4
 
 
-async def test_metrics_are_prometheus_text(http, gateway):
+async def test_metrics_are_prometheus_text(http, own_gateway, name):
+    gateway = own_gateway
+    await create(http, gateway, name, 1)
+    assert (await claim(http, gateway, "counted", name))[0] == 200  # a saga to count
     async with http.get(f"{gateway}/metrics") as response:
         assert response.status == 200
         assert response.content_type == "text/plain"
@@ -41,7 +59,8 @@ async def test_metrics_are_prometheus_text(http, gateway):
     assert "# TYPE saga_duration_seconds histogram" in text
 
 
-async def test_requests_are_counted_by_route_pattern_and_status(http, gateway, name):
+async def test_requests_are_counted_by_route_pattern_and_status(http, own_gateway, name):
+    gateway = own_gateway
     route = {"method": "GET", "route": "/api/coupons/{name}"}
     before = await metric(http, gateway, "http_requests_total", status="404", **route)
     async with http.get(f"{gateway}/api/coupons/{name}") as response:

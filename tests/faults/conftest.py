@@ -1,11 +1,13 @@
-"""Proxies between the app and each real store, for tests that cut a store away."""
+"""Proxies between the app and each real store, for tests that cut a store away; and
+stores that keep what they acknowledged through a crash, for tests that count on it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from devstack.stack import StackUrls, running_stack
 from orchestrator.settings import Settings
 from tests.support.proxy import CuttableProxy
 
@@ -33,3 +35,12 @@ async def redis_proxy(settings: Settings) -> AsyncIterator[CuttableProxy]:
 async def pg_proxy(settings: Settings) -> AsyncIterator[CuttableProxy]:
     async for proxy in _proxy(settings.database_url):
         yield proxy
+
+
+@pytest.fixture(scope="session")
+def durable_stack(stack: StackUrls) -> Iterator[StackUrls]:
+    """A PostgreSQL of its own with fsync, synchronous commits and full-page writes on
+    (the session's runs without: a crash there can lose acknowledged commits), and a
+    MongoDB on it; the session's Redis."""
+    with running_stack({"REDIS_URL": stack.redis_url}, durable=True) as urls:
+        yield urls

@@ -26,16 +26,15 @@ from tests.support.api import claim
 from tests.support.invariants import assert_invariants
 from tests.support.proxy import through
 from tests.support.servers import app_in_process
-from tests.support.waiting import all_settled, eventually, held_at_least
+from tests.support.waiting import all_ended, eventually, held_at_least
 
-REDIS_DB = 14  # this module's saga log: no other gateway recovers (or parks) its sagas
 OUTAGE_SECONDS = 3.0  # shorter than the default SAGA_RETRY_SECONDS (10 s)
 STOCK, USERS, IN_FLIGHT = 100, 80, 8
 
 
 @pytest.fixture
 async def apart(settings) -> AsyncIterator[Apart]:
-    async with saga_log_apart(settings, REDIS_DB) as apart:
+    async with saga_log_apart(settings) as apart:
         yield apart
 
 
@@ -73,7 +72,7 @@ async def test_a_few_seconds_without_postgresql_park_no_saga(
         print(f"{statuses.count(200)} of {USERS} claims answered 200 through the outage")
         assert await apart.saga_log.find(SagaStatus.FAILED, 100) == []
         assert statuses == [200] * USERS
-        await eventually(lambda: all_settled(pg, apart.saga_log, name))
+        await eventually(lambda: all_ended(pg, apart.saga_log, name))
         assert await retried_steps(apart) & {"reserve", "confirm"}  # the outage was felt
 
     facts = await assert_invariants(pg, mongo, name)

@@ -25,7 +25,6 @@ from tests.support.proxy import CuttableProxy, through
 from tests.support.servers import app_in_process
 from tests.support.waiting import eventually, held_at_least, within
 
-REDIS_DB = 12  # this module's saga log: no gateway that sees the store directly takes it over
 # The default lease (60 s): only the driver's own background undo can meet the bound.
 HUNG_STORE = {"step_timeout_seconds": 0.5, "saga_retry_seconds": 1.0}
 HANG_GUARD_SECONDS = 30.0  # "bounded": far above the ~2 s the retries and undo take
@@ -36,7 +35,7 @@ GIVEN_BACK_WITHIN = HUNG_STORE["step_timeout_seconds"] + 3.0
 
 @pytest.fixture
 async def apart(settings) -> AsyncIterator[Apart]:
-    async with saga_log_apart(settings, REDIS_DB) as apart:
+    async with saga_log_apart(settings) as apart:
         yield apart
 
 

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from sagas.errors import OutOfStock
 from sagas.records import SagaStatus
-from services import redis_keys as keys
+from services.redis_keys import RedisKeys
 from tests.support.invariants import assert_invariants
 from tests.support.waiting import eventually
 
@@ -33,7 +33,7 @@ async def saga_of(service, user_id: str, coupon: str) -> str:
 
 
 async def test_out_of_stock_reaches_the_client_when_redis_lost_the_saga(
-    service, pg, mongo, redis, name
+    service, settings, pg, mongo, redis, name
 ):
     await service.create(name, 1)
     first = str(uuid.uuid4())
@@ -57,6 +57,7 @@ async def test_out_of_stock_reaches_the_client_when_redis_lost_the_saga(
 
         await eventually(reserve_waiting)
         saga_id = await saga_of(service, "second", name)
+        keys = RedisKeys(settings.redis_key_prefix)
         await redis.delete(keys.saga(saga_id), keys.saga_events(saga_id))  # Redis lost it
 
     with pytest.raises(OutOfStock):

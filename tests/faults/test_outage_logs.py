@@ -17,7 +17,6 @@ from tests.support.servers import gateway_process
 from tests.support.waiting import FAST_RECOVERY, eventually
 
 WORKERS = 2
-REDIS_DB = 15  # this module's saga log: recovery rounds during the outage touch no one else's
 
 
 @pytest.fixture
@@ -35,7 +34,7 @@ async def test_a_postgresql_outage_is_two_lines_per_process_without_a_traceback(
     http, settings, pg_cut_off, tmp_path
 ):
     log_path = tmp_path / "gateway.log"
-    async with saga_log_apart(settings, REDIS_DB) as apart:
+    async with saga_log_apart(settings) as apart:
         gateway_settings = apart.settings.model_copy(
             update={
                 **FAST_RECOVERY,  # a recovery round (that fails) five times a second

@@ -27,9 +27,8 @@ from tests.support.api import create, metric
 from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
 from tests.support.servers import gateway_process
-from tests.support.waiting import FAST_RECOVERY, all_settled, eventually, held_at_least
+from tests.support.waiting import FAST_RECOVERY, all_ended, eventually, held_at_least
 
-REDIS_DB = 14  # this module's saga log: no other gateway may recover its sagas
 RESTARTS = 3
 RESTART = {
     **FAST_RECOVERY,
@@ -66,7 +65,7 @@ async def test_postgresql_restarted_mid_sale_gives_no_500(
     http, settings, mongo, own_postgres, own_pg, tmp_path, name
 ):
     coupons = [f"{name}_{n}" for n in range(RESTARTS)]
-    async with saga_log_apart(settings, REDIS_DB) as apart:
+    async with saga_log_apart(settings) as apart:
         gateway_settings = apart.settings.model_copy(
             update={**RESTART, "database_url": f"{own_postgres.url}/coupons"}
         )
@@ -92,7 +91,7 @@ async def test_postgresql_restarted_mid_sale_gives_no_500(
             print(f"answers over {RESTARTS} restarts: {dict(statuses)}")
             assert set(statuses) <= {200, 409, 503}  # above all, no 500
             for coupon, burst_answers in zip(coupons, answers, strict=True):
-                await eventually(lambda coupon=coupon: all_settled(own_pg, apart.saga_log, coupon))
+                await eventually(lambda coupon=coupon: all_ended(own_pg, apart.saga_log, coupon))
                 facts = await assert_invariants(own_pg, mongo, coupon)
                 sagas = {s.saga_id: s for s in await apart.saga_log.find(None, 10_000)}
                 print(

@@ -19,12 +19,12 @@ import redis.asyncio as aioredis
 from devstack.servers import Server, start_redis
 from orchestrator.settings import Settings
 from sagas.records import SagaStatus
-from services import redis_keys as keys
+from services.redis_keys import RedisKeys
 from services.saga_log import RedisSagaLog
 from tests.support.api import claim, claim_all, create
 from tests.support.invariants import assert_invariants, read_facts
 from tests.support.servers import app_in_process
-from tests.support.waiting import FAST_RECOVERY, all_settled, eventually
+from tests.support.waiting import FAST_RECOVERY, all_ended, eventually
 
 ROOM_BYTES = 2_000_000  # maxmemory: what Redis holds when the test starts, plus this
 FILLER = "x" * 10_000
@@ -134,12 +134,13 @@ async def test_a_claim_past_its_pivot_stands_when_redis_fills_up_and_is_logged_l
             (saga_id,) = facts.claims
             assert facts.holds[saga_id] == ("lucky", "confirmed")
 
-            logged = await full_redis.hget(keys.saga(saga_id), "status")
+            saga_key = RedisKeys(full.redis_key_prefix).saga(saga_id)
+            logged = await full_redis.hget(saga_key, "status")
             assert logged == SagaStatus.RUNNING.value  # its outcome could not be written
             await make_room(full_redis, fillers[0])
 
             async def completed_in_the_log() -> bool:
-                status = await full_redis.hget(keys.saga(saga_id), "status")
+                status = await full_redis.hget(saga_key, "status")
                 return status == SagaStatus.COMPLETED.value
 
             await eventually(completed_in_the_log)
@@ -172,7 +173,7 @@ async def test_a_burst_into_a_filling_redis_gets_only_true_answers(
                 assert await took_nothing(pg, mongo, name, user), user
         await make_room(full_redis, fillers)
         saga_log = RedisSagaLog(full_redis, lease_seconds=1.0, retention_seconds=60)
-        await eventually(lambda: all_settled(pg, saga_log, name))
+        await eventually(lambda: all_ended(pg, saga_log, name))
 
     facts = await assert_invariants(pg, mongo, name)
     winners = {user for user, status in zip(users, statuses, strict=True) if status == 200}
@@ -191,11 +192,12 @@ async def test_a_refused_claim_costs_little_redis_memory_and_only_briefly(
         sold_out_memo_seconds=0.0,  # every out-of-stock claim runs its saga
         saga_refused_retention_seconds=REFUSED_RETENTION,
     )
+    keys = RedisKeys(refusing.redis_key_prefix)
     try:
         async with app_in_process(refusing) as base:
             await create(http, base, name, 1)
             assert (await claim(http, base, "holder", name))[0] == 200
-            before_keys = set(await client.keys(f"{keys.PREFIX}*"))
+            before_keys = set(await client.keys(f"{keys.prefix}*"))
 
             refused = []
             for n in range(50):
@@ -203,12 +205,12 @@ async def test_a_refused_claim_costs_little_redis_memory_and_only_briefly(
                 refused.append(await claim(http, base, "holder", name))  # a duplicate
                 refused.append(await claim(http, base, f"user_{n}", name))  # no stock
 
-            new_keys = set(await client.keys(f"{keys.PREFIX}*")) - before_keys - {keys.REFUSED}
+            new_keys = set(await client.keys(f"{keys.prefix}*")) - before_keys - {keys.refused}
             # Each refusal's record, and its entry in the index of refusals.
-            used = sum([await client.memory_usage(key) for key in [*new_keys, keys.REFUSED]])
+            used = sum([await client.memory_usage(key) for key in [*new_keys, keys.refused]])
             ttls = [await client.ttl(key) for key in new_keys]
             indexed = [
-                await client.zcard(index) for index in (keys.IN_FLIGHT, keys.FINISHED, keys.REFUSED)
+                await client.zcard(index) for index in (keys.in_flight, keys.finished, keys.refused)
             ]
     finally:
         await client.aclose()

@@ -9,31 +9,26 @@ import socket
 import aiohttp
 import pytest
 
-from orchestrator.bootstrap import build, open_stores, redis_client
+from orchestrator.bootstrap import build, open_stores
+from sagas.ports import SagaLog
 from sagas.records import SagaStatus
-from services.saga_log import RedisSagaLog
+from tests.support.apart import Apart, saga_log_apart
 from tests.support.api import claim, create
 from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
 from tests.support.proxy import through
-from tests.support.servers import gateway_process, kill_9
+from tests.support.servers import gateway_process, gateway_processes, kill_9
 from tests.support.waiting import eventually
 
-# Long enough that the next dying gateway's first recovery round (at its start) finds
-# the earlier sagas' leases still running.
-STUCK_FAST = {"saga_lease_seconds": 5.0, "saga_retry_seconds": 1.0}
+# Gateways that look for stuck sagas only at their start: these gateways all start
+# before the first claim, so nobody recovers a stuck saga before the operator does.
+STUCK_FAST = {
+    "saga_lease_seconds": 1.0,
+    "saga_retry_seconds": 0.5,
+    "recovery_interval_seconds": 3600.0,
+}
 # Ample for a few commands run while a frozen driver's lease is live, on a busy machine.
 LIVE_LEASE = 30.0
-
-
-def own_saga_log(settings):
-    """The settings with a Redis database of their own: no other gateway of the test
-    session (their recoverers run in the background) can take these sagas over first.
-    Dying gateways do not look for stuck sagas either."""
-    redis_url = settings.redis_url.rsplit("/", 1)[0] + "/7"
-    return settings.model_copy(
-        update={**STUCK_FAST, "redis_url": redis_url, "recovery_interval_seconds": 3600.0}
-    )
 
 
 async def test_resume_finishes_a_saga_parked_past_its_pivot(
@@ -63,8 +58,14 @@ async def test_resume_finishes_a_saga_parked_past_its_pivot(
     shown = json.loads(out)
     assert (code, shown["status"], shown["done"]) == (0, "failed", ["reserve", "record"])
     assert ("confirm", "failed") in [(e["step"], e["phase"]) for e in shown["events"]]
-    # reserve and record once each, confirm three times (two retries), by nobody else.
-    assert (shown["attempts"], shown["takeovers"], shown["lease"]) == (5, 0, None)
+    # reserve and record once each, confirm once and once more per retry (as many as fit
+    # in SAGA_RETRY_SECONDS), by nobody else.
+    confirm_retries = [(e["step"], e["phase"]) for e in shown["events"]].count(
+        ("confirm", "retrying")
+    )
+    assert confirm_retries >= 1
+    parked_attempts = 2 + 1 + confirm_retries
+    assert (shown["attempts"], shown["takeovers"], shown["lease"]) == (parked_attempts, 0, None)
 
     code, out, _ = await coupon_saga(settings, "audit", "--coupon", name, "--json")
     assert code == 1
@@ -80,7 +81,7 @@ async def test_resume_finishes_a_saga_parked_past_its_pivot(
     code, out, _ = await coupon_saga(settings, "resume", saga_id, "--json")
     assert (code, json.loads(out)["status"]) == (0, "completed")
     shown = json.loads((await coupon_saga(settings, "show", saga_id, "--json"))[1])
-    assert (shown["attempts"], shown["takeovers"], shown["epoch"]) == (6, 1, 2)
+    assert (shown["attempts"], shown["takeovers"], shown["epoch"]) == (parked_attempts + 1, 1, 2)
 
     code, out, _ = await coupon_saga(settings, "resume", saga_id, "--json")
     assert (code, json.loads(out)["did"]) == (0, "nothing")  # idempotent
@@ -89,29 +90,31 @@ async def test_resume_finishes_a_saga_parked_past_its_pivot(
     assert (await coupon_saga(settings, "audit", "--coupon", name))[0] == 0
 
 
-async def stuck_after_reserve(http, settings, tmp_path, name: str, users: list[str]) -> None:
-    """Each user's claim dies with its gateway right after reserve; nobody recovers it."""
-    await service_create(http, settings, tmp_path, name)
-    dying = settings.model_copy(update={"fault_kill_after": "reserve"})
-    for user in users:
-        with (
-            gateway_process(dying, tmp_path / f"{user}.log", workers=1) as base,
-            pytest.raises(aiohttp.ClientError),
-        ):
-            await claim(http, base, user, name)
-    await asyncio.sleep(STUCK_FAST["saga_lease_seconds"] + 0.5)  # the leases run out
+async def stuck_after_reserve(http, apart: Apart, tmp_path, name: str, users: list[str]) -> None:
+    """Each user's claim dies with its gateway right after reserve; nobody recovers it.
+    Returns once every one of them is stuck (its lease ran out)."""
+    dying = apart.settings.model_copy(update={**STUCK_FAST, "fault_kill_after": "reserve"})
+    logs = [tmp_path / f"{user}.log" for user in users]
+    with gateway_processes(dying, logs, workers=1) as bases:
+        await create(http, bases[0], name, 5)
+        for user, base in zip(users, bases, strict=True):
+            with pytest.raises(aiohttp.ClientError):
+                await claim(http, base, user, name)
+
+    async def all_stuck() -> bool:
+        return len(await apart.saga_log.stuck(100)) == len(users)
+
+    await eventually(all_stuck)
 
 
-async def service_create(http, settings, tmp_path, name: str) -> None:
-    with gateway_process(settings, tmp_path / "create.log", workers=1) as base:
-        await create(http, base, name, 5)
+async def test_compensate_and_recover_drive_stuck_sagas(http, settings, pg, mongo, tmp_path, name):
+    async with saga_log_apart(settings) as apart:
+        await compensate_and_recover(http, apart, pg, mongo, tmp_path, name)
 
 
-async def test_compensate_and_recover_drive_stuck_sagas(
-    http, settings, service, pg, mongo, tmp_path, name
-):
-    cli_settings = own_saga_log(settings)
-    await stuck_after_reserve(http, cli_settings, tmp_path, name, ["ann", "ben", "cid"])
+async def compensate_and_recover(http, apart: Apart, pg, mongo, tmp_path, name: str) -> None:
+    await stuck_after_reserve(http, apart, tmp_path, name, ["ann", "ben", "cid"])
+    cli_settings = apart.settings
 
     code, out, _ = await coupon_saga(
         cli_settings, "list", "--status", "stuck", "--coupon", name, "--json"
@@ -146,59 +149,67 @@ async def test_compensate_and_recover_drive_stuck_sagas(
 
 
 async def test_a_saga_under_a_live_lease_is_refused_with_when_its_lease_ends(
-    http, settings, pg, mongo, tmp_path, name
+    http, settings, service, pg, mongo, tmp_path, name
 ):
     """Its gateway froze right after reserve: the saga is in flight under a live lease.
     The tool shows who holds it until when, and refuses (and predicts the refusal of) a
     takeover until the lease runs out; then `resume` undoes it."""
-    cli_settings = own_saga_log(settings).model_copy(update={"saga_lease_seconds": LIVE_LEASE})
-    await service_create(http, cli_settings, tmp_path, name)
-    freezing = cli_settings.model_copy(
-        update={"fault_stall_after": "reserve", "fault_stall_seconds": 600.0}
-    )
-    async with redis_client(cli_settings) as client:
-        saga_log = RedisSagaLog(client, lease_seconds=LIVE_LEASE, retention_seconds=3600)
-        with gateway_process(freezing, tmp_path / "frozen.log", workers=1) as frozen:
-            claiming = asyncio.create_task(claim(http, frozen, "held", name))
-            saga_id = await running_saga_of(saga_log, name)
-
-            # At once: each is a process start, slow on a busy machine, and the lease must
-            # still be live for the last of them.
-            shown, dry_run, resumed, compensated = await asyncio.gather(
-                coupon_saga(cli_settings, "show", saga_id, "--json"),
-                coupon_saga(cli_settings, "resume", saga_id, "--dry-run"),
-                coupon_saga(cli_settings, "resume", saga_id),
-                coupon_saga(cli_settings, "compensate", saga_id, "--json"),
-            )
-            lease = json.loads(shown[1])["lease"]
-            assert shown[0] == 0 and lease["live"], lease
-            assert lease["owner"].startswith(f"{socket.gethostname()}:")
-            ends = f"lease ends at {lease['expires_at']}"
-            code, out, err = dry_run
-            assert (code, out) == (1, "") and "would be refused" in err and ends in err, err
-            code, out, err = resumed
-            assert (code, out) == (1, "") and ends in err and lease["owner"] in err, err
-            code, out, _ = compensated
-            refused = json.loads(out)
-            assert (code, refused["error"], refused["lease"]) == (1, "refused", lease)
-            assert (await saga_log.load(saga_id)).epoch == 1  # nobody took it over
-            kill_9(frozen)
-        claiming.cancel()
+    await service.create(name, 5)
+    async with saga_log_apart(settings) as apart:
+        cli_settings = apart.settings.model_copy(
+            update={**STUCK_FAST, "saga_lease_seconds": LIVE_LEASE}
+        )
+        saga_id = await refusals_under_a_live_lease(http, cli_settings, apart, tmp_path, name)
 
         async def lapsed() -> bool:
-            found = await saga_log.lease(saga_id)
+            found = await apart.saga_log.lease(saga_id)
             return found is not None and not found.live
 
         await eventually(lapsed)
-    code, out, _ = await coupon_saga(cli_settings, "resume", saga_id, "--json")
-    assert (code, json.loads(out)["status"]) == (0, "compensated")
-    after = json.loads((await coupon_saga(cli_settings, "show", saga_id, "--json"))[1])
-    assert (after["takeovers"], after["epoch"], after["lease"]) == (1, 2, None)
+        code, out, _ = await coupon_saga(cli_settings, "resume", saga_id, "--json")
+        assert (code, json.loads(out)["status"]) == (0, "compensated")
+        after = json.loads((await coupon_saga(cli_settings, "show", saga_id, "--json"))[1])
+        assert (after["takeovers"], after["epoch"], after["lease"]) == (1, 2, None)
     facts = await assert_invariants(pg, mongo, name)
     assert (facts.remaining_amount, facts.claims) == (5, {})
 
 
-async def running_saga_of(saga_log: RedisSagaLog, coupon: str) -> str:
+async def refusals_under_a_live_lease(http, cli_settings, apart: Apart, tmp_path, name) -> str:
+    """A gateway frozen after reserve; every verb refused while its lease is live. Returns
+    the saga's id once the frozen gateway is dead."""
+    freezing = cli_settings.model_copy(
+        update={"fault_stall_after": "reserve", "fault_stall_seconds": 600.0}
+    )
+    with gateway_process(freezing, tmp_path / "frozen.log", workers=1) as frozen:
+        claiming = asyncio.create_task(claim(http, frozen, "held", name))
+        saga_id = await running_saga_of(apart.saga_log, name)
+
+        # At once: each is a process start, slow on a busy machine, and the lease must
+        # still be live for the last of them.
+        shown, dry_run, resumed, compensated = await asyncio.gather(
+            coupon_saga(cli_settings, "show", saga_id, "--json"),
+            coupon_saga(cli_settings, "resume", saga_id, "--dry-run"),
+            coupon_saga(cli_settings, "resume", saga_id),
+            coupon_saga(cli_settings, "compensate", saga_id, "--json"),
+        )
+        lease = json.loads(shown[1])["lease"]
+        assert shown[0] == 0 and lease["live"], lease
+        assert lease["owner"].startswith(f"{socket.gethostname()}:")
+        ends = f"lease ends at {lease['expires_at']}"
+        code, out, err = dry_run
+        assert (code, out) == (1, "") and "would be refused" in err and ends in err, err
+        code, out, err = resumed
+        assert (code, out) == (1, "") and ends in err and lease["owner"] in err, err
+        code, out, _ = compensated
+        refused = json.loads(out)
+        assert (code, refused["error"], refused["lease"]) == (1, "refused", lease)
+        assert (await apart.saga_log.load(saga_id)).epoch == 1  # nobody took it over
+        kill_9(frozen)
+    claiming.cancel()
+    return saga_id
+
+
+async def running_saga_of(saga_log: SagaLog, coupon: str) -> str:
     """The id of the coupon's one running saga, once its intent is in the log."""
     found: list[str] = []
 

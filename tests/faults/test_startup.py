@@ -12,6 +12,7 @@ import pytest
 from sagas.errors import StoreUnavailable
 from tests.support.proxy import through
 from tests.support.servers import app_in_process
+from tests.support.waiting import eventually
 
 
 def waiting_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -26,10 +27,11 @@ async def test_the_gateway_comes_up_once_a_late_store_does(http, settings, pg_pr
     )
     async with contextlib.AsyncExitStack() as stack:
         starting = asyncio.ensure_future(stack.enter_async_context(app_in_process(late)))
-        for _ in range(200):  # until it has tried, been refused and said so
-            if waiting_lines(caplog):
-                break
-            await asyncio.sleep(0.05)
+
+        async def said_it_waits() -> bool:  # it has tried, been refused and said so
+            return bool(waiting_lines(caplog))
+
+        await eventually(said_it_waits)
         assert waiting_lines(caplog)[0].startswith("waiting for postgresql (try 1)")
         assert not starting.done()
 

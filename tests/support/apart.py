@@ -1,9 +1,9 @@
 """Stores a test keeps to itself, so no other gateway of the session touches its sagas.
 
 Every gateway recovers stuck sagas in the background, from the saga log it is given and
-against its own stores. A test that stops or hangs a store, or counts who recovered what,
-keeps its saga log in a Redis database of its own; a test that stops MongoDB runs a
-FerretDB of its own too.
+against its own stores. A test that stops or hangs a store, waits for its sagas to end,
+or counts who recovered what, keeps its saga log under a Redis key prefix of its own; a
+test that stops MongoDB runs a FerretDB of its own too.
 """
 
 from __future__ import annotations
@@ -20,36 +20,48 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from devstack.servers import Server, free_port, start_ferretdb
-from orchestrator.bootstrap import redis_client
+from orchestrator.bootstrap import redis_client, redis_saga_log
 from orchestrator.settings import Settings
+from services.redis_keys import RedisKeys
 from services.saga_log import RedisSagaLog
 
 
 @dataclass(frozen=True)
 class Apart:
-    settings: Settings  # the test's settings, saga log moved to its own database
+    settings: Settings  # the test's settings, saga log moved under a key prefix of its own
     saga_log: RedisSagaLog
-    redis: aioredis.Redis  # that database, for what the adapter does not show (owners)
+    redis: aioredis.Redis  # for what the adapter does not show (owners)
+    keys: RedisKeys  # the saga log's keys
 
 
 @asynccontextmanager
-async def saga_log_apart(settings: Settings, redis_db: int) -> AsyncIterator[Apart]:
-    """`settings` with the saga log in Redis database `redis_db`, emptied first.
+async def saga_log_apart(settings: Settings) -> AsyncIterator[Apart]:
+    """`settings` with a saga log of the test's own: a new key prefix in the same Redis.
 
-    Each test module picks a database no other module uses. Its gateways settle nobody's
-    abandoned holds: the holds of every test live in the one PostgreSQL, and a gateway
-    reading another saga log would take them all for abandoned.
+    Its gateways settle nobody's abandoned holds: the holds of every test live in the one
+    PostgreSQL, and a gateway reading another saga log would take them all for abandoned.
     """
-    redis_url = urlunsplit(urlsplit(settings.redis_url)._replace(path=f"/{redis_db}"))
-    apart = settings.model_copy(update={"redis_url": redis_url, "hold_settle_seconds": 3600.0})
+    keys = own_keys()
+    apart = settings.model_copy(
+        update={"redis_key_prefix": keys.prefix, "hold_settle_seconds": 3600.0}
+    )
     async with redis_client(apart) as client:
-        await client.flushdb()
-        saga_log = RedisSagaLog(
-            client,
-            lease_seconds=apart.saga_lease_seconds,
-            retention_seconds=apart.saga_retention_seconds,
-        )
-        yield Apart(apart, saga_log, client)
+        yield Apart(apart, redis_saga_log(apart, client), client, keys)
+        await forget_saga_log(client, keys)
+
+
+async def forget_saga_log(client: aioredis.Redis, keys: RedisKeys) -> int:
+    """Delete every key under the prefix, as a Redis that lost its data would (for this
+    saga log only). Returns how many there were."""
+    found = [key async for key in client.scan_iter(match=f"{keys.prefix}*")]
+    if found:
+        await client.delete(*found)
+    return len(found)
+
+
+def own_keys() -> RedisKeys:
+    """Keys under a prefix no other test uses."""
+    return RedisKeys(f"test-{uuid.uuid4().hex[:12]}:")
 
 
 class StoppableFerretDB:

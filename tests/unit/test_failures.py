@@ -18,6 +18,9 @@ from services.failures import unavailable_on_failure
         pymongo.errors.NetworkTimeout("timed out"),
         pymongo.errors.ServerSelectionTimeoutError("no server"),
         ConnectionResetError(),
+        # PyMongo's asyncio condition, cut short while it waits for a server (seen when
+        # FerretDB was killed mid-sale on a busy machine: a 500).
+        RuntimeError("cannot wait on un-acquired lock"),
     ],
     ids=lambda error: type(error).__name__,
 )
@@ -88,3 +91,8 @@ def test_redis_at_maxmemory_is_unavailable_not_a_bug():
     )
     with pytest.raises(StoreUnavailable, match="redis"), unavailable_on_failure("redis"):
         raise refused
+
+
+def test_another_runtime_error_stays_what_it_is():
+    with pytest.raises(RuntimeError), unavailable_on_failure("mongodb"):
+        raise RuntimeError("cannot wait on un-acquired lock, and something else")
