@@ -25,6 +25,7 @@ from orchestrator.coupons import CouponService
 from orchestrator.engine import AfterStep, SagaEngine, describe
 from orchestrator.metrics import MongoPoolMetrics
 from orchestrator.recovery import Recoverer
+from orchestrator.retry_policy import RetryPolicy
 from orchestrator.settings import Settings
 from orchestrator.soldout import SoldOutMemo
 from sagas.audit import Auditor
@@ -69,6 +70,7 @@ async def postgres_pool(
 ) -> AsyncIterator[asyncpg.Pool]:
     """`prepare`: the service applies what is missing of the schema; a client checks it."""
     pools: list[asyncpg.Pool] = []
+    store_timeout = RetryPolicy.from_settings(settings).store_timeout_seconds
 
     async def connect() -> None:
         with unavailable_on_failure("postgresql"):
@@ -79,15 +81,15 @@ async def postgres_pool(
                 min_size=settings.pg_pool_size,
                 max_size=settings.pg_pool_size,
                 max_inactive_connection_lifetime=0,
-                command_timeout=settings.store_timeout_seconds,
-                timeout=settings.store_timeout_seconds,
+                command_timeout=store_timeout,
+                timeout=store_timeout,
                 reset=reset_connection,
                 statement_cache_size=statement_cache_size(settings.pg_pooler),
             )
         try:
             await prepare(pool)
         except BaseException:
-            await close_pool(pool, settings.store_timeout_seconds)
+            await close_pool(pool, store_timeout)
             raise
         pools.append(pool)
 
@@ -95,7 +97,7 @@ async def postgres_pool(
     try:
         yield pools[0]
     finally:
-        await close_pool(pools[0], settings.store_timeout_seconds)
+        await close_pool(pools[0], store_timeout)
 
 
 async def close_pool(pool: asyncpg.Pool, seconds: float) -> None:
@@ -119,7 +121,7 @@ async def mongo_client(
 ) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
     """`monitoring`: "auto" streams (a monitor and an RTT connection per server, counted
     in the budget); "poll" keeps one, for a small client."""
-    timeout_ms = int(settings.store_timeout_seconds * 1000)
+    timeout_ms = int(RetryPolicy.from_settings(settings).store_timeout_seconds * 1000)
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongo_url,
         maxPoolSize=settings.mongo_pool_size,
@@ -141,13 +143,14 @@ async def mongo_client(
 
 @asynccontextmanager
 async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    store_timeout = RetryPolicy.from_settings(settings).store_timeout_seconds
     # Blocking pool: past its size a command waits for a connection instead of failing.
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_pool_size,
-        timeout=settings.store_timeout_seconds,
-        socket_timeout=settings.store_timeout_seconds,
-        socket_connect_timeout=settings.store_timeout_seconds,
+        timeout=store_timeout,
+        socket_timeout=store_timeout,
+        socket_connect_timeout=store_timeout,
         decode_responses=True,
         # A few quick retries of a dropped connection; a store that stays down is a 503.
         retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), retries=2),
@@ -234,8 +237,7 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
     engine = SagaEngine(
         saga_log,
         lease_seconds=settings.saga_lease_seconds,
-        retry_seconds=settings.saga_retry_seconds,
-        step_timeout_seconds=settings.step_timeout_seconds,
+        policy=RetryPolicy.from_settings(settings),
         after_step=after_step or _fault_hook(settings),
     )
     claim = claim_saga(inventory, claims)

@@ -14,22 +14,15 @@ from orchestrator.soldout import SoldOutMemo
 from sagas.claim import ClaimPayload
 from sagas.definition import SagaDefinition
 from sagas.errors import AlreadyClaimed, CouponNotFound, OutOfStock
-from sagas.ports import ClaimLedger, CouponStock, Inventory, SagaLog
+from sagas.ports import Claimed, ClaimLedger, CouponStock, Inventory, SagaLog
 from sagas.records import SagaRecord
+from sagas.timestamps import to_the_millisecond
 
 
 @dataclass(frozen=True)
 class CouponDetails:
     stock: CouponStock
     claimed_by: list[str]
-
-
-@dataclass(frozen=True)
-class Claimed:
-    saga_id: str
-    user_id: str
-    coupon_name: str
-    claimed_at: datetime
 
 
 async def read_details(inventory: Inventory, claims: ClaimLedger, name: str) -> CouponDetails:
@@ -90,11 +83,7 @@ class CouponService:
         except BaseException:
             self._admission.leave()  # no saga will hold the slot
             raise
-        # Millisecond precision: what MongoDB stores is what the client is told.
-        now = datetime.now(UTC)
-        payload = ClaimPayload(
-            user_id, coupon_name, now.replace(microsecond=now.microsecond // 1000 * 1000)
-        )
+        payload = ClaimPayload(user_id, coupon_name, to_the_millisecond(datetime.now(UTC)))
         # Named here, so the answer can carry the saga's id whatever the outcome.
         saga_id = new_saga_id()
         SAGA_ID.set(saga_id)

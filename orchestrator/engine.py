@@ -28,8 +28,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any
 
 from orchestrator import metrics
-from orchestrator.backoff import Backoff
 from orchestrator.logs import SAGA_ID
+from orchestrator.retry_policy import DEFAULT_POLICY, RetryPolicy
 from sagas.definition import SagaDefinition, Step
 from sagas.errors import (
     DomainError,
@@ -47,7 +47,6 @@ AfterStep = Callable[[str], None]
 
 # Between tries at a store that is away: 50 ms doubling up to 1 s (README's bound on
 # giving a unit back after a 503 rests on this cap).
-STORE_BACKOFF = Backoff(base_seconds=0.05, cap_seconds=1.0)
 
 
 def new_saga_id() -> str:
@@ -71,13 +70,11 @@ class SagaEngine:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         lease_seconds: float = 60.0,
-        retry_seconds: float = 10.0,
-        backoff: Backoff = STORE_BACKOFF,
-        step_timeout_seconds: float = 10.0,
+        policy: RetryPolicy = DEFAULT_POLICY,
         after_step: AfterStep | None = None,
     ) -> None:
-        """`retry_seconds`: how long each action and compensation is retried while its
-        store is away (0: one try), pausing by `backoff` between tries.
+        """`policy`: how long each action and compensation is retried while its store is
+        away, pausing by its backoff between tries, and how long one try may take.
 
         `lease_seconds`: the saga log's lease. A driver that has not written for half of it
         writes again (and is fenced) before its next side effect.
@@ -90,9 +87,7 @@ class SagaEngine:
         self._monotonic = monotonic
         self._sleep = sleep
         self._checkpoint_after = lease_seconds / 2
-        self._retry_seconds = retry_seconds
-        self._backoff = backoff
-        self._step_timeout = step_timeout_seconds
+        self._policy = policy
         self._after_step = after_step
         self._compensating: set[asyncio.Task[None]] = set()  # undos retried in the background
 
@@ -258,7 +253,7 @@ class SagaEngine:
         the `pending` events, which it empties.
         """
         maybe_applied = False
-        give_up_at = self._monotonic() + self._retry_seconds
+        give_up_at = self._monotonic() + self._policy.retry_seconds
         attempt = 0
         while True:
             attempt += 1
@@ -270,7 +265,7 @@ class SagaEngine:
             except StoreUnavailable as error:
                 maybe_applied = maybe_applied or error.maybe_applied
                 error.maybe_applied = maybe_applied
-                pause = self._backoff.delay(attempt)
+                pause = self._policy.backoff.delay(attempt)
                 if self._monotonic() + pause >= give_up_at:
                     raise
                 # One line per series at warning: an outage must not flood the logs.
@@ -280,7 +275,7 @@ class SagaEngine:
                     record.saga_id,
                     what,
                     attempt,
-                    self._retry_seconds,
+                    self._policy.retry_seconds,
                     describe(error),
                 )
                 retry = SagaEvent(self._clock(), what, Phase.RETRYING, describe(error))
@@ -297,7 +292,7 @@ class SagaEngine:
         that did not answer, whatever the driver raised on being cancelled (PyMongo can
         raise a RuntimeError from its server selection)."""
         try:
-            async with asyncio.timeout(self._step_timeout) as limit:
+            async with asyncio.timeout(self._policy.step_timeout_seconds) as limit:
                 yield
         except StoreUnavailable:
             raise
@@ -363,7 +358,7 @@ class SagaEngine:
         retry = 0
         while record.status is SagaStatus.COMPENSATING:
             retry += 1
-            await self._sleep(self._backoff.delay(retry))
+            await self._sleep(self._policy.backoff.delay(retry))
             try:
                 record = await self._backward(definition, record, None)
             except LeaseLost:

@@ -17,8 +17,7 @@ from aiohttp import web, web_protocol, web_server
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from orchestrator.errors import HTTP_ERRORS
-from orchestrator.responses import error_response
+from orchestrator.errors import answer_for_status
 
 
 class JsonErrorRequestHandler(web_protocol.RequestHandler):
@@ -44,8 +43,7 @@ class JsonErrorRequestHandler(web_protocol.RequestHandler):
 
 
 def _json_error(status: int) -> web.Response:
-    code, text = HTTP_ERRORS.get(status, ("internal", "The server failed to handle this."))
-    response = error_response(status, code, text)
+    response = answer_for_status(status).response()
     response.force_close()
     return response
 

@@ -12,12 +12,13 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
 from orchestrator.errors import (
+    AtCapacity,
     BodyTimeout,
     ClientGone,
     Handler,
     InvalidRequest,
     Unauthorized,
-    at_capacity_response,
+    answer_for,
 )
 from orchestrator.keys import SETTINGS
 
@@ -107,7 +108,7 @@ async def concurrency_limit_middleware(
         return await handler(request)
     in_progress = request.app[IN_PROGRESS]
     if in_progress[0] >= request.app[SETTINGS].max_concurrent_requests:
-        return at_capacity_response()
+        return answer_for(AtCapacity()).response()
     in_progress[0] += 1
     try:
         return await handler(request)

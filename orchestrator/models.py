@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from sagas.errors import CouponNotFound
 
 # Control characters (C0, DEL, C1), and lone surrogates, which no store can encode.
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -71,6 +73,14 @@ Amount = Annotated[
 ]
 
 coupon_name_adapter: TypeAdapter[str] = TypeAdapter(CouponName)
+
+
+def coupon_name_in_path(raw: str) -> str:
+    """A coupon name from a URL path; one no coupon can have is simply not found."""
+    try:
+        return coupon_name_adapter.validate_python(raw)
+    except ValidationError:
+        raise CouponNotFound(raw) from None
 
 
 class _Request(BaseModel):

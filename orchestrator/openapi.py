@@ -11,16 +11,29 @@ from functools import cache
 from importlib.metadata import version
 from typing import Any
 
+from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from orchestrator.errors import DOMAIN_ERRORS, HTTP_ERRORS
+from orchestrator.errors import (
+    BodyTimeout,
+    ErrorAnswer,
+    Unauthorized,
+    entry,
+)
 from orchestrator.models import (
     ClaimRequest,
     ClaimResponse,
     CouponResponse,
     CreateCouponRequest,
     ErrorResponse,
+)
+from sagas.errors import (
+    AlreadyClaimed,
+    CouponExists,
+    CouponNotFound,
+    OutOfStock,
+    StoreUnavailable,
 )
 
 _REF = "#/components/schemas/{model}"
@@ -37,7 +50,6 @@ _SAGA_ID = {
     "or the admission queue started none).",
     "schema": {"type": "string", "format": "uuid"},
 }
-_UNAVAILABLE = ("unavailable", "A data store is unavailable; try again shortly.")
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -52,40 +64,31 @@ def _json(model: type[BaseModel], description: str, **extra: Any) -> dict[str, A
     }
 
 
-def _errors(*codes: tuple[int, str, str]) -> dict[str, Any]:
+def _errors(*kinds: type[BaseException]) -> dict[str, Any]:
     """Error responses by status, each listing the codes it may carry as examples."""
-    by_status: dict[str, list[tuple[str, str]]] = {}
-    for status, code, message in codes:
-        by_status.setdefault(str(status), []).append((code, message))
+    by_status: dict[str, list[ErrorAnswer]] = {}
+    for kind in kinds:
+        answer = entry(kind)
+        by_status.setdefault(str(answer.status), []).append(answer)
     responses: dict[str, Any] = {}
-    for http_status, errors in by_status.items():
-        examples = {code: {"value": {"error": code, "message": msg}} for code, msg in errors}
-        response = _json(ErrorResponse, " or ".join(f"`{code}`" for code, _ in errors))
+    for http_status, answers in by_status.items():
+        examples = {a.code: {"value": {"error": a.code, "message": a.message}} for a in answers}
+        response = _json(ErrorResponse, " or ".join(f"`{a.code}`" for a in answers))
         response["content"]["application/json"]["examples"] = examples
-        if http_status == "503":
-            response["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
+        headers = {name for answer in answers for name in answer.headers}
+        if headers:
+            response["headers"] = {name: {"schema": {"type": "string"}} for name in sorted(headers)}
         responses[http_status] = response
     return responses
 
 
-def _http(status: int) -> tuple[int, str, str]:
-    code, message = HTTP_ERRORS[status]
-    return status, code, message
-
-
-def _domain(name: str) -> tuple[int, str, str]:
-    (found,) = [entry for entry in DOMAIN_ERRORS.values() if entry[1] == name]
-    return found
-
-
 _BAD_BODY = (
-    _http(400),
-    (408, "request_timeout", "The request body came too slowly."),
-    _http(413),
-    _http(417),  # an Expect header other than 100-continue
-    (503, *_UNAVAILABLE),
+    web.HTTPBadRequest,
+    BodyTimeout,
+    web.HTTPRequestEntityTooLarge,
+    web.HTTPExpectationFailed,  # an Expect header other than 100-continue
+    StoreUnavailable,
 )
-_UNAUTHORIZED = (401, "unauthorized", "This request needs a valid bearer token.")
 
 
 def _operations() -> dict[str, Any]:
@@ -113,7 +116,7 @@ def _operations() -> dict[str, Any]:
                         "Created",
                         headers={"Location": {"schema": {"type": "string"}}},
                     ),
-                    **_errors(*_BAD_BODY, _UNAUTHORIZED, _domain("coupon_exists")),
+                    **_errors(*_BAD_BODY, Unauthorized, CouponExists),
                 },
             }
         },
@@ -130,9 +133,9 @@ def _operations() -> dict[str, Any]:
                     ),
                     **_errors(
                         *_BAD_BODY,
-                        _domain("coupon_not_found"),
-                        _domain("already_claimed"),
-                        _domain("out_of_stock"),
+                        CouponNotFound,
+                        AlreadyClaimed,
+                        OutOfStock,
                     ),
                 },
             }
@@ -144,7 +147,7 @@ def _operations() -> dict[str, Any]:
                 "parameters": [name_parameter],
                 "responses": {
                     "200": _json(CouponResponse, "The coupon"),
-                    **_errors(_domain("coupon_not_found"), (503, *_UNAVAILABLE)),
+                    **_errors(CouponNotFound, StoreUnavailable),
                 },
             }
         },

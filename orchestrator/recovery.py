@@ -22,9 +22,32 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Recovered:
+    """What one recovery did: the saga's status after it, or skipped (status None):
+    another process had the saga, or took it meanwhile."""
+
     saga_id: str
-    status: str  # the saga's status after recovery, or "skipped" if someone else has it
+    status: SagaStatus | None
     error: str = ""
+
+    @classmethod
+    def skipped_saga(cls, saga_id: str) -> Recovered:
+        return cls(saga_id, None)
+
+    @classmethod
+    def of(cls, record: SagaRecord) -> Recovered:
+        return cls(record.saga_id, record.status, record.error)
+
+    @property
+    def skipped(self) -> bool:
+        return self.status is None
+
+    @property
+    def ended_well(self) -> bool:
+        return self.status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED)
+
+    @property
+    def shown_status(self) -> str:
+        return "skipped" if self.status is None else self.status.value
 
 
 class Recoverer:
@@ -57,25 +80,25 @@ class Recoverer:
         with about_saga(saga_id):
             record = await self._log.acquire(saga_id, self._owner, parked=parked)
             if record is None:
-                return Recovered(saga_id, "skipped")
+                return Recovered.skipped_saga(saga_id)
             try:
                 if not parked and record.recoveries > self._max_recoveries:
                     record = await self._give_up(record)
                 else:
                     record = await self._engine.resume(self.definitions[record.name], record)
             except LeaseLost:
-                return Recovered(saga_id, "skipped")
+                return Recovered.skipped_saga(saga_id)
             log.warning("saga %s recovered: %s", saga_id, record.status.value)
             metrics.SAGAS_RECOVERED.labels(record.name, record.status.value).inc()
-            return Recovered(saga_id, record.status.value, record.error)
+            return Recovered.of(record)
 
     async def compensate(self, saga_id: str) -> Recovered:
         """An operator's undo. The engine refuses it for a saga past its pivot."""
         record = await self._log.acquire(saga_id, self._owner, parked=True)
         if record is None:
-            return Recovered(saga_id, "skipped")
+            return Recovered.skipped_saga(saga_id)
         record = await self._engine.compensate(self.definitions[record.name], record)
-        return Recovered(saga_id, record.status.value, record.error)
+        return Recovered.of(record)
 
     async def _give_up(self, record: SagaRecord) -> SagaRecord:
         at = record.updated_at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Self
 
@@ -89,12 +90,13 @@ class Settings(BaseSettings):
     # A store call that takes longer than this is abandoned and counts as failed.
     step_timeout_seconds: float = Field(10.0, gt=0)
     # A saga whose driver has not written for this long is stuck: a recoverer takes it
-    # over. Longer than the retries at a step, so no live driver loses it (validated below).
+    # over. Longer than the retries at a step, so no live driver loses it (_TIMING_RULES).
     saga_lease_seconds: float = Field(60.0, gt=0)
     recovery_interval_seconds: float = Field(5.0, gt=0)
     saga_max_recoveries: int = Field(5, ge=1)
     # A unit held this long whose saga record is gone (Redis lost data) is settled from
-    # the facts. Longer than a lease and a step's worst case, so no live driver is overtaken.
+    # the facts. Longer than a lease and the retries, so no live driver is overtaken
+    # (_TIMING_RULES).
     hold_settle_seconds: float = Field(120.0, gt=0)
 
     # Test only: the process kills itself right after this saga step's action succeeds.
@@ -105,18 +107,36 @@ class Settings(BaseSettings):
     fault_stall_seconds: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
-    def _lease_outlasts_the_retries(self) -> Self:
-        if self.saga_lease_seconds <= self.saga_retry_seconds:
-            raise ValueError(
-                "SAGA_LEASE_SECONDS must be longer than SAGA_RETRY_SECONDS: a driver still "
-                "retrying a step would otherwise be taken over"
-            )
+    def _timings_fit_together(self) -> Self:
+        broken = [message for holds, message in _TIMING_RULES if not holds(self)]
+        if broken:
+            raise ValueError("; ".join(broken))
         return self
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _any_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+
+# The rules between timing settings, each with what breaks without it (README "Settings").
+_TIMING_RULES: tuple[tuple[Callable[[Settings], bool], str], ...] = (
+    (
+        lambda s: s.saga_lease_seconds > s.saga_retry_seconds,
+        "SAGA_LEASE_SECONDS must be longer than SAGA_RETRY_SECONDS: a driver still "
+        "retrying a step would otherwise be taken over",
+    ),
+    (
+        lambda s: s.step_timeout_seconds > s.store_timeout_seconds,
+        "STEP_TIMEOUT_SECONDS must be longer than STORE_TIMEOUT_SECONDS: the drivers must "
+        "end their own calls (one cancelled mid-call can wedge its client)",
+    ),
+    (
+        lambda s: s.hold_settle_seconds > s.saga_lease_seconds + s.saga_retry_seconds,
+        "HOLD_SETTLE_SECONDS must be longer than SAGA_LEASE_SECONDS + SAGA_RETRY_SECONDS: "
+        "a live driver's held unit would otherwise be settled under it",
+    ),
+)
 
 
 class SettingsError(ValueError):
@@ -134,7 +154,8 @@ def load_settings() -> Settings:
 def _explain(problem: ErrorDetails) -> str:
     field = str(problem["loc"][0]) if problem["loc"] else ""
     if not field:  # a rule between settings: its message names them
-        return f"{problem['msg']}; fix it in the environment or {ENV_FILE}"
+        rules = problem["msg"].removeprefix("Value error, ")
+        return f"{rules}; fix it in the environment or {ENV_FILE}"
     secret = field == "admin_token"  # never echoed
     given = "" if secret or not field else f"={problem['input']}"
     return (

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import orjson
 from aiohttp import web
-from pydantic import ValidationError
 
-from orchestrator.errors import RETRY_AFTER_SECONDS
+from orchestrator.errors import NotReady
 from orchestrator.keys import COUPONS
 from orchestrator.limits import read_json_body, require_admin
 from orchestrator.metrics import exposition
@@ -17,13 +15,12 @@ from orchestrator.models import (
     ClaimResponse,
     CouponResponse,
     CreateCouponRequest,
-    coupon_name_adapter,
+    coupon_name_in_path,
 )
 from orchestrator.openapi import openapi_document
 from orchestrator.readiness import store_status
-from orchestrator.responses import json_response
+from orchestrator.responses import json_response, plain_json_response
 from orchestrator.shutdown import draining
-from sagas.errors import CouponNotFound
 from sagas.timestamps import rfc3339
 
 
@@ -51,10 +48,7 @@ async def claim_coupon(request: web.Request) -> web.Response:
 
 
 async def get_coupon(request: web.Request) -> web.Response:
-    try:
-        name = coupon_name_adapter.validate_python(request.match_info["name"])
-    except ValidationError:
-        raise CouponNotFound(request.match_info["name"]) from None  # no coupon can have it
+    name = coupon_name_in_path(request.match_info["name"])
     details = await request.app[COUPONS].details(name)
     stock = details.stock
     body = CouponResponse(
@@ -67,44 +61,24 @@ async def get_coupon(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    return _plain_json({"status": "ok"})
+    return plain_json_response({"status": "ok"})
 
 
 async def ready(request: web.Request) -> web.Response:
     """200 when every store answers; 503 naming the ones that do not, or while stopping."""
     if draining(request.app):
-        return _plain_json(
-            {"error": "unavailable", "message": "Shutting down."},
-            status=503,
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
-        )
+        raise NotReady("Shutting down.")
     status = await store_status(request.app)
     stores = {name: "ok" if up else "unavailable" for name, up in status.items()}
     down = [name for name, up in status.items() if not up]
-    if not down:
-        return _plain_json({"status": "ready", "stores": stores})
-    message = f"Not ready: {', '.join(down)} {'does' if len(down) == 1 else 'do'} not answer."
-    return _plain_json(
-        {"error": "unavailable", "message": message, "stores": stores},
-        status=503,
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
-    )
-
-
-def _plain_json(
-    value: object, *, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(value),
-        status=status,
-        headers=headers,
-        content_type="application/json",
-        charset="utf-8",
-    )
+    if down:
+        verb = "does" if len(down) == 1 else "do"
+        raise NotReady(f"Not ready: {', '.join(down)} {verb} not answer.", stores)
+    return plain_json_response({"status": "ready", "stores": stores})
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return _plain_json(openapi_document())
+    return plain_json_response(openapi_document())
 
 
 async def metrics(request: web.Request) -> web.Response:

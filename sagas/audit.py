@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sagas.errors import AlreadyClaimed, CouponNotFound, SagaConflict
-from sagas.ports import Claim, ClaimLedger, CouponStock, Hold, Inventory, SagaLog
+from sagas.ports import Claimed, ClaimLedger, CouponStock, Hold, HoldStatus, Inventory, SagaLog
 from sagas.records import SagaStatus
 
 
@@ -144,16 +144,16 @@ class Auditor:
         hold = await self._inventory.hold(saga_id)
         claimed = await self._claims.exists(saga_id)
         gone = "finished" if status is not None else "no record"
-        if hold is not None and hold.status == "held":
+        if hold is not None and hold.status is HoldStatus.HELD:
             if hold.age_seconds < self._settle_after:
                 return PENDING
             has = "its claim document exists" if claimed else "no claim document"
             return Finding(Drift.UNSETTLED_HOLD, coupon, f"held, saga {gone}; {has}", saga_id, user)
-        if hold is not None and hold.status == "confirmed" and not claimed:
+        if hold is not None and hold.status is HoldStatus.CONFIRMED and not claimed:
             return Finding(
                 Drift.MISSING_CLAIM, coupon, "confirmed, no claim document", saga_id, user
             )
-        if claimed and (hold is None or hold.status == "released"):
+        if claimed and (hold is None or hold.status is HoldStatus.RELEASED):
             unit = "its hold is released" if hold else "no hold"
             return Finding(Drift.ORPHAN_CLAIM, coupon, f"claim document, {unit}", saga_id, user)
         return None
@@ -175,7 +175,7 @@ class Auditor:
                     did = "settled meanwhile by another process"
             case Drift.MISSING_CLAIM:
                 hold = await self._inventory.hold(saga_id)
-                if hold is not None and hold.status == "confirmed":
+                if hold is not None and hold.status is HoldStatus.CONFIRMED:
                     try:
                         await self._claims.record(saga_id, user, coupon, hold.created_at)
                         did = "recreated the claim document"
@@ -193,7 +193,7 @@ class Auditor:
 
 
 def _stock_findings(
-    name: str, stock: CouponStock, holds: Sequence[Hold], claims: Sequence[Claim]
+    name: str, stock: CouponStock, holds: Sequence[Hold], claims: Sequence[Claimed]
 ) -> list[Finding]:
     """Invariants 1-3 for one coupon, from one snapshot of its stock and its claims."""
     findings = []
@@ -209,7 +209,7 @@ def _stock_findings(
     for user, count in Counter(claim.user_id for claim in claims).items():
         if count > 1:
             findings.append(Finding(Drift.DOUBLE_CLAIM, name, f"{count} claims", user_id=user))
-    live = sum(1 for hold in holds if hold.status != "released")
+    live = sum(1 for hold in holds if hold.status is not HoldStatus.RELEASED)
     if stock.remaining_amount + live != stock.amount:
         findings.append(
             Finding(
@@ -221,17 +221,18 @@ def _stock_findings(
     return findings
 
 
-def _suspects(holds: Sequence[Hold], claims: Sequence[Claim]) -> list[tuple[str, str]]:
+def _suspects(holds: Sequence[Hold], claims: Sequence[Claimed]) -> list[tuple[str, str]]:
     """(saga id, user id) of every saga whose hold and claim document disagree."""
     claimed = {claim.saga_id for claim in claims}
     by_saga = {hold.saga_id: hold for hold in holds}
     suspects = [
         (hold.saga_id, hold.user_id)
         for hold in holds
-        if hold.status == "held" or (hold.status == "confirmed" and hold.saga_id not in claimed)
+        if hold.status is HoldStatus.HELD
+        or (hold.status is HoldStatus.CONFIRMED and hold.saga_id not in claimed)
     ]
     for claim in claims:
         hold = by_saga.get(claim.saga_id)
-        if hold is None or hold.status == "released":
+        if hold is None or hold.status is HoldStatus.RELEASED:
             suspects.append((claim.saga_id, claim.user_id))
     return suspects

@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sagas.definition import SagaDefinition, Step
-from sagas.ports import ClaimLedger, Inventory
+from sagas.definition import Action, SagaDefinition, Step
+from sagas.ports import ClaimLedger, HoldStatus, Inventory
 from sagas.timestamps import rfc3339
 
 CLAIM_SAGA = "claim"
@@ -43,6 +43,15 @@ class ClaimPayload:
         )
 
 
+def _typed(step: Callable[[str, ClaimPayload], Awaitable[None]]) -> Action:
+    """The saga log keeps the payload as stored, a mapping; the steps take it parsed."""
+
+    async def on_stored_payload(saga_id: str, payload: Mapping[str, Any]) -> None:
+        await step(saga_id, ClaimPayload.from_dict(payload))
+
+    return on_stored_payload
+
+
 class ClaimSteps:
     """Each action and compensation is idempotent, keyed by the saga id."""
 
@@ -50,30 +59,27 @@ class ClaimSteps:
         self._inventory = inventory
         self._claims = claims
 
-    async def do_reserve(self, saga_id: str, payload: Mapping[str, Any]) -> None:
+    async def do_reserve(self, saga_id: str, claim: ClaimPayload) -> None:
         """Hold one unit for this saga. Key: saga_id (a replay finds its hold and succeeds).
 
         Keeps conservation: the hold and the decrement commit together, and a duplicate
         (same user, live hold) is refused before the stock row is touched.
         """
-        claim = ClaimPayload.from_dict(payload)
         await self._inventory.reserve(saga_id, claim.coupon_name, claim.user_id)
 
-    async def undo_reserve(self, saga_id: str, payload: Mapping[str, Any]) -> None:
+    async def undo_reserve(self, saga_id: str, claim: ClaimPayload) -> None:
         """Release this saga's hold and give its unit back, only if it is still held.
 
         Leaves a released tombstone when there was no hold, so a late do_reserve of the
         same saga can never take a unit after its compensation.
         """
-        claim = ClaimPayload.from_dict(payload)
         await self._inventory.release(saga_id, claim.coupon_name, claim.user_id)
 
-    async def do_record(self, saga_id: str, payload: Mapping[str, Any]) -> None:
+    async def do_record(self, saga_id: str, claim: ClaimPayload) -> None:
         """Insert the claim document. Key: saga_id (a duplicate carrying it is a replay).
 
         Keeps no-double-claim: the unique (user_id, coupon_name) index refuses a second claim.
         """
-        claim = ClaimPayload.from_dict(payload)
         await self._claims.record(saga_id, claim.user_id, claim.coupon_name, claim.claimed_at)
 
     async def undo_record(self, saga_id: str, payload: Mapping[str, Any]) -> None:
@@ -92,7 +98,7 @@ class ClaimSteps:
     async def confirmed(self, saga_id: str, payload: Mapping[str, Any]) -> bool:
         """Whether this saga's hold is confirmed."""
         hold = await self._inventory.hold(saga_id)
-        return hold is not None and hold.status == "confirmed"
+        return hold is not None and hold.status is HoldStatus.CONFIRMED
 
 
 def claim_saga(inventory: Inventory, claims: ClaimLedger) -> SagaDefinition:
@@ -100,8 +106,8 @@ def claim_saga(inventory: Inventory, claims: ClaimLedger) -> SagaDefinition:
     return SagaDefinition(
         name=CLAIM_SAGA,
         steps=(
-            Step("reserve", steps.do_reserve, steps.undo_reserve),
-            Step("record", steps.do_record, steps.undo_record, landed=steps.recorded),
+            Step("reserve", _typed(steps.do_reserve), _typed(steps.undo_reserve)),
+            Step("record", _typed(steps.do_record), steps.undo_record, landed=steps.recorded),
             Step("confirm", steps.do_confirm, landed=steps.confirmed),
         ),
         pivot="record",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,14 @@ class CouponStock:
     remaining_amount: int
 
 
+class HoldStatus(enum.StrEnum):
+    """A hold's life: held, then confirmed (the claim stands) or released (given back)."""
+
+    HELD = "held"
+    CONFIRMED = "confirmed"
+    RELEASED = "released"
+
+
 @dataclass(frozen=True)
 class Hold:
     """A saga's hold on one unit: held, then confirmed or released."""
@@ -24,7 +33,7 @@ class Hold:
     saga_id: str
     coupon_name: str
     user_id: str
-    status: str  # held | confirmed | released
+    status: HoldStatus
     created_at: datetime
     age_seconds: float  # since its last change, by the inventory's own clock
 
@@ -38,7 +47,9 @@ class StockSnapshot:
 
 
 @dataclass(frozen=True)
-class Claim:
+class Claimed:
+    """A claim that stands: who holds which coupon since when, and by which saga."""
+
     saga_id: str
     user_id: str
     coupon_name: str
@@ -88,7 +99,7 @@ class ClaimLedger(Protocol):
     async def claimants(self, coupon_name: str) -> dict[str, str]:
         """Saga id -> user id of each claim of the coupon, oldest claim first."""
 
-    async def claims(self, coupon_name: str) -> list[Claim]: ...
+    async def claims(self, coupon_name: str) -> list[Claimed]: ...
 
 
 class SagaLog(Protocol):

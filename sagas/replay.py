@@ -119,19 +119,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings() -> Settings:
-    from pydantic import ValidationError
-
     from orchestrator.budget import for_the_tool
-    from orchestrator.settings import Settings
+    from orchestrator.settings import SettingsError, load_settings
 
     try:
         # A small client: two connections a store, failing fast with the store's name.
-        return for_the_tool(Settings())
-    except ValidationError as error:
-        wrong = "; ".join(
-            f"{'.'.join(map(str, problem['loc'])).upper()}: {problem['msg']}"
-            for problem in error.errors()
-        )
+        return for_the_tool(load_settings())
+    except SettingsError as error:
+        wrong = "; ".join(str(error).splitlines())
         raise ToolError(Exit.UNAVAILABLE, "bad_settings", f"bad settings: {wrong}") from None
 
 

@@ -46,7 +46,6 @@ class ToolError(Exception):
 
 
 LIST_FILTERS = ["in-flight", "stuck", *(status.value for status in SagaStatus)]
-ENDED_WELL = ("completed", "compensated")
 
 
 # --- list and show: the saga log only ---------------------------------------------------
@@ -166,13 +165,14 @@ async def drive_one(
         result = await recoverer.recover(saga_id, parked=True)
     else:
         result = await recoverer.compensate(saga_id)
-    if result.status == "skipped":  # taken between our look and our takeover
+    if result.skipped:  # taken between our look and our takeover
         await _refuse_if_driven(saga_log, saga_id, dry_run=False)
         raise ToolError(Exit.PROBLEMS, "refused", f"saga {saga_id} was taken by another process")
     print_pairs(
-        {"saga_id": saga_id, "status": result.status, "error": result.error}, json_out=json_out
+        {"saga_id": saga_id, "status": result.shown_status, "error": result.error},
+        json_out=json_out,
     )
-    return Exit.OK if result.status in ENDED_WELL else Exit.PROBLEMS
+    return Exit.OK if result.ended_well else Exit.PROBLEMS
 
 
 def _origin(record: SagaRecord) -> dict[str, str]:
@@ -197,18 +197,19 @@ async def recover_all(
     cutoff = time.time() - older_than
     records = [r for r in await _select(saga_log, "stuck", 10_000) if r.updated_at <= cutoff]
     results: list[dict[str, str]] = []
+    unfinished = 0
     for record in records:
         if dry_run:
             would = plan(recoverer.definitions[record.name], record)
             results.append({**_origin(record), "would": would})
         else:
             done = await recoverer.recover(record.saga_id)
-            results.append({**_origin(record), "status": done.status, "error": done.error})
+            unfinished += not (done.skipped or done.ended_well)
+            results.append({**_origin(record), "status": done.shown_status, "error": done.error})
     if json_out:
         print_json(results)
     else:
         print(recover_text(results, dry_run=dry_run))
-    unfinished = [r for r in results if r.get("status") not in (None, "skipped", *ENDED_WELL)]
     return Exit.PROBLEMS if unfinished else Exit.OK
 
 

@@ -9,6 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
+def to_the_millisecond(moment: datetime) -> datetime:
+    """The moment as MongoDB keeps it: what is stored is what a client is told."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

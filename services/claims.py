@@ -11,7 +11,8 @@ from pymongo.errors import DuplicateKeyError
 from pymongo.write_concern import WriteConcern
 
 from sagas.errors import AlreadyClaimed, SagaConflict, StoreNotSetUp
-from sagas.ports import Claim
+from sagas.ports import Claimed
+from sagas.timestamps import to_the_millisecond
 from services.failures import unavailable_on_failure
 
 CLAIMS_COLLECTION = "claims"
@@ -70,7 +71,7 @@ class MongoClaims:
         Returns the claim time as stored: BSON keeps milliseconds. Raises SagaConflict
         when the saga's claim was erased already (its tombstone holds the saga id).
         """
-        claimed_at = claimed_at.replace(microsecond=claimed_at.microsecond // 1000 * 1000)
+        claimed_at = to_the_millisecond(claimed_at)
         document = {
             "user_id": user_id,
             "coupon_name": coupon_name,
@@ -121,14 +122,14 @@ class MongoClaims:
         with unavailable_on_failure("mongodb"):
             return {document["saga_id"]: document["user_id"] async for document in cursor}
 
-    async def claims(self, coupon_name: str) -> list[Claim]:
+    async def claims(self, coupon_name: str) -> list[Claimed]:
         cursor = self._claims.find(
             {"coupon_name": coupon_name},
             {"_id": 0, "saga_id": 1, "user_id": 1, "coupon_name": 1, "claimed_at": 1},
         )
         with unavailable_on_failure("mongodb"):
             return [
-                Claim(doc["saga_id"], doc["user_id"], doc["coupon_name"], _utc(doc["claimed_at"]))
+                Claimed(doc["saga_id"], doc["user_id"], doc["coupon_name"], _utc(doc["claimed_at"]))
                 async for doc in cursor
             ]
 

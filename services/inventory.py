@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from sagas.errors import AlreadyClaimed, CouponExists, CouponNotFound, OutOfStock, SagaConflict
-from sagas.ports import CouponStock, Hold, StockSnapshot
+from sagas.ports import CouponStock, Hold, HoldStatus, StockSnapshot
 from services.failures import unavailable_on_failure
 
 _RESERVE_REJECTIONS: dict[str, type[Exception]] = {
@@ -153,7 +153,7 @@ class PostgresInventory:
     async def confirm(self, saga_id: str) -> None:
         with unavailable_on_failure("postgresql"):
             status = await self._pool.fetchval(_CONFIRM, saga_id)
-        if status != "confirmed":
+        if status != HoldStatus.CONFIRMED:
             raise SagaConflict(f"saga {saga_id} has no live hold to confirm")
 
     async def holds_unit(self, coupon_name: str, user_id: str) -> bool:
@@ -231,7 +231,7 @@ def _hold(row: Any) -> Hold:
         row["saga_id"],
         row["coupon_name"],
         row["user_id"],
-        row["status"],
+        HoldStatus(row["status"]),
         row["created_at"],
         row["age_seconds"],
     )

@@ -85,6 +85,19 @@ def test_a_bad_setting_is_one_line_naming_it(stand_in_stores, tmp_path, setting,
     assert not [store for store in stores if store.was_called()]
 
 
+def test_settings_that_do_not_fit_together_are_one_line_naming_the_rule(stand_in_stores, tmp_path):
+    stores, env = stand_in_stores
+    done = run(SERVICE, {**env, "STEP_TIMEOUT_SECONDS": "1"}, cwd=tmp_path)
+    assert done.returncode != 0
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(
+        "coupon-service: STEP_TIMEOUT_SECONDS must be longer than STORE_TIMEOUT_SECONDS"
+    )
+    assert "fix it in the environment or .env" in lines[0]
+    assert not [store for store in stores if store.was_called()]
+
+
 def test_a_misspelt_setting_in_the_env_file_is_warned(stand_in_stores, tmp_path):
     _, env = stand_in_stores
     (tmp_path / ".env").write_text("WORKER=3\nLOG_LEVEL=verbose\n")

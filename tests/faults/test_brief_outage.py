@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from orchestrator.engine import SagaEngine
+from orchestrator.retry_policy import RetryPolicy
 from sagas.claim import ClaimPayload, claim_saga
 from sagas.errors import StoreUnavailable
 from sagas.records import Phase, SagaStatus
@@ -97,7 +98,7 @@ async def test_a_confirm_that_landed_but_lost_its_answer_is_not_parked(
             dataclasses.replace(confirm, action=confirm_then_lose_the_answer),
         ),
     )
-    engine = SagaEngine(components.saga_log, retry_seconds=0.3)
+    engine = SagaEngine(components.saga_log, policy=RetryPolicy(retry_seconds=0.3))
     await components.inventory.create_coupon(name, 2)
 
     record = await engine.run(lossy, ClaimPayload("lost", name, datetime.now(UTC)).to_dict())

@@ -28,6 +28,7 @@ FAST = {
     "saga_lease_seconds": 1.0,
     "recovery_interval_seconds": 0.2,
     "step_timeout_seconds": 0.5,
+    "store_timeout_seconds": 0.4,  # the drivers end their own calls, within a step's try
     "saga_retry_seconds": 0.5,
 }
 
@@ -61,7 +62,7 @@ async def test_audit_repair_converges_after_redis_loses_its_data(
         answered = await crash_then_lose_redis(
             http, apart, apart.settings.model_copy(update=FAST), pg, tmp_path, name
         )
-        auditing = apart.settings.model_copy(update={"hold_settle_seconds": SETTLE_SECONDS})
+        auditing = apart.settings.model_copy(update={**FAST, "hold_settle_seconds": SETTLE_SECONDS})
         found = {}
 
         async def every_hold_past_the_settle_time() -> bool:

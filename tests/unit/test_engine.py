@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator.backoff import Backoff
 from orchestrator.engine import SagaEngine
+from orchestrator.retry_policy import RetryPolicy
 from sagas.definition import SagaDefinition
 from sagas.errors import LeaseLost, OutOfStock, SagaConflict, StoreUnavailable
 from sagas.records import SagaRecord, SagaStatus
@@ -39,8 +40,9 @@ async def engine(saga_log: MemorySagaLog, clock: FakeClock):
         monotonic=clock,
         sleep=clock.sleep,
         lease_seconds=LEASE,
-        retry_seconds=RETRY,
-        backoff=Backoff(base_seconds=0.05, cap_seconds=0.2),
+        policy=RetryPolicy(
+            retry_seconds=RETRY, backoff=Backoff(base_seconds=0.05, cap_seconds=0.2)
+        ),
     )
     yield engine
     await engine.close()
@@ -393,7 +395,7 @@ async def take_over(saga_log: MemorySagaLog) -> SagaRecord:
 
 
 async def crash_after(step: str, saga_log: MemorySagaLog, script: Script) -> SagaRecord:
-    crashing = SagaEngine(saga_log, retry_seconds=0, after_step=die_after(step))
+    crashing = SagaEngine(saga_log, policy=RetryPolicy(retry_seconds=0), after_step=die_after(step))
     with pytest.raises(Dies):
         await crashing.run(script.definition(), {})
     return await take_over(saga_log)
@@ -448,7 +450,9 @@ def recover_meanwhile(saga_log: MemorySagaLog, script: Script, clock: FakeClock,
     async def recover(saga_id: str) -> None:
         clock.advance(LEASE)
         taken = await take_over(saga_log)
-        recovered = await SagaEngine(saga_log, retry_seconds=0).resume(script.definition(), taken)
+        recovered = await SagaEngine(saga_log, policy=RetryPolicy(retry_seconds=0)).resume(
+            script.definition(), taken
+        )
         assert recovered.status is status
 
     return recover
@@ -530,7 +534,7 @@ async def test_a_try_cut_by_its_timeout_is_a_store_that_did_not_answer(saga_log,
             raise RuntimeError("Lock is not acquired") from None
 
     script.meanwhile["do b"] = garble_the_cancellation
-    engine = SagaEngine(saga_log, retry_seconds=0, step_timeout_seconds=0.01)
+    engine = SagaEngine(saga_log, policy=RetryPolicy(retry_seconds=0, step_timeout_seconds=0.01))
 
     with pytest.raises(StoreUnavailable):
         await engine.run(script.definition(), {})

@@ -7,6 +7,7 @@ from prometheus_client import REGISTRY
 
 from orchestrator.engine import SagaEngine
 from orchestrator.recovery import Recoverer
+from orchestrator.retry_policy import RetryPolicy
 from sagas.errors import OutOfStock, StoreUnavailable
 from sagas.records import SagaStatus
 from tests.unit.fakes import MemorySagaLog, Script
@@ -14,7 +15,7 @@ from tests.unit.fakes import MemorySagaLog, Script
 
 def recoverer(saga_log: MemorySagaLog, script: Script, max_recoveries: int) -> Recoverer:
     definition = script.definition()
-    engine = SagaEngine(saga_log, retry_seconds=0)
+    engine = SagaEngine(saga_log, policy=RetryPolicy(retry_seconds=0))
     return Recoverer(
         saga_log,
         engine,
@@ -36,7 +37,7 @@ def failed_total() -> float:
 async def failed_undo(saga_log: MemorySagaLog, script: Script) -> str:
     script.fail("do b", OutOfStock("x"))
     script.fail("undo a", *[StoreUnavailable("store") for _ in range(10)])
-    driver = SagaEngine(saga_log, retry_seconds=0)
+    driver = SagaEngine(saga_log, policy=RetryPolicy(retry_seconds=0))
     with pytest.raises(OutOfStock):
         await driver.run(script.definition(), {})
     await driver.close()  # the driver dies: only recovery goes on with the undo
@@ -75,3 +76,14 @@ async def test_an_undo_that_keeps_failing_is_parked_after_the_last_recovery():
     assert script.calls.count("undo a") == 3  # the run, then two recoveries; none after
     assert "parked for an operator" in saga_log.only().error
     assert failed_total() - failed_before == 1
+
+
+async def test_a_saga_whose_lease_is_live_is_skipped_not_driven():
+    saga_log, script = MemorySagaLog(), Script()
+    saga_id = await failed_undo(saga_log, script)  # compensating, its lease not lapsed
+
+    result = await recoverer(saga_log, script, max_recoveries=3).recover(saga_id)
+
+    assert result.skipped and not result.ended_well
+    assert (result.status, result.shown_status) == (None, "skipped")
+    assert script.calls.count("undo a") == 1  # only the dead driver's try

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.settings import Settings
+from orchestrator.retry_policy import RetryPolicy
+from orchestrator.settings import Settings, SettingsError, load_settings
 
 
 def test_a_lease_no_longer_than_the_retries_is_refused():
@@ -16,3 +19,41 @@ def test_a_lease_no_longer_than_the_retries_is_refused():
 def test_the_defaults_hold_together():
     settings = Settings(_env_file=None)
     assert settings.saga_lease_seconds > settings.saga_retry_seconds
+    assert settings.step_timeout_seconds > settings.store_timeout_seconds
+    assert settings.hold_settle_seconds > settings.saga_lease_seconds + settings.saga_retry_seconds
+
+
+def test_a_step_timeout_no_longer_than_the_store_timeout_is_refused():
+    with pytest.raises(ValidationError, match="STEP_TIMEOUT_SECONDS must be longer"):
+        Settings(_env_file=None, step_timeout_seconds=5.0, store_timeout_seconds=5.0)
+
+
+def test_a_settle_time_within_a_lease_and_the_retries_is_refused():
+    with pytest.raises(ValidationError, match="HOLD_SETTLE_SECONDS must be longer"):
+        Settings(
+            _env_file=None,
+            saga_lease_seconds=60.0,
+            saga_retry_seconds=10.0,
+            hold_settle_seconds=70.0,
+        )
+
+
+def test_every_broken_rule_is_named_on_one_line(monkeypatch):
+    monkeypatch.chdir(tmp_path_without_env := Path(__file__).parent)  # no .env here
+    assert not (tmp_path_without_env / ".env").exists()
+    monkeypatch.setenv("STEP_TIMEOUT_SECONDS", "1")
+    monkeypatch.setenv("HOLD_SETTLE_SECONDS", "10")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    (line,) = str(refused.value).splitlines()
+    assert line.startswith("STEP_TIMEOUT_SECONDS must be longer than STORE_TIMEOUT_SECONDS")
+    assert "HOLD_SETTLE_SECONDS must be longer" in line
+
+
+def test_the_retry_policy_is_built_from_the_settings():
+    settings = Settings(
+        _env_file=None, saga_retry_seconds=3.0, step_timeout_seconds=4.0, store_timeout_seconds=2.0
+    )
+    assert RetryPolicy.from_settings(settings) == RetryPolicy(
+        retry_seconds=3.0, step_timeout_seconds=4.0, store_timeout_seconds=2.0
+    )
