@@ -102,8 +102,12 @@ def _run_workers(settings: Settings, count: int) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    multiprocessing.connection.wait([worker.sentinel for worker in workers])
+    ended = multiprocessing.connection.wait([worker.sentinel for worker in workers])
     for worker in workers:
+        if worker.sentinel not in ended:
+            continue
+        # Its sentinel closes a moment before it can be reaped: wait for its exit code.
+        worker.join()
         # One that exited said why (serve); one killed by a signal could not.
         if worker.exitcode is not None and worker.exitcode < 0:
             _say_once(told, f"{worker.name} was killed by signal {-worker.exitcode}: stopping")
