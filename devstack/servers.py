@@ -130,12 +130,7 @@ def start_postgres(
 def restart_postgres(server: Server) -> None:
     """Stop a PostgreSQL of start_postgres() as `pg_ctl stop -m fast` does (SIGINT: every
     session ends, open transactions roll back) and start it again: same port, same data."""
-    server.process.send_signal(signal.SIGINT)
-    try:
-        server.process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    server.stop()  # its stop signal is SIGINT
     argv = [str(arg) for arg in server.process.args]  # type: ignore[union-attr]
     # As start_postgres: PostgreSQL refuses to run as root.
     user = "postgres" if os.geteuid() == 0 else None

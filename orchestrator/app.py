@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -66,20 +67,25 @@ def _service(
     return service
 
 
+@contextlib.asynccontextmanager
+async def _running(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """`work` runs in the background while the app serves, and is cancelled after."""
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def _recovery(app: web.Application) -> AsyncIterator[None]:
     """Every gateway recovers stuck sagas in the background; leases keep them apart."""
-    task = asyncio.create_task(
-        recovery.run_forever(
-            app[RECOVERER],
-            app[AUDITOR],
-            app[STORE_STATES],
-            app[SETTINGS].recovery_interval_seconds,
-        )
+    recovering = recovery.run_forever(
+        app[RECOVERER], app[AUDITOR], app[STORE_STATES], app[SETTINGS].recovery_interval_seconds
     )
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with _running(recovering):
+        yield
 
 
 async def _pool_sampler(app: web.Application) -> AsyncIterator[None]:
@@ -91,11 +97,8 @@ async def _pool_sampler(app: web.Application) -> AsyncIterator[None]:
             metrics.sample_postgres_pool(pool.get_size(), pool.get_idle_size(), pool.get_max_size())
             await asyncio.sleep(POOL_SAMPLE_SECONDS)
 
-    task = asyncio.create_task(sample())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with _running(sample()):
+        yield
 
 
 async def _store_watch(app: web.Application) -> AsyncIterator[None]:
@@ -111,11 +114,8 @@ async def _store_watch(app: web.Application) -> AsyncIterator[None]:
                     app[STORE_STATES].unavailable(store, "it did not answer the readiness probe")
             await asyncio.sleep(STORE_PROBE_SECONDS)
 
-    task = asyncio.create_task(probe())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with _running(probe()):
+        yield
 
 
 def create_app(settings: Settings, *, after_step: AfterStep | None = None) -> web.Application:
