@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from devstack.homes import KeptHome
 from devstack.processes import StackError, dies_with_parent
 from devstack.stack import StackUrls, running_stack
-from orchestrator.listening import CannotListen, check_can_listen
+from orchestrator.process.listening import CannotListen, check_can_listen
 
 if TYPE_CHECKING:
     from orchestrator.settings import Settings

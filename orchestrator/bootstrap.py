@@ -20,14 +20,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from orchestrator import metrics
-from orchestrator.admission import Admission
-from orchestrator.coupons import CouponService
-from orchestrator.engine import AfterStep, SagaEngine, describe
+from orchestrator.claims.admission import Admission
+from orchestrator.claims.coupons import CouponService
+from orchestrator.claims.soldout import SoldOutMemo
 from orchestrator.metrics import MongoPoolMetrics
-from orchestrator.recovery import Recoverer
-from orchestrator.retry_policy import RetryPolicy
+from orchestrator.saga.engine import AfterStep, SagaEngine, describe
+from orchestrator.saga.recovery import Recoverer
+from orchestrator.saga.retry_policy import RetryPolicy
 from orchestrator.settings import Settings
-from orchestrator.soldout import SoldOutMemo
 from sagas.audit import Auditor
 from sagas.claim import claim_saga
 from sagas.errors import StoreUnavailable

@@ -17,18 +17,18 @@ from multiprocessing.sharedctypes import Synchronized
 import uvloop
 from aiohttp import web
 
-from orchestrator import budget
-from orchestrator.framing import answer_framing_errors_in_json
-from orchestrator.listening import (
+from orchestrator.http.framing import answer_framing_errors_in_json
+from orchestrator.logs import configure_logging
+from orchestrator.process import budget
+from orchestrator.process.listening import (
     CannotListen,
     announce_when_bound,
     cannot_listen,
     check_can_listen,
     is_bind_error,
 )
-from orchestrator.logs import configure_logging
+from orchestrator.process.shutdown import stop_gracefully_on_sigterm
 from orchestrator.settings import Settings, SettingsError, load_settings, misspelt_in_env_file
-from orchestrator.shutdown import stop_gracefully_on_sigterm
 from sagas.errors import StoreNotSetUp, StoreUnavailable
 from sagas.version import package_version
 
@@ -40,8 +40,8 @@ def serve(
 ) -> None:
     """`told`: shared by workers, so a failed start that stops them all is said once."""
     # After PROMETHEUS_MULTIPROC_DIR is decided: these import prometheus_client.
-    from orchestrator.app import create_app
-    from orchestrator.engine import describe
+    from orchestrator.http.app import create_app
+    from orchestrator.saga.engine import describe
 
     configure_logging(settings.log_level)
     answer_framing_errors_in_json()
@@ -120,7 +120,7 @@ def _run_workers(settings: Settings, count: int) -> int:
 def _checked_start(settings: Settings, count: int) -> Settings:
     """Each worker's settings, once every store answers and the budget fits; otherwise
     one line naming what to change, and exit 1."""
-    from orchestrator import preflight  # after PROMETHEUS_MULTIPROC_DIR is decided
+    from orchestrator.process import preflight  # after PROMETHEUS_MULTIPROC_DIR is decided
 
     try:
         each = budget.for_each_worker(settings, count)

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     # given back by a compensation is claimable again after it at most. 0 turns it off.
     sold_out_memo_seconds: float = Field(1.0, ge=0)
     # Connections the whole gateway (every worker) may open to each store, divided among
-    # the workers (orchestrator/budget.py). PostgreSQL's: postgres:16 allows 100, 3 of
+    # the workers (orchestrator/process/budget.py). PostgreSQL's: postgres:16 allows 100, 3 of
     # them for superusers; the rest is left for the replay tool, psql and monitoring.
     pg_max_connections: int = Field(64, ge=1)
     mongo_max_connections: int = Field(256, ge=1)

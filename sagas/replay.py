@@ -119,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings() -> Settings:
-    from orchestrator.budget import for_the_tool
+    from orchestrator.process.budget import for_the_tool
     from orchestrator.settings import SettingsError, load_settings
 
     try:
@@ -132,7 +132,7 @@ def _settings() -> Settings:
 
 async def _run(args: argparse.Namespace) -> Exit:
     # The entry point wires real stores; everything above works on ports.
-    from orchestrator.engine import describe
+    from orchestrator.saga.engine import describe
     from sagas.errors import StoreNotSetUp, StoreUnavailable
 
     settings = _settings()
@@ -149,7 +149,7 @@ async def _run(args: argparse.Namespace) -> Exit:
 async def _open(stack: AsyncExitStack, stores: AbstractAsyncContextManager[T]) -> T:
     """Open stores, turning a refusal (a wrong role, a missing database, a malformed URL)
     into one line and exit code 3, like a store that does not answer."""
-    from orchestrator.engine import describe
+    from orchestrator.saga.engine import describe
     from sagas.errors import StoreNotSetUp, StoreUnavailable
 
     try:

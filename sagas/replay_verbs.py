@@ -26,7 +26,7 @@ from sagas.replay_output import (
 from sagas.timestamps import rfc3339_at
 
 if TYPE_CHECKING:
-    from orchestrator.recovery import Recoverer
+    from orchestrator.saga.recovery import Recoverer
     from sagas.audit import Auditor
 
 

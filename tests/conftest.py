@@ -20,7 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from devstack.stack import StackUrls, running_stack
 from orchestrator.bootstrap import Components, open_components
-from orchestrator.coupons import CouponService
+from orchestrator.claims.coupons import CouponService
 from orchestrator.settings import Settings
 from tests.support.servers import gateway_process
 

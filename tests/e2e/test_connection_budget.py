@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 
 from devstack.servers import start_postgres
-from orchestrator.budget import worker_share
+from orchestrator.process.budget import worker_share
 from orchestrator.settings import Settings
 from tests.e2e import test_concurrency as concurrency
 from tests.e2e import test_contract as contract

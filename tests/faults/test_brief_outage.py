@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.engine import SagaEngine
-from orchestrator.retry_policy import RetryPolicy
+from orchestrator.saga.engine import SagaEngine
+from orchestrator.saga.retry_policy import RetryPolicy
 from sagas.claim import ClaimPayload, claim_saga
 from sagas.errors import StoreUnavailable
 from sagas.records import Phase, SagaStatus

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from devstack.servers import free_port
-from orchestrator.app import create_app
+from orchestrator.http.app import create_app
 from tests.support.proxy import CuttableProxy, through
 
 SHUTDOWN_GUARD_SECONDS = 60.0  # "bounded": far above the store timeout a close may wait

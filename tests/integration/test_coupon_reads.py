@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from orchestrator.coupons import read_details
+from orchestrator.claims.coupons import read_details
 from services.claims import MongoClaims
 
 

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from orchestrator.bootstrap import open_components
-from orchestrator.soldout import SoldOutMemo
+from orchestrator.claims.soldout import SoldOutMemo
 from services.inventory import PostgresInventory
 
 SECONDS = 1.0

@@ -15,7 +15,7 @@ import pytest
 from devstack.pgbouncer import running_pgbouncer
 from devstack.servers import Server
 from devstack.stack import StackUrls
-from orchestrator.coupons import CouponService
+from orchestrator.claims.coupons import CouponService
 from orchestrator.settings import Settings
 from tests.support.servers import gateway_process
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from aiohttp import web
 
 from devstack.servers import free_port
-from orchestrator.app import create_app
-from orchestrator.engine import AfterStep
+from orchestrator.http.app import create_app
+from orchestrator.saga.engine import AfterStep
 from orchestrator.settings import Settings
 
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from orchestrator.admission import Admission
-from orchestrator.errors import AtCapacity
+from orchestrator.claims.admission import Admission
+from orchestrator.http.errors import AtCapacity
 
 
 async def test_past_its_slots_claims_wait_and_enter_in_arrival_order():

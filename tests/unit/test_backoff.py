@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.backoff import Backoff
+from orchestrator.saga.backoff import Backoff
 
 
 def test_pauses_grow_to_the_cap_and_stay_under_it_however_long_the_outage():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.budget import (
+from orchestrator.process.budget import (
     MONGO_MONITOR_CONNECTIONS,
     BudgetTooSmall,
     cgroup_cpu_limit,
@@ -28,7 +28,7 @@ DEFAULTS = Settings(_env_file=None)
 def _usable_cpus_pinned_to(cpus: set[int], cgroup_root: Path) -> int:
     """usable_cpus() in a child process whose CPU affinity is `cpus`, as `taskset` would set."""
     code = (
-        "from pathlib import Path; from orchestrator.budget import usable_cpus; "
+        "from pathlib import Path; from orchestrator.process.budget import usable_cpus; "
         f"print(usable_cpus(Path({str(cgroup_root)!r})))"
     )
     done = subprocess.run(

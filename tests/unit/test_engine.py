@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from orchestrator.backoff import Backoff
-from orchestrator.engine import SagaEngine
-from orchestrator.retry_policy import RetryPolicy
+from orchestrator.saga.backoff import Backoff
+from orchestrator.saga.engine import SagaEngine
+from orchestrator.saga.retry_policy import RetryPolicy
 from sagas.definition import SagaDefinition
 from sagas.errors import LeaseLost, OutOfStock, SagaConflict, StoreUnavailable
 from sagas.records import SagaRecord, SagaStatus

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator.errors import ERRORS, answer_for, answer_for_status
+from orchestrator.http.errors import ERRORS, answer_for, answer_for_status
 from sagas.errors import CouponNotFound, StoreUnavailable
 
 

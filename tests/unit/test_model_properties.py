@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.errors import _validation_message
-from orchestrator.models import (
+from orchestrator.http.errors import _validation_message
+from orchestrator.http.models import (
     COUPON_NAME_PATTERN,
     USER_ID_PATTERN,
     ClaimRequest,

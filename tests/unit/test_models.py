@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.models import ClaimRequest, CreateCouponRequest
+from orchestrator.http.models import ClaimRequest, CreateCouponRequest
 
 
 @pytest.mark.parametrize("amount", [0, 1, 1_000_000_000])

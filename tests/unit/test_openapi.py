@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from orchestrator.app import create_app
-from orchestrator.openapi import openapi_document
+from orchestrator.http.app import create_app
+from orchestrator.http.openapi import openapi_document
 from orchestrator.settings import Settings
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from orchestrator.engine import SagaEngine
-from orchestrator.recovery import Recoverer
-from orchestrator.retry_policy import RetryPolicy
+from orchestrator.saga.engine import SagaEngine
+from orchestrator.saga.recovery import Recoverer
+from orchestrator.saga.retry_policy import RetryPolicy
 from sagas.errors import OutOfStock, StoreUnavailable
 from sagas.records import SagaStatus
 from tests.unit.fakes import MemorySagaLog, Script

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.retry_policy import RetryPolicy
+from orchestrator.saga.retry_policy import RetryPolicy
 from orchestrator.settings import Settings, SettingsError, load_settings
 
 

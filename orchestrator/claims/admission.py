@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from orchestrator.errors import AtCapacity
+from orchestrator.http.errors import AtCapacity
 from orchestrator.metrics import ADMISSION_REFUSED, ADMISSION_WAITING
 
 

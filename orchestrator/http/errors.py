@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from orchestrator.responses import error_response
+from orchestrator.http.responses import error_response
 from sagas.errors import (
     AlreadyClaimed,
     CouponExists,

@@ -9,10 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator import bootstrap, metrics, recovery
-from orchestrator.engine import AfterStep
-from orchestrator.errors import error_middleware
-from orchestrator.keys import (
+from orchestrator import bootstrap, metrics
+from orchestrator.http.errors import error_middleware
+from orchestrator.http.keys import (
     AUDITOR,
     COUPONS,
     MONGO_CLIENT,
@@ -22,10 +21,12 @@ from orchestrator.keys import (
     SETTINGS,
     STORE_STATES,
 )
-from orchestrator.limits import IN_PROGRESS, concurrency_limit_middleware
-from orchestrator.observe import observe_middleware
-from orchestrator.readiness import store_status
-from orchestrator.routes import setup_routes
+from orchestrator.http.limits import IN_PROGRESS, concurrency_limit_middleware
+from orchestrator.http.observe import observe_middleware
+from orchestrator.http.readiness import store_status
+from orchestrator.http.routes import setup_routes
+from orchestrator.saga import recovery
+from orchestrator.saga.engine import AfterStep
 from orchestrator.settings import Settings
 from orchestrator.store_watch import StoreStates
 

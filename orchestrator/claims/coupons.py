@@ -6,11 +6,11 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from orchestrator.admission import Admission
-from orchestrator.engine import SagaEngine, new_saga_id
+from orchestrator.claims.admission import Admission
+from orchestrator.claims.soldout import SoldOutMemo
 from orchestrator.logs import SAGA_ID
 from orchestrator.metrics import SOLD_OUT_MEMO_HITS
-from orchestrator.soldout import SoldOutMemo
+from orchestrator.saga.engine import SagaEngine, new_saga_id
 from sagas.claim import ClaimPayload
 from sagas.definition import SagaDefinition
 from sagas.errors import AlreadyClaimed, CouponNotFound, OutOfStock

@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
-from orchestrator.models import ErrorResponse
+from orchestrator.http.models import ErrorResponse
 
 
 def json_response(

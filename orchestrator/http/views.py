@@ -6,21 +6,21 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from orchestrator.errors import NotReady
-from orchestrator.keys import COUPONS
-from orchestrator.limits import read_json_body, require_admin
-from orchestrator.metrics import exposition
-from orchestrator.models import (
+from orchestrator.http.errors import NotReady
+from orchestrator.http.keys import COUPONS
+from orchestrator.http.limits import read_json_body, require_admin
+from orchestrator.http.models import (
     ClaimRequest,
     ClaimResponse,
     CouponResponse,
     CreateCouponRequest,
     coupon_name_in_path,
 )
-from orchestrator.openapi import openapi_document
-from orchestrator.readiness import store_status
-from orchestrator.responses import json_response, plain_json_response
-from orchestrator.shutdown import draining
+from orchestrator.http.openapi import openapi_document
+from orchestrator.http.readiness import store_status
+from orchestrator.http.responses import json_response, plain_json_response
+from orchestrator.metrics import exposition
+from orchestrator.process.shutdown import draining
 from sagas.timestamps import rfc3339
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from orchestrator import metrics
 from orchestrator.logs import SAGA_ID
-from orchestrator.retry_policy import DEFAULT_POLICY, RetryPolicy
+from orchestrator.saga.retry_policy import DEFAULT_POLICY, RetryPolicy
 from sagas.definition import SagaDefinition, Step
 from sagas.errors import (
     DomainError,

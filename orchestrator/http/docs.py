@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 from swagger_ui_bundle import swagger_ui_path
 
-from orchestrator.limits import expect_continue
+from orchestrator.http.limits import expect_continue
 
 ASSETS = "/docs/assets"
 

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of the gateway, built from the models the handlers use.
 
-The request and response schemas come from orchestrator/models.py and the error codes
-from the one error mapping (orchestrator/errors.py), so the description cannot drift
+The request and response schemas come from orchestrator/http/models.py and the error codes
+from the one error mapping (orchestrator/http/errors.py), so the description cannot drift
 from what the service does.
 """
 
@@ -15,13 +15,13 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from orchestrator.errors import (
+from orchestrator.http.errors import (
     BodyTimeout,
     ErrorAnswer,
     Unauthorized,
     entry,
 )
-from orchestrator.models import (
+from orchestrator.http.models import (
     ClaimRequest,
     ClaimResponse,
     CouponResponse,

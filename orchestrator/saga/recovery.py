@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orchestrator import metrics
-from orchestrator.engine import SagaEngine, describe
 from orchestrator.logs import about_saga
+from orchestrator.saga.engine import SagaEngine, describe
 from orchestrator.store_watch import StoreStates
 from sagas.audit import Auditor
 from sagas.definition import SagaDefinition

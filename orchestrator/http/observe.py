@@ -14,10 +14,10 @@ import time
 
 from aiohttp import web
 
-from orchestrator.errors import Handler
+from orchestrator.http.errors import Handler
 from orchestrator.logs import REQUEST_ID, SAGA_ID
 from orchestrator.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from orchestrator.shutdown import draining
+from orchestrator.process.shutdown import draining
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator import views
-from orchestrator.docs import setup_docs
-from orchestrator.limits import expect_continue
+from orchestrator.http import views
+from orchestrator.http.docs import setup_docs
+from orchestrator.http.limits import expect_continue
 
 
 def setup_routes(app: web.Application) -> None:

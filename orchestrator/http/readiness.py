@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 
 from aiohttp import web
 
-from orchestrator.keys import MONGO_CLIENT, PG_POOL, REDIS
+from orchestrator.http.keys import MONGO_CLIENT, PG_POOL, REDIS
 
 # Short: a probe that waits long tells the load balancer nothing it can act on.
 PROBE_TIMEOUT_SECONDS = 2.0

@@ -17,7 +17,7 @@ from aiohttp import web, web_protocol, web_server
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from orchestrator.errors import answer_for_status
+from orchestrator.http.errors import answer_for_status
 
 
 class JsonErrorRequestHandler(web_protocol.RequestHandler):

@@ -11,7 +11,7 @@ import orjson
 from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
-from orchestrator.errors import (
+from orchestrator.http.errors import (
     AtCapacity,
     BodyTimeout,
     ClientGone,
@@ -20,7 +20,7 @@ from orchestrator.errors import (
     Unauthorized,
     answer_for,
 )
-from orchestrator.keys import SETTINGS
+from orchestrator.http.keys import SETTINGS
 
 IN_PROGRESS = web.AppKey("requests_in_progress", list[int])
 _NEVER_REFUSED = frozenset({"/health", "/metrics"})
@@ -57,7 +57,7 @@ async def expect_continue(request: web.Request) -> None:
     it, 413 at once, before the client sends it. Any other expectation: 417.
 
     Every route's expect handler: it runs before any middleware, so what it raises is
-    answered in JSON by orchestrator/framing.py.
+    answered in JSON by orchestrator/http/framing.py.
     """
     if request.version != HttpVersion11:
         return  # HTTP/1.0 has no expectations

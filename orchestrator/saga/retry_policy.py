@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.backoff import Backoff
+from orchestrator.saga.backoff import Backoff
 from orchestrator.settings import Settings
 
 STORE_BACKOFF = Backoff(base_seconds=0.05, cap_seconds=1.0)

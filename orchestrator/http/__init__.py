@@ -1,0 +1,1 @@
+"""The HTTP edge: app factory, routes, views, models, the error table, limits, OpenAPI."""

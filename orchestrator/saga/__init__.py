@@ -1,0 +1,1 @@
+"""The saga engine, its retry policy, and recovery of sagas whose driver is gone."""
