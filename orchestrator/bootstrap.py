@@ -22,6 +22,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from orchestrator import metrics
 from orchestrator.claims.admission import Admission
 from orchestrator.claims.coupons import CouponService
+from orchestrator.claims.duplicates import RepeatClaims
 from orchestrator.claims.soldout import SoldOutMemo
 from orchestrator.metrics import MongoPoolMetrics
 from orchestrator.saga.engine import AfterStep, SagaEngine, describe
@@ -254,7 +255,10 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
     )
     sold_out = SoldOutMemo(inventory, settings.sold_out_memo_seconds)
     admission = Admission(settings.max_concurrent_sagas, settings.saga_queue_seconds)
-    coupons = CouponService(inventory, claims, saga_log, engine, claim, sold_out, admission)
+    repeats = RepeatClaims(settings.claimed_memo_entries)
+    coupons = CouponService(
+        inventory, claims, saga_log, engine, claim, sold_out, admission, repeats
+    )
     return Components(coupons, recoverer, auditor, inventory, saga_log, engine)
 
 

@@ -104,6 +104,12 @@ SOLD_OUT_MEMO_HITS = Counter(
     "Claims answered from the sold-out memo (no saga, no store write), by answer.",
     ["answer"],
 )
+REPEAT_CLAIMS_ANSWERED = Counter(
+    "repeat_claims_answered_total",
+    "Repeat claims of a (user, coupon) answered without a saga, from the outcome of the "
+    "claim in flight or from memory of one that stood, by answer.",
+    ["answer"],
+)
 SOLD_OUT_MEMO_RENEWALS = Counter(
     "sold_out_memo_renewals_total",
     "Reads of a sold-out coupon's stock and holders into the memo (first or renewed).",
@@ -146,6 +152,8 @@ def start_at_zero(definitions: Iterable[SagaDefinition]) -> None:
                 STEP_RETRIES.labels(saga, f"undo {step.name}")
     for answer in MEMO_ANSWERS:
         SOLD_OUT_MEMO_HITS.labels(answer)
+    for answer in REFUSAL_REASONS:
+        REPEAT_CLAIMS_ANSWERED.labels(answer)
     BUILD_INFO.labels(version()).set(1)
 
 

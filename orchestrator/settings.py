@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     # A coupon seen sold out is answered from memory, on a read at most this old; a unit
     # given back by a compensation is claimable again after it at most. 0 turns it off.
     sold_out_memo_seconds: float = Field(1.0, ge=0)
+    claimed_memo_entries: int = Field(50_000, ge=0)  # per process; about 200 bytes each
     # Connections the whole gateway (every worker) may open to each store, divided among
     # the workers (orchestrator/process/budget.py). PostgreSQL's: postgres:16 allows 100, 3 of
     # them for superusers; the rest is left for the replay tool, psql and monitoring.

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from orchestrator.claims.admission import Admission
+from orchestrator.claims.duplicates import Lead, RepeatClaims
 from orchestrator.claims.soldout import SoldOutMemo
 from orchestrator.logs import SAGA_ID
-from orchestrator.metrics import SOLD_OUT_MEMO_HITS
+from orchestrator.metrics import REPEAT_CLAIMS_ANSWERED, SOLD_OUT_MEMO_HITS, reason
 from orchestrator.saga.engine import SagaEngine, new_saga_id
 from sagas.claim import ClaimPayload
 from sagas.definition import SagaDefinition
@@ -60,6 +61,7 @@ class CouponService:
         claim: SagaDefinition,
         sold_out: SoldOutMemo,
         admission: Admission,
+        repeats: RepeatClaims,
     ) -> None:
         self.inventory = inventory
         self.claims = claims
@@ -68,6 +70,7 @@ class CouponService:
         self._claim_saga = claim
         self._sold_out = sold_out
         self._admission = admission
+        self._repeats = repeats
 
     async def create(self, name: str, amount: int) -> CouponStock:
         return await self.inventory.create_coupon(name, amount)
@@ -76,7 +79,14 @@ class CouponService:
         return await read_details(self.inventory, self.claims, name)
 
     async def claim(self, user_id: str, coupon_name: str) -> Claimed:
+        if (known := await self._repeats.known_answer(user_id, coupon_name)) is not None:
+            REPEAT_CLAIMS_ANSWERED.labels(reason(known)).inc()
+            raise known
         await self._refuse_if_sold_out(user_id, coupon_name)
+        with self._repeats.leading(user_id, coupon_name) as lead:
+            return await self._claim(user_id, coupon_name, lead)
+
+    async def _claim(self, user_id: str, coupon_name: str, lead: Lead | None) -> Claimed:
         await self._admission.enter()
         try:  # it may have sold out while this claim waited its turn
             await self._refuse_if_sold_out(user_id, coupon_name)
@@ -89,6 +99,8 @@ class CouponService:
         SAGA_ID.set(saga_id)
         saga = asyncio.ensure_future(self._run_saga(payload, saga_id))
         saga.add_done_callback(self._admission.leave)
+        if lead is not None:
+            lead.follow(saga)
         # Shielded: a client that hangs up must not cut a saga (or its compensation) short.
         record = await asyncio.shield(saga)
         return Claimed(record.saga_id, user_id, coupon_name, payload.claimed_at)

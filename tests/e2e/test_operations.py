@@ -17,7 +17,9 @@ async def own_gateway(settings, tmp_path) -> AsyncIterator[str]:
     """A gateway (two workers) nobody else sends traffic to and whose recoverer sees only
     its own sagas: its counters move by this test's requests alone."""
     async with saga_log_apart(settings) as apart:
-        with gateway_process(apart.settings, tmp_path / "own.log") as base:
+        # Repeat claims each run their saga here (none answered from memory), to be counted.
+        every_repeat_a_saga = apart.settings.model_copy(update={"claimed_memo_entries": 0})
+        with gateway_process(every_repeat_a_saga, tmp_path / "own.log") as base:
             yield base
 
 

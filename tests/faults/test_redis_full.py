@@ -190,6 +190,7 @@ async def test_a_refused_claim_costs_little_redis_memory_and_only_briefly(
         settings,
         own_redis,
         sold_out_memo_seconds=0.0,  # every out-of-stock claim runs its saga
+        claimed_memo_entries=0,  # and every duplicate
         saga_refused_retention_seconds=REFUSED_RETENTION,
     )
     keys = RedisKeys(refusing.redis_key_prefix)

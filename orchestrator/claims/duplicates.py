@@ -1,0 +1,116 @@
+"""Repeat claims answered without a saga, where the answer is already known in this process.
+
+A user who taps "claim" again (or a client that retries) asks for what this process is
+already doing or has done. Two cases are answered without touching a store:
+
+- The same (user, coupon) is in flight here: the repeat waits for that saga and answers
+  from its outcome. A claim that stands answers `already_claimed`; a business refusal
+  (`out_of_stock`, `already_claimed`, `coupon_not_found`) answers the same refusal, which
+  a saga of its own would meet too. Any other end (a store away, a full queue, a client
+  that hung up before its saga began) says nothing about the claim, so the repeat runs
+  a saga of its own.
+- This process has seen the claim stand: `already_claimed` from memory. A claim past its
+  pivot is never undone, so the memory cannot go stale; it keeps the last
+  CLAIMED_MEMO_ENTRIES of them, and forgetting one only costs a saga.
+
+Claims that reach another worker are not seen here and run their saga, as before: the
+unique (user, coupon) hold is still what refuses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sagas.errors import AlreadyClaimed, DomainError
+
+Key = tuple[str, str]  # (user_id, coupon_name)
+# What a saga in flight ends with: None when its claim stands, else the error it raised.
+Outcome = BaseException | None
+
+
+class Lead:
+    """The first claim of a (user, coupon) in flight; repeats wait for its outcome."""
+
+    def __init__(self, repeats: RepeatClaims, key: Key) -> None:
+        self._repeats = repeats
+        self._key = key
+        self.outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._following = False
+
+    def follow(self, saga: asyncio.Future[Any]) -> None:
+        """Take the outcome from the saga itself: it runs on when its client hangs up."""
+        self._following = True
+        saga.add_done_callback(self._saga_done)
+
+    def _saga_done(self, saga: asyncio.Future[Any]) -> None:
+        self.settle(asyncio.CancelledError() if saga.cancelled() else saga.exception())
+
+    def claim_ended(self, outcome: Outcome) -> None:
+        """The claim's own end is the outcome only when it never started its saga."""
+        if not self._following:
+            self.settle(outcome)
+
+    def settle(self, outcome: Outcome) -> None:
+        if self.outcome.done():
+            return
+        self.outcome.set_result(outcome)
+        self._repeats.settled(self._key, self, outcome)
+
+
+class RepeatClaims:
+    def __init__(self, remembered: int) -> None:
+        self._remembered = remembered
+        self._in_flight: dict[Key, Lead] = {}
+        self._stood: OrderedDict[Key, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        """How many claims that stood are remembered."""
+        return len(self._stood)
+
+    async def known_answer(self, user_id: str, coupon_name: str) -> DomainError | None:
+        """The answer this process already has for the claim, if any; None: run a saga."""
+        key = (user_id, coupon_name)
+        if key in self._stood:
+            self._stood.move_to_end(key)
+            return AlreadyClaimed(coupon_name)
+        lead = self._in_flight.get(key)
+        if lead is None:
+            return None
+        # Shielded: a repeat whose client hangs up must not cancel the lead's outcome.
+        outcome = await asyncio.shield(lead.outcome)
+        if outcome is None:
+            return AlreadyClaimed(coupon_name)
+        if isinstance(outcome, DomainError):
+            return type(outcome)(coupon_name)
+        return None
+
+    @contextmanager
+    def leading(self, user_id: str, coupon_name: str) -> Iterator[Lead | None]:
+        """Around a claim, from its arrival: repeats that arrive meanwhile wait for it.
+        None when a lead is in flight already (its repeat found it failed transiently and
+        runs alone)."""
+        key = (user_id, coupon_name)
+        if key in self._in_flight:
+            yield None
+            return
+        lead = self._in_flight[key] = Lead(self, key)
+        try:
+            yield lead
+        except BaseException as error:
+            lead.claim_ended(error)
+            raise
+        else:
+            lead.claim_ended(None)
+
+    def settled(self, key: Key, lead: Lead, outcome: Outcome) -> None:
+        if self._in_flight.get(key) is lead:
+            del self._in_flight[key]
+        if outcome is None:
+            self._stood[key] = None
+            self._stood.move_to_end(key)
+            while len(self._stood) > self._remembered:
+                self._stood.popitem(last=False)
