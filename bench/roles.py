@@ -33,12 +33,15 @@ def gateway_at(base_url: str) -> Role:
     if not workers:
         return not_found("gateway", f"nothing of this user listens on port {port}")
     table = processes()
-    roots = set(workers)
+    parents = set()
     for pid in workers:  # forked workers: their parent runs the same command line
         parent = table[pid].ppid if pid in table else 0
         if parent > 1 and command_line(parent) == command_line(pid):
-            roots.add(parent)
-    return Role("gateway", (Part(frozenset(roots)),), _described(roots, port))
+            parents.add(parent)
+    found = _described(workers, port)
+    if parents:
+        found += f", with their parent (pids {sorted(parents)})"
+    return Role("gateway", (Part(frozenset(workers | parents)),), found)
 
 
 def _store(name: str, url: str | None, default_port: int, option: str) -> tuple[Role, set[int]]:

@@ -63,6 +63,7 @@ async def test_cpu_per_claim_is_split_by_role_and_the_single_store_floor_is_chec
     # Every role found by its listening port, the gateway's workers with their parent.
     for role in STACK_ROLES:
         assert "listening on port" in cpu["roles"][role], cpu["roles"]
+    assert "with their parent" in cpu["roles"]["gateway"]  # the fixture's 2 workers' parent
     assert cpu["roles"]["load_generator"] == "bench's own process"
     assert "PostgreSQL backends of its database" in cpu["roles"]["mongodb"]
     per_claim = cpu["ms_per_successful_claim"]
