@@ -56,6 +56,12 @@ def machine_busy_ticks() -> int:
     return user + nice + system + irq + softirq + steal
 
 
+def load_average() -> tuple[float, float, float]:
+    """The machine's run-queue averages over 1, 5 and 15 minutes: how busy it was."""
+    one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
+    return float(one), float(five), float(fifteen)
+
+
 def command_line(pid: int) -> list[str]:
     with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.cpu import Role, sample, usage
+from bench.cpu import Role, load_average, sample, usage
 from bench.load import LoadResult, fire
 from bench.scenarios import Scenario, Shape
 
@@ -21,6 +21,7 @@ class Measured:
     cpu_seconds: dict[str, float | None]  # by role, with "other" and "machine"
     roles: list[Role]
     problems: list[str]
+    load_average: tuple[float, float, float]  # the machine's, as the load began
 
     @property
     def claims(self) -> int:
@@ -46,6 +47,7 @@ async def measure(
         if set(setup.statuses) - {200}:
             problems.append(f"the setup's claims answered {dict(sorted(setup.statuses.items()))}")
     requests = scenario.requests(coupon, shape)
+    busy = load_average()
     before = sample(roles)
     load = await fire(
         base,
@@ -59,4 +61,4 @@ async def measure(
         problems.append(f"{load.requests} answers to {len(requests)} requests")
     state = await api(base, "GET", f"/api/coupons/{coupon}")
     problems += scenario.check(shape, load, state)
-    return Measured(load, usage(roles, before, after), roles, problems)
+    return Measured(load, usage(roles, before, after), roles, problems, busy)

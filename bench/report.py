@@ -50,6 +50,7 @@ def cpu(run: Measured, claims: int) -> dict[str, Any]:
         "ms_per_request": per(run.load.requests),
         "ms_per_successful_claim": per(claims),
         "roles": {role.name: role.found for role in run.roles},
+        "load_average_before": list(run.load_average),
     }
 
 
@@ -187,6 +188,7 @@ def print_table(report: dict[str, Any]) -> None:
             "cpu_ms_per_successful_claim",
         ),
         ("CPU ms/request", _cpu_line(cpu["ms_per_request"], roles), ""),
+        ("machine load average (1/5/15 min)", _slashed(cpu["load_average_before"]), ""),
         ("hot-row tx/s (ceiling)", ceilings["hot_row_tx_per_second"], "hot_row_tx_per_second"),
         ("bare /health req/s", ceilings["bare_gateway_requests_per_second"], ""),
         (
@@ -213,6 +215,7 @@ def print_table(report: dict[str, Any]) -> None:
                 _cpu_line(single_cpu["ms_per_successful_claim"], single_cpu["roles"]),
                 "",
             ),
+            ("single-store load average", _slashed(single_cpu["load_average_before"]), ""),
             ("single-store correct", single_correct, ""),
         ]
     rows += [
@@ -240,6 +243,10 @@ def print_table(report: dict[str, Any]) -> None:
         if name and value is None:
             value = f"not measured ({report['not_measured'].get(name, 'not available')})"
         print(f"{label:<{width}}  {value}")
+
+
+def _slashed(values: list[float]) -> str:
+    return " / ".join(str(value) for value in values)
 
 
 def _pairs(values: dict[Any, Any], separator: str = "=") -> str:

@@ -65,6 +65,7 @@ async def test_cpu_per_claim_is_split_by_role_and_the_single_store_floor_is_chec
         assert "listening on port" in cpu["roles"][role], cpu["roles"]
     assert "with their parent" in cpu["roles"]["gateway"]  # the fixture's 2 workers' parent
     assert cpu["roles"]["load_generator"] == "bench's own process"
+    assert len(cpu["load_average_before"]) == 3  # how busy the machine was, as it began
     assert "PostgreSQL backends of its database" in cpu["roles"]["mongodb"]
     per_claim = cpu["ms_per_successful_claim"]
     assert per_claim["gateway"] > 0 and per_claim["load_generator"] > 0
