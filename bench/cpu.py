@@ -170,8 +170,9 @@ def sample(roles: list[Role]) -> Sample:
     for role in roles:
         members = role.members(table) - taken
         taken |= members
-        field_ = "own_ticks" if role.own_only else "tree_ticks"
-        ticks[role.name] = sum(getattr(table[pid], field_) for pid in members)
+        ticks[role.name] = sum(
+            table[pid].own_ticks if role.own_only else table[pid].tree_ticks for pid in members
+        )
     return Sample(machine_busy_ticks(), ticks)
 
 

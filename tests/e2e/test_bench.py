@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.cpu import TICKS_PER_SECOND, descendants, processes, sample, usage
+from bench.roles import gateway_started
+
 
 async def bench(*args: str, cwd: Path | None = None) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
@@ -126,6 +129,46 @@ async def test_double_dip_sends_exactly_the_requests_asked_for(gateway, settings
 
 
 NO_STORES = ("--database-url", "", "--mongo-url", "", "--redis-url", "")
+# Says it is ready, waits for a line, then runs a child that burns CPU and exits, reaps
+# it, and prints the CPU seconds its reaped children used (getrusage).
+_PARENT_OF_A_SHORT_CHILD = """
+import resource, subprocess, sys
+print("ready", flush=True)
+sys.stdin.readline()
+subprocess.run([sys.executable, "-c", "sum(range(20_000_000))"], check=True)
+children = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(children.ru_utime + children.ru_stime, flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_the_cpu_of_a_child_that_exited_stays_in_its_role():
+    """A PostgreSQL backend or a worker that exits mid-run is still counted: its CPU
+    moves into its parent's reaped-children time, which the role sums."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT_OF_A_SHORT_CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdin and parent.stdout
+    try:
+        assert parent.stdout.readline() == "ready\n"
+        roles = [gateway_started(parent.pid)]
+        before = sample(roles)
+        parent.stdin.write("go\n")
+        parent.stdin.flush()
+        child_seconds = float(parent.stdout.readline())
+        assert descendants({parent.pid}, processes()) == {parent.pid}  # the child is gone
+        used = usage(roles, before, sample(roles))
+        assert child_seconds > 0.1  # enough work to be far above one clock tick
+        tick = 1 / TICKS_PER_SECOND
+        assert used["gateway"] is not None and used["gateway"] >= child_seconds - 2 * tick
+        assert used["machine"] >= used["gateway"] - 2 * tick
+    finally:
+        parent.communicate("stop\n")
+
+
 READ_SMALL = (
     "--requests",
     "50",
