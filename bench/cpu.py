@@ -149,10 +149,14 @@ def descendants(roots: Iterable[int], table: dict[int, Process]) -> set[int]:
 
 
 def _backend_database(pid: int) -> str | None:
-    """A PostgreSQL backend's database, from its title `postgres: USER DATABASE HOST ...`."""
+    """A PostgreSQL backend's database, from its title
+    `postgres: [CLUSTER: ]USER DATABASE HOST ACTIVITY` (a one-string command line)."""
     argv = command_line(pid)
     words = argv[0].split() if len(argv) == 1 else []
-    return words[2] if len(words) >= 4 and words[0] == "postgres:" else None
+    if not words or words[0] != "postgres:":
+        return None
+    words = words[2:] if len(words) > 1 and words[1].endswith(":") else words[1:]
+    return words[1] if len(words) >= 3 else None
 
 
 @dataclass(frozen=True)
