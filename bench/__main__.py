@@ -17,22 +17,41 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import aiohttp
 
 from bench.ceilings import bare_gateway_rate, floor_latency, hot_row_rate
-from bench.load import LoadResult, fire
-from bench.scenarios import SCENARIOS, Scenario, Shape, check, check_read, coupon_name
+from bench.measure import Measured, measure
+from bench.report import build, not_measured, print_table
+from bench.roles import gateway_at, gateway_started, stack_roles
+from bench.scenarios import SCENARIOS, Scenario, Shape, coupon_name
+from bench.serving import spawned
+from bench.single_store import forget
+from devstack.servers import free_port
 
 _EPILOG = """scenarios (default shape: requests / users / stock / concurrency):
 {scenarios}
 
+Every scenario sends exactly --requests requests (none is time-boxed).
 `read` first makes --stock claims (one per user) and then reads the coupon: with the
-default shape, 10,000 claims before the 100 reads. Pointed at a gateway it did not
-start (--base-url), bench cannot see the workers' memory; without --database-url it
-measures no hot-row ceiling. What was not measured is said so, with why."""
+default shape, 10,000 claims before the 100 reads. `duplicates` first has its --users
+users claim the coupon; then every request is a repeat claim (all 409 already_claimed).
+
+Claim scenarios run again, in the same run and with the same workers, against the
+single-store floor (bench/single_store.py: one PostgreSQL transaction per claim), which
+needs --database-url. CPU is read from /proc over the load and split by role (gateway,
+PostgreSQL, MongoDB/FerretDB, Redis, the load generator, the rest of the machine); a
+store is found by its URL's listening port, so without --mongo-url or --redis-url that
+role is "not found". Pointed at a gateway it did not start (--base-url), bench cannot
+see the workers' memory; without --database-url it measures no hot-row ceiling. What
+was not measured is said so, with why."""
+
+
+@dataclass(frozen=True)
+class StoreUrls:
+    database_url: str | None
+    mongo_url: str | None
+    redis_url: str | None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,16 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int)
     parser.add_argument("--base-url", help="a running gateway (default: start one)")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument("--mongo-url", default=os.environ.get("MONGO_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
-    parser.add_argument("--workers", type=int, default=2, help="for the gateway started here")
+    parser.add_argument("--workers", type=int, default=2, help="for the servers started here")
     parser.add_argument("--ceiling-seconds", type=float, default=3.0)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
 @contextlib.contextmanager
-def _local_gateway(workers: int) -> Iterator[tuple[str, str, str, subprocess.Popen[bytes]]]:
-    from devstack.servers import free_port
+def _local_gateway(workers: int) -> Iterator[tuple[str, StoreUrls, subprocess.Popen[bytes]]]:
     from devstack.stack import running_stack
 
     with running_stack() as urls:
@@ -84,7 +103,7 @@ def _local_gateway(workers: int) -> Iterator[tuple[str, str, str, subprocess.Pop
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_healthy(base, process)
-            yield base, urls.database_url, urls.redis_url, process
+            yield base, StoreUrls(urls.database_url, urls.mongo_url, urls.redis_url), process
         finally:
             process.terminate()
             process.wait(timeout=60)
@@ -116,19 +135,11 @@ def _worker_rss_mib(process: subprocess.Popen[bytes] | None) -> list[float] | No
     return rss
 
 
-async def _api(base: str, method: str, path: str, body: Any = None) -> Any:
-    async with aiohttp.ClientSession(base) as http, http.request(method, path, json=body) as r:
-        if r.status >= 300:
-            raise SystemExit(f"{method} {path}: {r.status} {await r.text()}")
-        return await r.json()
-
-
 async def run(
     args: argparse.Namespace,
     base: str,
-    database_url: str | None,
-    redis_url: str | None,
-    gateway: Any,
+    urls: StoreUrls,
+    gateway: subprocess.Popen[bytes] | None,
 ) -> int:
     scenario = SCENARIOS[args.scenario]
     default = scenario.default
@@ -138,22 +149,11 @@ async def run(
         default.stock if args.stock is None else args.stock,
         args.concurrency or default.concurrency,
     )
-    coupon = coupon_name(scenario.name)
-    await _api(base, "POST", "/api/coupons", {"name": coupon, "amount": shape.stock})
-    if not scenario.claims:  # a read scenario reads a coupon that has its claimants
-        claims = [("POST", "/api/coupons/claim", {"user_id": f"u{n}", "coupon_name": coupon})
-                  for n in range(shape.stock)]  # fmt: skip
-        await fire(base, claims, concurrency=64, label="claimants")
-    load = await fire(
-        base,
-        scenario.requests(coupon, shape),
-        concurrency=shape.concurrency,
-        label=scenario.name,
-        keep_bodies=scenario.claims,
-    )
+    database_url, redis_url = urls.database_url, urls.redis_url
+    found = gateway_started(gateway.pid) if gateway else gateway_at(base)
+    roles = stack_roles(found, database_url, urls.mongo_url, redis_url)
+    ours = await measure(base, scenario, shape, coupon_name(scenario.name), roles)
     rss = _worker_rss_mib(gateway)
-    state = await _api(base, "GET", f"/api/coupons/{coupon}")
-    problems = (check if scenario.claims else check_read)(shape, load, state)
     hot_row = (
         await hot_row_rate(database_url, shape.concurrency, args.ceiling_seconds)
         if database_url
@@ -165,120 +165,48 @@ async def run(
         floor = await floor_latency(
             database_url, redis_url, shape.requests, shape.concurrency, args.workers
         )
-    report = _report(scenario, shape, load, hot_row, bare, floor, rss, problems)
-    report["not_measured"] = _not_measured(scenario, report, gateway, database_url, redis_url)
+    single = None
+    if scenario.claims and database_url:
+        single = await _single_store(scenario, shape, urls, args.workers)
+    report = build(scenario, shape, ours, hot_row, bare, floor, single, rss)
+    report["not_measured"] = not_measured(
+        scenario, report, gateway is not None, database_url, redis_url
+    )
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        _print_table(report)
-    return 1 if problems else 0
+        print_table(report)
+    return 1 if ours.problems or (single and single.problems) else 0
 
 
-def _report(
-    scenario: Scenario,
-    shape: Shape,
-    load: LoadResult,
-    hot_row: float | None,
-    bare: float,
-    floor: LoadResult | None,
-    rss: list[float] | None,
-    problems: list[str],
-) -> dict[str, Any]:
-    # A read scenario's 200s are reads, not claims.
-    claimed = load.statuses.get(200, 0) if scenario.claims else 0
-    claims_per_second = claimed / load.seconds if load.seconds else 0.0
-    floor_p99 = floor.percentile(0.99) if floor else None
-    ms = {f"p{int(f * 100)}": round(load.percentile(f) * 1000, 2) for f in (0.5, 0.9, 0.99)}
-    return {
-        "scenario": scenario.name,
-        "shape": vars(shape),
-        "seconds": round(load.seconds, 3),
-        "requests_per_second": round(load.per_second),
-        "successful_claims_per_second": round(claims_per_second),
-        "latency_ms": {**ms, "max": round(max(load.latencies, default=0) * 1000, 2)},
-        "statuses": dict(sorted(load.statuses.items())),
-        "ceilings": {
-            "hot_row_tx_per_second": round(hot_row) if hot_row else None,
-            "bare_gateway_requests_per_second": round(bare),
-            "floor_p99_ms": round(floor_p99 * 1000, 2) if floor_p99 else None,
-        },
-        "ratios": {
-            "claims_per_second_to_hot_row": round(claims_per_second / hot_row, 3)
-            if hot_row and scenario.claims
-            else None,
-            "requests_per_second_to_bare_gateway": round(load.per_second / bare, 3),
-            "p99_to_floor_p99": round(load.percentile(0.99) / floor_p99, 3) if floor_p99 else None,
-        },
-        "worker_rss_mib": rss,
-        "correct": not problems,
-        "problems": problems,
-    }
-
-
-def _not_measured(
-    scenario: Scenario,
-    report: dict[str, Any],
-    gateway: Any,
-    database_url: str | None,
-    redis_url: str | None,
-) -> dict[str, str]:
-    """Why each figure left out (None) was not measured, by the figure's name."""
-    reasons = {}
-    if gateway is None:
-        reasons["worker_rss_mib"] = "gateway not started by bench"
-    if not database_url:
-        reasons["hot_row_tx_per_second"] = "no --database-url"
-    if not scenario.claims:
-        reasons["claims_per_second_to_hot_row"] = "a read scenario makes no claims"
-    elif not database_url:
-        reasons["claims_per_second_to_hot_row"] = "no --database-url"
-    if scenario.name != "flash-sale":
-        reasons["floor_p99_ms"] = reasons["p99_to_floor_p99"] = "flash-sale only"
-    elif not (database_url and redis_url):
-        reasons["floor_p99_ms"] = reasons["p99_to_floor_p99"] = (
-            "needs --database-url and --redis-url"
+async def _single_store(
+    scenario: Scenario, shape: Shape, urls: StoreUrls, workers: int
+) -> Measured:
+    """The same scenario against the single-store floor, with the same workers."""
+    assert urls.database_url
+    coupon = coupon_name(f"{scenario.name}-single-store")
+    arguments = ("--workers", str(workers), "--database-url", urls.database_url)
+    async with spawned("bench.single_store", free_port(), *arguments) as (base, pid):
+        roles = stack_roles(
+            gateway_started(pid, "single-store server"),
+            urls.database_url,
+            urls.mongo_url,
+            urls.redis_url,
         )
-    return reasons
-
-
-def _print_table(report: dict[str, Any]) -> None:
-    ceilings, ratios = report["ceilings"], report["ratios"]
-    correct = "yes" if report["correct"] else "NO: " + "; ".join(report["problems"])
-    # (label, value, the figure's name where it may be left unmeasured)
-    rows: list[tuple[str, Any, str]] = [
-        ("scenario", report["scenario"], ""),
-        ("shape", ", ".join(f"{k}={v}" for k, v in report["shape"].items()), ""),
-        ("requests/s", report["requests_per_second"], ""),
-        ("successful claims/s", report["successful_claims_per_second"], ""),
-        ("latency ms", ", ".join(f"{k}={v}" for k, v in report["latency_ms"].items()), ""),
-        ("statuses", ", ".join(f"{k}: {v}" for k, v in report["statuses"].items()), ""),
-        ("hot-row tx/s (ceiling)", ceilings["hot_row_tx_per_second"], "hot_row_tx_per_second"),
-        ("bare /health req/s", ceilings["bare_gateway_requests_per_second"], ""),
-        (
-            "claims/s ÷ hot row",
-            ratios["claims_per_second_to_hot_row"],
-            "claims_per_second_to_hot_row",
-        ),
-        ("req/s ÷ bare gateway", ratios["requests_per_second_to_bare_gateway"], ""),
-        ("floor p99 ms (UPDATE+SET)", ceilings["floor_p99_ms"], "floor_p99_ms"),
-        ("p99 ÷ floor p99", ratios["p99_to_floor_p99"], "p99_to_floor_p99"),
-        ("worker RSS MiB", report["worker_rss_mib"], "worker_rss_mib"),
-        ("correct", correct, ""),
-    ]
-    width = max(len(label) for label, _, _ in rows)
-    for label, value, name in rows:
-        if name and value is None:
-            value = f"not measured ({report['not_measured'].get(name, 'not available')})"
-        print(f"{label:<{width}}  {value}")
+        try:
+            return await measure(base, scenario, shape, coupon, roles)
+        finally:
+            await forget(urls.database_url, coupon)
 
 
 def main() -> None:
     args = _parser().parse_args()
     if args.base_url:
-        code = asyncio.run(run(args, args.base_url, args.database_url, args.redis_url, None))
+        urls = StoreUrls(args.database_url, args.mongo_url, args.redis_url)
+        code = asyncio.run(run(args, args.base_url, urls, None))
     else:
-        with _local_gateway(args.workers) as (base, database_url, redis_url, process):
-            code = asyncio.run(run(args, base, database_url, redis_url, process))
+        with _local_gateway(args.workers) as (base, urls, process):
+            code = asyncio.run(run(args, base, urls, process))
     sys.exit(code)
 
 

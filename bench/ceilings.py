@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sys
 import time
 
-import aiohttp
 import asyncpg
 
 from bench.load import LoadResult, fire
+from bench.serving import spawned
 from devstack.servers import free_port
 
 _HOT_ROW = """
@@ -58,33 +56,8 @@ async def floor_latency(
     database_url: str, redis_url: str, requests: int, concurrency: int, workers: int
 ) -> LoadResult:
     """The same load against `bench.floor`: one hot-row UPDATE and one SET per request."""
-    port = free_port()
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.floor",
-        *("--port", str(port), "--workers", str(workers)),
-        *("--database-url", database_url, "--redis-url", redis_url),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        await _wait_up(base)
+    args = ("--workers", str(workers), "--database-url", database_url, "--redis-url", redis_url)
+    async with spawned("bench.floor", free_port(), *args) as (base, _pid):
         return await fire(
             base, [("POST", "/floor", {})] * requests, concurrency=concurrency, label="floor"
         )
-    finally:
-        server.terminate()
-        await server.wait()
-
-
-async def _wait_up(base: str) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{base}/health") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise SystemExit("the floor server did not start")

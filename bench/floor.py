@@ -9,15 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import multiprocessing
 import os
-import signal
 from collections.abc import AsyncIterator
 
 import asyncpg
 import redis.asyncio as aioredis
-import uvloop
 from aiohttp import web
+
+from bench.serving import run_workers, serve
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS bench_floor (id int PRIMARY KEY, n bigint NOT NULL);
@@ -57,15 +56,7 @@ def _app(database_url: str, redis_url: str) -> web.Application:
 
 
 def _serve(port: int, database_url: str, redis_url: str) -> None:
-    web.run_app(
-        _app(database_url, redis_url),
-        host="127.0.0.1",
-        port=port,
-        reuse_port=True,
-        access_log=None,
-        print=None,
-        loop=uvloop.new_event_loop(),
-    )
+    serve(_app(database_url, redis_url), port)
 
 
 async def _prepare(database_url: str) -> None:
@@ -84,22 +75,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     asyncio.run(_prepare(args.database_url))
-    context = multiprocessing.get_context("fork")
-    workers = [
-        context.Process(target=_serve, args=(args.port, args.database_url, args.redis_url))
-        for _ in range(args.workers)
-    ]
-    for worker in workers:
-        worker.start()
-
-    def stop(signum: int, _frame: object) -> None:
-        for worker in workers:
-            if worker.is_alive():
-                worker.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
-    for worker in workers:
-        worker.join()
+    run_workers(_serve, (args.port, args.database_url, args.redis_url), args.workers)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,10 @@ class Scenario:
     describe: str
     default: Shape
     requests: Callable[[str, Shape], list[Request]]
+    check: Callable[[Shape, LoadResult, dict[str, Any]], list[str]]
     claims: bool = True  # whether its requests are claims (read: GETs of one coupon)
+    # Made before the measured load, and not measured: the claims it needs in place.
+    setup: Callable[[str, Shape], list[Request]] | None = None
 
 
 def _claim(user: str, coupon: str) -> Request:
@@ -41,53 +45,33 @@ def _flash_sale(coupon: str, shape: Shape) -> list[Request]:
 
 
 def _double_dip(coupon: str, shape: Shape) -> list[Request]:
-    """Every user tries requests/users times, the tries of one user side by side."""
-    tries = max(1, shape.requests // shape.users)
-    return [_claim(f"user_{n}", coupon) for n in range(shape.users) for _ in range(tries)]
+    """Exactly `requests` claims, the tries of one user side by side: each user tries
+    requests/users times, the first requests % users users once more."""
+    tries, more = divmod(shape.requests, shape.users)
+    return [
+        _claim(f"user_{n}", coupon) for n in range(shape.users) for _ in range(tries + (n < more))
+    ]
+
+
+def _holders(coupon: str, shape: Shape) -> list[Request]:
+    """One claim per user: after them, every user holds the coupon."""
+    if shape.stock < shape.users:
+        raise SystemExit(f"duplicates needs --stock >= --users ({shape.stock} < {shape.users})")
+    return [_claim(f"user_{n}", coupon) for n in range(shape.users)]
+
+
+def _duplicates(coupon: str, shape: Shape) -> list[Request]:
+    """Repeat claims of the holders, cycling over them: about
+    concurrency/users of each user's repeats in flight at once."""
+    return [_claim(f"user_{n % shape.users}", coupon) for n in range(shape.requests)]
+
+
+def _claimants(coupon: str, shape: Shape) -> list[Request]:
+    return [_claim(f"u{n}", coupon) for n in range(shape.stock)]
 
 
 def _read(coupon: str, shape: Shape) -> list[Request]:
     return [("GET", f"/api/coupons/{coupon}", None)] * shape.requests
-
-
-SCENARIOS = {
-    scenario.name: scenario
-    for scenario in [
-        Scenario(
-            "flash-sale",
-            "N claims from U users for S units at concurrency C",
-            Shape(20_000, 20_000, 1_000, 200),
-            _flash_sale,
-        ),
-        Scenario(
-            "claim-rate",
-            "ample stock, every request a distinct user: the success path",
-            Shape(10_000, 10_000, 10_000, 32),
-            _flash_sale,
-        ),
-        Scenario(
-            "sold-out",
-            "a coupon with 0 units: the rejection path",
-            Shape(20_000, 20_000, 0, 200),
-            _flash_sale,
-        ),
-        Scenario(
-            "double-dip",
-            "many concurrent duplicates per user",
-            Shape(10_000, 1_000, 500, 200),
-            _double_dip,
-        ),
-        # 4 reads at a time: at 64, each read of 10,000 claimants on FerretDB ran past
-        # STORE_TIMEOUT_SECONDS and got 503 (docs/PERFORMANCE.md).
-        Scenario(
-            "read",
-            "GET of a coupon with S claimants; first makes the S claims (by S users)",
-            Shape(100, 10_000, 10_000, 4),
-            _read,
-            claims=False,
-        ),
-    ]
-}
 
 
 def coupon_name(scenario: str) -> str:
@@ -103,6 +87,31 @@ def check_read(shape: Shape, load: LoadResult, coupon: dict[str, Any]) -> list[s
     claimed_by = coupon["claimed_by"]
     if len(claimed_by) != shape.stock:
         problems.append(f"{len(claimed_by)} claimants, expected {shape.stock}")
+    if len(set(claimed_by)) != len(claimed_by):
+        problems.append("a user holds the coupon twice")
+    if coupon["remaining_amount"] + len(claimed_by) != coupon["amount"]:
+        problems.append("remaining_amount + claimants != amount")
+    return problems
+
+
+def _error_code(body: bytes) -> str | None:
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return answer.get("error") if isinstance(answer, dict) else None
+
+
+def check_duplicates(shape: Shape, load: LoadResult, coupon: dict[str, Any]) -> list[str]:
+    """Correctness after `duplicates`: every repeat answered 409 already_claimed, and the
+    coupon's claimants exactly the holders made first, each once, stock conserved."""
+    problems = []
+    codes = Counter((status, _error_code(body)) for status, body in load.bodies)
+    if set(codes) != {(409, "already_claimed")}:
+        problems.append(f"repeat claims answered {dict(sorted(codes.items(), key=str))}")
+    claimed_by = coupon["claimed_by"]
+    if sorted(claimed_by) != sorted(f"user_{n}" for n in range(shape.users)):
+        problems.append(f"{len(claimed_by)} claimants, not the {shape.users} holders")
     if len(set(claimed_by)) != len(claimed_by):
         problems.append("a user holds the coupon twice")
     if coupon["remaining_amount"] + len(claimed_by) != coupon["amount"]:
@@ -130,3 +139,58 @@ def check(shape: Shape, load: LoadResult, coupon: dict[str, Any]) -> list[str]:
     if unexpected:
         problems.append(f"unexpected statuses {sorted(unexpected)}")
     return problems
+
+
+SCENARIOS = {
+    scenario.name: scenario
+    for scenario in [
+        Scenario(
+            "flash-sale",
+            "N claims from U users for S units at concurrency C",
+            Shape(20_000, 20_000, 1_000, 200),
+            _flash_sale,
+            check,
+        ),
+        Scenario(
+            "claim-rate",
+            "ample stock, every request a distinct user: the success path",
+            Shape(10_000, 10_000, 10_000, 32),
+            _flash_sale,
+            check,
+        ),
+        Scenario(
+            "sold-out",
+            "a coupon with 0 units: the rejection path",
+            Shape(20_000, 20_000, 0, 200),
+            _flash_sale,
+            check,
+        ),
+        Scenario(
+            "double-dip",
+            "many concurrent duplicates per user",
+            Shape(10_000, 1_000, 500, 200),
+            _double_dip,
+            check,
+        ),
+        # Stock above the users, so every answer has one right code: already_claimed.
+        Scenario(
+            "duplicates",
+            "repeat claims by U users who already hold the coupon",
+            Shape(20_000, 100, 1_000, 200),
+            _duplicates,
+            check_duplicates,
+            setup=_holders,
+        ),
+        # 4 reads at a time: at 64, each read of 10,000 claimants on FerretDB ran past
+        # STORE_TIMEOUT_SECONDS and got 503 (docs/PERFORMANCE.md).
+        Scenario(
+            "read",
+            "GET of a coupon with S claimants; first makes the S claims (by S users)",
+            Shape(100, 10_000, 10_000, 4),
+            _read,
+            check_read,
+            claims=False,
+            setup=_claimants,
+        ),
+    ]
+}
