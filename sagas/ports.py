@@ -1,13 +1,15 @@
-"""The stores as the sagas see them. `services/` implements each Protocol."""
+"""The stores as the sagas see them, and the driver as the replay tool sees it.
+`services/` implements each store's Protocol; `orchestrator/` the driver's."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from sagas.definition import SagaDefinition
 from sagas.records import Lease, SagaEvent, SagaRecord, SagaStatus
 
 
@@ -128,3 +130,35 @@ class SagaLog(Protocol):
         """The status of each saga that has a record; sagas without one are left out."""
 
     async def find(self, status: SagaStatus | None, limit: int) -> list[SagaRecord]: ...
+
+
+class DriveOutcome(Protocol):
+    """What driving one saga came to."""
+
+    @property
+    def skipped(self) -> bool:
+        """Nothing was done: another process had the saga, or took it meanwhile."""
+
+    @property
+    def ended_well(self) -> bool:
+        """Completed or compensated."""
+
+    @property
+    def shown_status(self) -> str: ...
+
+    @property
+    def error(self) -> str: ...
+
+
+class SagaDriver(Protocol):
+    """Takes a saga over through its lease and drives it to its end: what the replay tool's
+    verbs call. `orchestrator.saga.recovery.Recoverer` implements it."""
+
+    @property
+    def definitions(self) -> Mapping[str, SagaDefinition]: ...
+
+    async def recover(self, saga_id: str, *, parked: bool = False) -> DriveOutcome:
+        """Resume it. `parked`: also a failed one (an operator's call)."""
+
+    async def compensate(self, saga_id: str) -> DriveOutcome:
+        """Undo it; the engine refuses this for a saga past its pivot."""

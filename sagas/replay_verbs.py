@@ -1,4 +1,4 @@
-"""The verbs of `coupon-saga` (sagas/replay.py), on the ports: what each finds and does,
+"""The verbs of `coupon-saga` (orchestrator/cli.py), on the ports: what each finds and does,
 and the exit code it ends with."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sagas.definition import SagaDefinition, plan
 from sagas.errors import CouponNotFound
-from sagas.ports import SagaLog
+from sagas.ports import SagaDriver, SagaLog
 from sagas.records import SagaRecord, SagaStatus
 from sagas.replay_output import (
     lease_json,
@@ -26,7 +26,6 @@ from sagas.replay_output import (
 from sagas.timestamps import rfc3339_at
 
 if TYPE_CHECKING:
-    from orchestrator.saga.recovery import Recoverer
     from sagas.audit import Auditor
 
 
@@ -138,7 +137,7 @@ async def _refuse_if_driven(saga_log: SagaLog, saga_id: str, *, dry_run: bool) -
 
 async def drive_one(
     saga_log: SagaLog,
-    recoverer: Recoverer,
+    recoverer: SagaDriver,
     verb: str,
     saga_id: str,
     *,
@@ -186,7 +185,7 @@ def _origin(record: SagaRecord) -> dict[str, str]:
 
 async def recover_all(
     saga_log: SagaLog,
-    recoverer: Recoverer,
+    recoverer: SagaDriver,
     older_than: float,
     *,
     dry_run: bool,
