@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -120,7 +120,8 @@ class SagaLog(Protocol):
     async def lease(self, saga_id: str) -> Lease | None:
         """The lease of an in-flight saga; None once it is finished, parked or gone."""
 
-    async def stuck(self, limit: int) -> list[str]: ...
+    async def stuck(self, limit: int | None) -> list[str]:
+        """In-flight sagas whose lease has run out, oldest first; `limit` None: all."""
 
     async def load(self, saga_id: str) -> SagaRecord | None: ...
 
@@ -129,7 +130,15 @@ class SagaLog(Protocol):
     async def statuses(self, saga_ids: Sequence[str]) -> dict[str, SagaStatus]:
         """The status of each saga that has a record; sagas without one are left out."""
 
-    async def find(self, status: SagaStatus | None, limit: int) -> list[SagaRecord]: ...
+    async def find(
+        self,
+        status: SagaStatus | None,
+        limit: int | None,
+        *,
+        where: Callable[[SagaRecord], bool] | None = None,
+    ) -> list[SagaRecord]:
+        """The newest `limit` sagas (None: all) with that status (None: any) for which
+        `where` holds, newest first; reading about as many as it returns."""
 
 
 class DriveOutcome(Protocol):

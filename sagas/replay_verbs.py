@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sagas.definition import SagaDefinition, plan
@@ -45,30 +46,37 @@ class ToolError(Exception):
 
 
 LIST_FILTERS = ["in-flight", "stuck", *(status.value for status in SagaStatus)]
+Where = Callable[[SagaRecord], bool]
 
 
 # --- list and show: the saga log only ---------------------------------------------------
 
 
-async def _select(saga_log: SagaLog, which: str | None, limit: int) -> list[SagaRecord]:
+async def _select(
+    saga_log: SagaLog, which: str | None, limit: int | None, where: Where | None = None
+) -> list[SagaRecord]:
+    """The first `limit` (None: all) sagas the filter `which` lists, for which `where` holds."""
     if which == "stuck":
-        found = [await saga_log.load(saga_id) for saga_id in await saga_log.stuck(limit)]
-        return [record for record in found if record is not None]
+        saga_ids = await saga_log.stuck(limit if where is None else None)
+        found = [await saga_log.load(saga_id) for saga_id in saga_ids]
+        return [r for r in found if r is not None and (where is None or where(r))][:limit]
     if which == "in-flight":
-        running = await saga_log.find(SagaStatus.RUNNING, limit)
-        compensating = await saga_log.find(SagaStatus.COMPENSATING, limit)
+        running = await saga_log.find(SagaStatus.RUNNING, limit, where=where)
+        compensating = await saga_log.find(SagaStatus.COMPENSATING, limit, where=where)
         newest_first = sorted(running + compensating, key=lambda r: r.updated_at, reverse=True)
         return newest_first[:limit]
-    return await saga_log.find(SagaStatus(which) if which else None, limit)
+    return await saga_log.find(SagaStatus(which) if which else None, limit, where=where)
+
+
+def _of_coupon(coupon: str | None) -> Where | None:
+    return None if coupon is None else lambda record: record.payload.get("coupon_name") == coupon
 
 
 async def list_sagas(
     saga_log: SagaLog, which: str | None, coupon: str | None, limit: int, *, json_out: bool
 ) -> Exit:
     # One more than asked for, to tell whether the answer was cut.
-    records = await _select(saga_log, which, limit + 1 if coupon is None else 100_000)
-    if coupon is not None:
-        records = [r for r in records if r.payload.get("coupon_name") == coupon]
+    records = await _select(saga_log, which, limit + 1, _of_coupon(coupon))
     cut, records = len(records) > limit, records[:limit]
     if json_out:
         print_json([listed(r) for r in records])
@@ -194,7 +202,7 @@ async def recover_all(
     """Each stuck saga, what it was and what became of it ("skipped": another process
     took it first)."""
     cutoff = time.time() - older_than
-    records = [r for r in await _select(saga_log, "stuck", 10_000) if r.updated_at <= cutoff]
+    records = [r for r in await _select(saga_log, "stuck", None) if r.updated_at <= cutoff]
     results: list[dict[str, str]] = []
     unfinished = 0
     for record in records:
