@@ -274,7 +274,8 @@ class RedisSagaLog:
         found: dict[str, SagaRecord],
     ) -> None:
         """Keep the wanted sagas of `page` in `found`; while fewer than `limit` of this index
-        were kept and it has more, read on (twice as many each time: few round trips)."""
+        were kept and it has more, read on (twice as many each time: few round trips). Those
+        reads are outside the first snapshot: a saga moving meanwhile is kept once, or missed."""
         cursor, asked, kept = _Cursor(), limit, 0
         while page:
             for record in await self._records([saga_id for saga_id, _ in page]):
