@@ -83,7 +83,7 @@ class Auditor:
         names = [coupon_name] if coupon_name else await self._inventory.coupon_names()
         for name in names:
             await self._audit_coupon(name, report, repair=repair)
-        for record in await self._log.find(SagaStatus.FAILED, 100_000):
+        for record in await self._log.find(SagaStatus.FAILED, None):  # every parked one
             coupon = str(record.payload.get("coupon_name", ""))
             if coupon_name is None or coupon == coupon_name:
                 report.findings.append(

@@ -1,13 +1,15 @@
-"""The stores as the sagas see them. `services/` implements each Protocol."""
+"""The stores as the sagas see them, and the driver as the replay tool sees it.
+`services/` implements each store's Protocol; `orchestrator/` the driver's."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from sagas.definition import SagaDefinition
 from sagas.records import Lease, SagaEvent, SagaRecord, SagaStatus
 
 
@@ -118,7 +120,8 @@ class SagaLog(Protocol):
     async def lease(self, saga_id: str) -> Lease | None:
         """The lease of an in-flight saga; None once it is finished, parked or gone."""
 
-    async def stuck(self, limit: int) -> list[str]: ...
+    async def stuck(self, limit: int | None) -> list[str]:
+        """In-flight sagas whose lease has run out, oldest first; `limit` None: all."""
 
     async def load(self, saga_id: str) -> SagaRecord | None: ...
 
@@ -127,4 +130,44 @@ class SagaLog(Protocol):
     async def statuses(self, saga_ids: Sequence[str]) -> dict[str, SagaStatus]:
         """The status of each saga that has a record; sagas without one are left out."""
 
-    async def find(self, status: SagaStatus | None, limit: int) -> list[SagaRecord]: ...
+    async def find(
+        self,
+        status: SagaStatus | None,
+        limit: int | None,
+        *,
+        where: Callable[[SagaRecord], bool] | None = None,
+    ) -> list[SagaRecord]:
+        """The newest `limit` sagas (None: all) with that status (None: any) for which
+        `where` holds, newest first; reading about as many as it returns."""
+
+
+class DriveOutcome(Protocol):
+    """What driving one saga came to."""
+
+    @property
+    def skipped(self) -> bool:
+        """Nothing was done: another process had the saga, or took it meanwhile."""
+
+    @property
+    def ended_well(self) -> bool:
+        """Completed or compensated."""
+
+    @property
+    def shown_status(self) -> str: ...
+
+    @property
+    def error(self) -> str: ...
+
+
+class SagaDriver(Protocol):
+    """Takes a saga over through its lease and drives it to its end: what the replay tool's
+    verbs call. `orchestrator.saga.recovery.Recoverer` implements it."""
+
+    @property
+    def definitions(self) -> Mapping[str, SagaDefinition]: ...
+
+    async def recover(self, saga_id: str, *, parked: bool = False) -> DriveOutcome:
+        """Resume it. `parked`: also a failed one (an operator's call)."""
+
+    async def compensate(self, saga_id: str) -> DriveOutcome:
+        """Undo it; the engine refuses this for a saga past its pivot."""

@@ -1,15 +1,16 @@
-"""The verbs of `coupon-saga` (sagas/replay.py), on the ports: what each finds and does,
+"""The verbs of `coupon-saga` (orchestrator/cli.py), on the ports: what each finds and does,
 and the exit code it ends with."""
 
 from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sagas.definition import SagaDefinition, plan
 from sagas.errors import CouponNotFound
-from sagas.ports import SagaLog
+from sagas.ports import SagaDriver, SagaLog
 from sagas.records import SagaRecord, SagaStatus
 from sagas.replay_output import (
     lease_json,
@@ -26,7 +27,6 @@ from sagas.replay_output import (
 from sagas.timestamps import rfc3339_at
 
 if TYPE_CHECKING:
-    from orchestrator.saga.recovery import Recoverer
     from sagas.audit import Auditor
 
 
@@ -46,30 +46,37 @@ class ToolError(Exception):
 
 
 LIST_FILTERS = ["in-flight", "stuck", *(status.value for status in SagaStatus)]
+Where = Callable[[SagaRecord], bool]
 
 
 # --- list and show: the saga log only ---------------------------------------------------
 
 
-async def _select(saga_log: SagaLog, which: str | None, limit: int) -> list[SagaRecord]:
+async def _select(
+    saga_log: SagaLog, which: str | None, limit: int | None, where: Where | None = None
+) -> list[SagaRecord]:
+    """The first `limit` (None: all) sagas the filter `which` lists, for which `where` holds."""
     if which == "stuck":
-        found = [await saga_log.load(saga_id) for saga_id in await saga_log.stuck(limit)]
-        return [record for record in found if record is not None]
+        saga_ids = await saga_log.stuck(limit if where is None else None)
+        found = [await saga_log.load(saga_id) for saga_id in saga_ids]
+        return [r for r in found if r is not None and (where is None or where(r))][:limit]
     if which == "in-flight":
-        running = await saga_log.find(SagaStatus.RUNNING, limit)
-        compensating = await saga_log.find(SagaStatus.COMPENSATING, limit)
+        running = await saga_log.find(SagaStatus.RUNNING, limit, where=where)
+        compensating = await saga_log.find(SagaStatus.COMPENSATING, limit, where=where)
         newest_first = sorted(running + compensating, key=lambda r: r.updated_at, reverse=True)
         return newest_first[:limit]
-    return await saga_log.find(SagaStatus(which) if which else None, limit)
+    return await saga_log.find(SagaStatus(which) if which else None, limit, where=where)
+
+
+def _of_coupon(coupon: str | None) -> Where | None:
+    return None if coupon is None else lambda record: record.payload.get("coupon_name") == coupon
 
 
 async def list_sagas(
     saga_log: SagaLog, which: str | None, coupon: str | None, limit: int, *, json_out: bool
 ) -> Exit:
     # One more than asked for, to tell whether the answer was cut.
-    records = await _select(saga_log, which, limit + 1 if coupon is None else 100_000)
-    if coupon is not None:
-        records = [r for r in records if r.payload.get("coupon_name") == coupon]
+    records = await _select(saga_log, which, limit + 1, _of_coupon(coupon))
     cut, records = len(records) > limit, records[:limit]
     if json_out:
         print_json([listed(r) for r in records])
@@ -138,7 +145,7 @@ async def _refuse_if_driven(saga_log: SagaLog, saga_id: str, *, dry_run: bool) -
 
 async def drive_one(
     saga_log: SagaLog,
-    recoverer: Recoverer,
+    recoverer: SagaDriver,
     verb: str,
     saga_id: str,
     *,
@@ -186,7 +193,7 @@ def _origin(record: SagaRecord) -> dict[str, str]:
 
 async def recover_all(
     saga_log: SagaLog,
-    recoverer: Recoverer,
+    recoverer: SagaDriver,
     older_than: float,
     *,
     dry_run: bool,
@@ -195,7 +202,7 @@ async def recover_all(
     """Each stuck saga, what it was and what became of it ("skipped": another process
     took it first)."""
     cutoff = time.time() - older_than
-    records = [r for r in await _select(saga_log, "stuck", 10_000) if r.updated_at <= cutoff]
+    records = [r for r in await _select(saga_log, "stuck", None) if r.updated_at <= cutoff]
     results: list[dict[str, str]] = []
     unfinished = 0
     for record in records:

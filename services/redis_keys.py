@@ -15,22 +15,25 @@ class RedisKeys:
 
     @property
     def in_flight(self) -> str:
-        """Sorted set: saga id → its lease's expiry (epoch seconds on Redis's clock)."""
+        """Sorted set: saga id → its lease's expiry (epoch seconds on Redis's clock), not its
+        last update: each write and each takeover renews the lease, so the highest scores are
+        the sagas written last."""
         return f"{self.prefix}sagas:in-flight"
 
     @property
     def failed(self) -> str:
-        """Sorted set: sagas parked for an operator, by last update."""
+        """Sorted set: sagas parked for an operator, scored by last update."""
         return f"{self.prefix}sagas:failed"
 
     @property
     def finished(self) -> str:
-        """Sorted set: completed or compensated sagas by last update, trimmed by age."""
+        """Sorted set: completed or compensated sagas, scored by last update, trimmed by age."""
         return f"{self.prefix}sagas:finished"
 
     @property
     def refused(self) -> str:
-        """Sorted set: sagas refused before any side effect, trimmed sooner."""
+        """Sorted set: sagas refused before any side effect, scored by last update, trimmed
+        sooner."""
         return f"{self.prefix}sagas:refused"
 
     def saga(self, saga_id: str) -> str:

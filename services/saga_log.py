@@ -9,8 +9,10 @@ Redis's own clock, so hosts whose clocks disagree still agree on which sagas are
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import cast
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -185,9 +187,10 @@ class RedisSagaLog:
             owner or "", float(expires_at), live=float(expires_at) > seconds + micros / 1e6
         )
 
-    async def stuck(self, limit: int) -> list[str]:
+    async def stuck(self, limit: int | None) -> list[str]:
+        count = -1 if limit is None else limit  # LIMIT 0 -1: all of them
         with unavailable_on_failure("redis"):
-            return cast(list[str], await self._stuck(keys=[self._keys.in_flight], args=[limit]))
+            return cast(list[str], await self._stuck(keys=[self._keys.in_flight], args=[count]))
 
     async def load(self, saga_id: str) -> SagaRecord | None:
         with unavailable_on_failure("redis"):
@@ -214,43 +217,121 @@ class RedisSagaLog:
                 found |= {s: SagaStatus(v) for s, v in zip(chunk, values, strict=True) if v}
         return found
 
-    async def find(self, status: SagaStatus | None, limit: int) -> list[SagaRecord]:
-        """Newest first. In-flight sagas come from their index, the others from theirs."""
+    async def find(
+        self,
+        status: SagaStatus | None,
+        limit: int | None,
+        *,
+        where: Callable[[SagaRecord], bool] | None = None,
+    ) -> list[SagaRecord]:
+        """The newest `limit` sagas (None: all) with that status (None: any) for which
+        `where` holds, newest first.
+
+        Each index that can hold them is read newest first, `limit` ids of each, all in one
+        snapshot (MULTI: a saga moving from one index to another meanwhile is listed once);
+        an index is read further down only while sagas of it were skipped (another status,
+        `where` false, or their record expired). The records are merged by last update.
+        """
+
+        def wanted(record: SagaRecord) -> bool:
+            return (status is None or record.status is status) and (where is None or where(record))
+
+        indexes = self._indexes_holding(status)
+        found: dict[str, SagaRecord] = {}
+        with unavailable_on_failure("redis"):
+            snapshot = self._redis.pipeline(transaction=True)
+            for index in indexes:
+                snapshot.zrange(**_newest_first(index, _Cursor(), limit))
+            for index, page in zip(indexes, await snapshot.execute(), strict=True):
+                await self._keep(index, page, limit, wanted, found)
+        newest = sorted(found.values(), key=lambda record: record.updated_at, reverse=True)
+        return newest[:limit]
+
+    def _indexes_holding(self, status: SagaStatus | None) -> list[str]:
         if status is None:
-            indexes = [
+            return [
                 self._keys.in_flight,
                 self._keys.failed,
                 self._keys.finished,
                 self._keys.refused,
             ]
-        elif status.in_flight:
-            indexes = [self._keys.in_flight]
-        elif status is SagaStatus.FAILED:
-            indexes = [self._keys.failed]
-        elif status is SagaStatus.REFUSED:
-            indexes = [self._keys.refused]
-        elif status is SagaStatus.COMPENSATED:  # kept briefly too if it never took effect
-            indexes = [self._keys.finished, self._keys.refused]
-        else:
-            indexes = [self._keys.finished]
-        with unavailable_on_failure("redis"):
-            # The indexes in one snapshot (MULTI): a saga moving from one to another while
-            # they are read is listed once, not twice.
-            snapshot = self._redis.pipeline(transaction=True)
-            for index in indexes:
-                snapshot.zrange(index, 0, -1)
-            ids = [saga_id for found in await snapshot.execute() for saga_id in found]
-            pipe = self._redis.pipeline(transaction=False)
-            for saga_id in ids:
-                pipe.hgetall(self._keys.saga(saga_id))
-            rows = await pipe.execute() if ids else []
-        records = [
-            _decode(saga_id, fields) for saga_id, fields in zip(ids, rows, strict=True) if fields
+        if status.in_flight:
+            return [self._keys.in_flight]
+        if status is SagaStatus.FAILED:
+            return [self._keys.failed]
+        if status is SagaStatus.REFUSED:
+            return [self._keys.refused]
+        if status is SagaStatus.COMPENSATED:  # kept briefly too if it never took effect
+            return [self._keys.finished, self._keys.refused]
+        return [self._keys.finished]
+
+    async def _keep(
+        self,
+        index: str,
+        page: list[tuple[str, float]],
+        limit: int | None,
+        wanted: Callable[[SagaRecord], bool],
+        found: dict[str, SagaRecord],
+    ) -> None:
+        """Keep the wanted sagas of `page` in `found`; while fewer than `limit` of this index
+        were kept and it has more, read on (twice as many each time: few round trips). Those
+        reads are outside the first snapshot: a saga moving meanwhile is kept once, or missed."""
+        cursor, asked, kept = _Cursor(), limit, 0
+        while page:
+            for record in await self._records([saga_id for saga_id, _ in page]):
+                if wanted(record) and record.saga_id not in found:
+                    found[record.saga_id] = record
+                    kept += 1
+            if asked is None or limit is None or kept >= limit or len(page) < asked:
+                return
+            cursor, asked = cursor.past(page), asked * 2
+            page = cast(
+                list[tuple[str, float]],
+                await self._redis.zrange(**_newest_first(index, cursor, asked)),
+            )
+
+    async def _records(self, saga_ids: list[str]) -> list[SagaRecord]:
+        """The records of these sagas, in that order; those expired meanwhile left out."""
+        pipe = self._redis.pipeline(transaction=False)
+        for saga_id in saga_ids:
+            pipe.hgetall(self._keys.saga(saga_id))
+        rows = await pipe.execute()
+        return [
+            _decode(saga_id, fields)
+            for saga_id, fields in zip(saga_ids, rows, strict=True)
+            if fields
         ]
-        if status is not None:
-            records = [record for record in records if record.status is status]
-        records.sort(key=lambda record: record.updated_at, reverse=True)
-        return records[:limit]
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    """How far down an index was read: to its entries scored `score`, of which the first
+    `seen` (newest first) were read too. Scores repeat: sagas can be updated at one instant."""
+
+    score: float = math.inf
+    seen: int = 0
+
+    def past(self, page: list[tuple[str, float]]) -> _Cursor:
+        last = page[-1][1]
+        at_last = sum(1 for _, score in page if score == last)
+        return _Cursor(last, at_last + (self.seen if last == self.score else 0))
+
+
+def _newest_first(index: str, cursor: _Cursor, count: int | None) -> dict[str, Any]:
+    """ZRANGE's arguments: `count` ids (None: all) of the index from `cursor` down, with
+    their scores; highest score first, which is newest first (RedisKeys says how each index
+    is scored)."""
+    top = "+inf" if cursor.score == math.inf else repr(cursor.score)
+    window = {} if count is None else {"offset": cursor.seen, "num": count}
+    return {
+        "name": index,
+        "start": top,
+        "end": "-inf",
+        "desc": True,
+        "byscore": True,
+        "withscores": True,
+        **window,
+    }
 
 
 def _index(record: SagaRecord) -> str:

@@ -19,7 +19,7 @@ from tests.support.processes import Listener, listeners
 from tests.support.servers import settings_env
 
 SERVICE = [sys.executable, "-m", "orchestrator"]
-SAGA_TOOL = [sys.executable, "-m", "sagas"]
+SAGA_TOOL = [sys.executable, "-m", "orchestrator.cli"]
 
 
 @pytest.fixture

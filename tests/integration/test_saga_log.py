@@ -6,7 +6,8 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 
@@ -16,6 +17,8 @@ from services.redis_keys import RedisKeys
 from services.saga_log import SCRIPTS, RedisSagaLog
 from tests.support.apart import forget_saga_log, own_keys
 from tests.support.waiting import eventually
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -215,6 +218,76 @@ async def test_find_filters_by_status_newest_first_and_limits(saga_log, new_saga
     assert await saga_log.find(SagaStatus.COMPENSATING, limit=1) == [compensating]
     assert await saga_log.find(None, limit=3) == [running_now, compensating, failed[2]]
     assert await saga_log.find(SagaStatus.FAILED, limit=100_000) == failed[::-1]
+
+
+async def reads_during(redis, keys: RedisKeys, call: Awaitable[T]) -> tuple[T, list[list[str]]]:
+    """Await `call`; its result, and each command it sent about the saga log's keys as
+    Redis's MONITOR saw them (they end where a marker sent after them appears)."""
+    marker = f"{keys.prefix}done-{uuid.uuid4()}"
+    async with redis.monitor() as monitor:
+        result = await call
+        await redis.echo(marker)
+        commands: list[list[str]] = []
+        while (command := (await monitor.next_command())["command"].split()) != ["ECHO", marker]:
+            if any(part.startswith(keys.prefix) for part in command):
+                commands.append(command)
+    return result, commands
+
+
+async def test_find_reads_the_newest_of_each_index_and_no_more(saga_log, redis, new_saga_id, keys):
+    """A week of finished sagas is not read to show the newest few: each index is read newest
+    first, `limit` at most, and the readings merged."""
+    base = time.time() - 3600
+    finished = [saga(new_saga_id(), base + n, SagaStatus.COMPLETED) for n in range(300)]
+    failed = [saga(new_saga_id(), base + n + 0.5, SagaStatus.FAILED) for n in (297, 298)]
+    running = [saga(new_saga_id(), base + n) for n in (298.2, 300)]  # lease order = this order
+    for record in (*finished, *failed, *running):
+        await saga_log.create(record, [])
+    newest_first = sorted((*finished, *failed, *running), key=lambda r: r.updated_at)[::-1]
+    limit = 5
+
+    listing, commands = await reads_during(redis, keys, saga_log.find(None, limit))
+
+    assert listing == newest_first[:limit]
+    loaded = {command[1] for command in commands if command[0] == "HGETALL"}
+    newest_of_each = {
+        keys.saga(r.saga_id) for group in (finished, failed, running) for r in group[-limit:]
+    }
+    assert {keys.saga(record.saga_id) for record in listing} <= loaded <= newest_of_each
+    # Each index read again as it was read, for the ids alone: how many it gave.
+    index_reads = [command for command in commands if command[0] in ("ZRANGE", "ZREVRANGE")]
+    ids_read = [
+        len(await redis.execute_command(*(part for part in command if part != "WITHSCORES")))
+        for command in index_reads
+    ]
+    assert index_reads and sum(ids_read) <= limit * 4  # four indexes
+
+
+async def test_find_reads_on_past_sagas_it_skips(saga_log, new_saga_id):
+    """Filtered by status or by `where`, an index is read further down until `limit` are
+    found; sagas updated at one instant are each listed once, across reads."""
+    base = time.time() - 3600
+    compensated = [saga(new_saga_id(), base + n, SagaStatus.COMPENSATED) for n in range(3)]
+    tied = [saga(new_saga_id(), base + 5, SagaStatus.COMPENSATED) for _ in range(7)]
+    completed = [saga(new_saga_id(), base + 10 + n, SagaStatus.COMPLETED) for n in range(4)]
+    for record in (*compensated, *tied, *completed):
+        await saga_log.create(record, [])
+
+    def ids(records: list[SagaRecord]) -> list[str]:
+        return [record.saga_id for record in records]
+
+    two = ids(await saga_log.find(SagaStatus.COMPENSATED, 2))
+    assert len(two) == 2 and set(two) <= set(ids(tied))
+    seven = ids(await saga_log.find(SagaStatus.COMPENSATED, 7))
+    assert sorted(seven) == sorted(ids(tied))
+    nine = await saga_log.find(SagaStatus.COMPENSATED, 9)
+    assert sorted(ids(nine[:7])) == sorted(ids(tied))
+    assert nine[7:] == [compensated[2], compensated[1]]
+    every = ids(await saga_log.find(SagaStatus.COMPENSATED, None))
+    assert sorted(every) == sorted(ids([*tied, *compensated]))
+    wanted = {completed[1].saga_id, compensated[0].saga_id}
+    picked = await saga_log.find(None, 5, where=lambda record: record.saga_id in wanted)
+    assert picked == [completed[1], compensated[0]]
 
 
 async def test_unknown_saga_has_no_record_and_no_history(saga_log):

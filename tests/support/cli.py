@@ -15,7 +15,7 @@ async def coupon_saga(settings: Settings, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "sagas",
+        "orchestrator.cli",
         *args,
         env={**os.environ, **settings_env(settings)},
         stdout=asyncio.subprocess.PIPE,

@@ -63,7 +63,7 @@ class MemorySagaLog:
             return None
         return Lease("", record.updated_at, live=saga_id not in self.lapsed)
 
-    async def stuck(self, limit: int) -> list[str]:
+    async def stuck(self, limit: int | None) -> list[str]:
         return [s for s in self.lapsed if self.records[s].status.in_flight][:limit]
 
     async def load(self, saga_id: str) -> SagaRecord | None:
@@ -75,8 +75,18 @@ class MemorySagaLog:
     async def statuses(self, saga_ids: Sequence[str]) -> dict[str, SagaStatus]:
         return {s: self.records[s].status for s in saga_ids if s in self.records}
 
-    async def find(self, status: SagaStatus | None, limit: int) -> list[SagaRecord]:
-        found = [r for r in self.records.values() if status is None or r.status is status]
+    async def find(
+        self,
+        status: SagaStatus | None,
+        limit: int | None,
+        *,
+        where: Callable[[SagaRecord], bool] | None = None,
+    ) -> list[SagaRecord]:
+        found = [
+            r
+            for r in self.records.values()
+            if (status is None or r.status is status) and (where is None or where(r))
+        ]
         return sorted(found, key=lambda r: r.updated_at, reverse=True)[:limit]
 
     def only(self) -> SagaRecord:

@@ -4,6 +4,9 @@ Exit codes: 0 fine, 1 problems found (a saga missing, failed sagas listed, a sag
 2 usage error, 3 a store unreachable or the settings wrong.
 """
 
+# The verbs work on the ports (sagas/replay_verbs.py); this module reads the command line
+# and wires the real stores to them. Also `python -m orchestrator.cli`.
+
 from __future__ import annotations
 
 import argparse
@@ -72,6 +75,20 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="coupon-saga", description=summary, epilog=exit_codes)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
+    _looking_verbs(commands, common)
+    _driving_verbs(commands, common)
+    audit = commands.add_parser(
+        "audit", parents=[common], help="check invariants 1-4 across PostgreSQL and MongoDB"
+    )
+    audit.add_argument("--coupon", metavar="NAME", help="only this coupon")
+    audit.add_argument(
+        "--repair", action="store_true", help="reconcile what the facts allow, and say what"
+    )
+    return parser
+
+
+def _looking_verbs(commands: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    """list and show: they only read the saga log."""
     listing = commands.add_parser("list", parents=[common], help="list sagas, newest first")
     listing.add_argument(
         "--status",
@@ -89,6 +106,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     show = commands.add_parser("show", parents=[common], help="a saga's record and timeline")
     show.add_argument("saga_id", type=saga_id_argument, help="as in the X-Saga-Id header")
+
+
+def _driving_verbs(commands: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    """resume, compensate and recover: they drive sagas."""
     for verb, what in [
         ("resume", "drive a stuck or failed saga to its end"),
         ("compensate", "undo a saga that has not passed its pivot"),
@@ -105,14 +126,6 @@ def _parser() -> argparse.ArgumentParser:
         help="only sagas not updated for this long (besides a lapsed lease)",
     )
     recover.add_argument("--dry-run", action="store_true", help="say what would be done")
-    audit = commands.add_parser(
-        "audit", parents=[common], help="check invariants 1-4 across PostgreSQL and MongoDB"
-    )
-    audit.add_argument("--coupon", metavar="NAME", help="only this coupon")
-    audit.add_argument(
-        "--repair", action="store_true", help="reconcile what the facts allow, and say what"
-    )
-    return parser
 
 
 # --- wiring: the real stores --------------------------------------------------------------

@@ -1,3 +1,0 @@
-from sagas.replay import main
-
-main()

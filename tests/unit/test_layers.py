@@ -1,0 +1,72 @@
+"""The layers point inward: the domain (`sagas/`) imports neither the wiring
+(`orchestrator/`) nor the adapters (`services/`), the adapters do not import the wiring, and
+no module imports itself back through others. The source is read, not imported, so an
+import inside a function or under TYPE_CHECKING counts too."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("orchestrator", "sagas", "services")
+OUTWARD = {"sagas": ("orchestrator", "services"), "services": ("orchestrator",)}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(path: Path) -> Iterator[str]:
+    """Every module the file names in an import (`from a import b`: a, and a.b)."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def modules() -> dict[str, Path]:
+    return {
+        module_name(path): path for package in PACKAGES for path in (ROOT / package).rglob("*.py")
+    }
+
+
+@pytest.mark.parametrize("package", sorted(OUTWARD))
+def test_a_layer_imports_nothing_outward_of_it(package: str) -> None:
+    outward = sorted(
+        f"{module_name(path)} imports {name}"
+        for path in (ROOT / package).rglob("*.py")
+        for name in imported(path)
+        if name.split(".")[0] in OUTWARD[package]
+    )
+    assert outward == []
+
+
+def test_no_module_imports_itself_back() -> None:
+    found = modules()
+    graph = {
+        name: {other for other in imported(path) if other in found and other != name}
+        for name, path in found.items()
+    }
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycles.append([*trail[trail.index(name) :], name])
+            return
+        if name in done:
+            return
+        for other in sorted(graph[name]):
+            visit(other, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    assert cycles == []
