@@ -99,13 +99,6 @@ class Settings(BaseSettings):
     # (_TIMING_RULES).
     hold_settle_seconds: float = Field(120.0, gt=0)
 
-    # Test only: the process kills itself right after this saga step's action succeeds.
-    fault_kill_after: str = ""
-    # Test only: right after this step's action the whole process freezes (event loop and
-    # all) for `fault_stall_seconds`, like a long GC pause or SIGSTOP: its lease runs out.
-    fault_stall_after: str = ""
-    fault_stall_seconds: float = Field(0.0, ge=0)
-
     @model_validator(mode="after")
     def _timings_fit_together(self) -> Self:
         broken = [message for holds, message in _TIMING_RULES if not holds(self)]
