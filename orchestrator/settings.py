@@ -84,8 +84,7 @@ class Settings(BaseSettings):
     saga_refused_retention_seconds: int = Field(60, ge=1)
     # How long a saga step (or its undo) is retried while a store is away, with capped
     # exponential backoff: a store restart shorter than this costs no client a failure.
-    # Two store timeouts: a try that timed out may still land, and the next try (a replay)
-    # finds it, rather than an undo racing it.
+    # At least two store timeouts (_TIMING_RULES).
     saga_retry_seconds: float = Field(10.0, gt=0)
     # A store call that takes longer than this is abandoned and counts as failed.
     step_timeout_seconds: float = Field(10.0, gt=0)
@@ -118,6 +117,11 @@ _TIMING_RULES: tuple[tuple[Callable[[Settings], bool], str], ...] = (
         lambda s: s.saga_lease_seconds > s.saga_retry_seconds,
         "SAGA_LEASE_SECONDS must be longer than SAGA_RETRY_SECONDS: a driver still "
         "retrying a step would otherwise be taken over",
+    ),
+    (
+        lambda s: s.saga_retry_seconds >= 2 * s.store_timeout_seconds,
+        "SAGA_RETRY_SECONDS must be at least twice STORE_TIMEOUT_SECONDS: a try that timed "
+        "out may still land, and the next try must find it before an undo races it",
     ),
     (
         lambda s: s.step_timeout_seconds > s.store_timeout_seconds,

@@ -22,10 +22,11 @@ from tests.support.servers import gateway_process, gateway_processes, kill_9
 from tests.support.waiting import eventually
 
 # Gateways that look for stuck sagas only at their start: these gateways all start
-# before the first claim, so nobody recovers a stuck saga before the operator does.
+# before the first claim, so nobody recovers a stuck saga before the operator does. The
+# lease just outlasts the default retries (two default store timeouts, which the replay
+# tool run with these settings keeps: it is slow to start on a busy machine).
 STUCK_FAST = {
-    "saga_lease_seconds": 1.0,
-    "saga_retry_seconds": 0.5,
+    "saga_lease_seconds": 11.0,
     "recovery_interval_seconds": 3600.0,
 }
 # Ample for a few commands run while a frozen driver's lease is live, on a busy machine.

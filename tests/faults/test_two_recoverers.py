@@ -31,7 +31,7 @@ from tests.support.waiting import (
 
 # Many leases: the other gateway (looking every 0.2 s) has taken the saga over when A
 # wakes, also on a busy machine.
-STALL_SECONDS = 8.0
+STALL_SECONDS = 10.0
 
 # Events that stand for an effect on a store (or its end): each at most once per saga.
 EFFECTS = {
