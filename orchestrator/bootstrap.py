@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -197,22 +196,6 @@ class Components:
             log.warning("warm-up cut short: %s", describe(error))
 
 
-def _fault_hook(settings: Settings) -> AfterStep | None:
-    """The test-only fault hooks, run right after the named step's action: die like
-    `kill -9` (FAULT_KILL_AFTER), or freeze the whole process (FAULT_STALL_AFTER)."""
-    kill_after, stall_after = settings.fault_kill_after, settings.fault_stall_after
-    if not kill_after and not stall_after:
-        return None
-
-    def hook(done: str) -> None:
-        if done == stall_after:
-            time.sleep(settings.fault_stall_seconds)  # blocks the event loop on purpose
-        if done == kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return hook
-
-
 def redis_saga_log(settings: Settings, client: aioredis.Redis) -> RedisSagaLog:
     """The saga log as this process writes it: its keys, retentions, and its name as owner."""
     return RedisSagaLog(
@@ -231,7 +214,7 @@ def process_name() -> str:
 
 
 def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = None) -> Components:
-    """`after_step`: a test's fault hook; by default the ones the FAULT_* settings ask for."""
+    """`after_step`: a test's fault hook, run after each saga step's action (engine.py)."""
     inventory = PostgresInventory(stores.pg_pool)
     claims = MongoClaims(stores.mongo[settings.mongo_db])
     saga_log = redis_saga_log(settings, stores.redis)
@@ -239,7 +222,7 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
         saga_log,
         lease_seconds=settings.saga_lease_seconds,
         policy=RetryPolicy.from_settings(settings),
-        after_step=after_step or _fault_hook(settings),
+        after_step=after_step,
     )
     claim = claim_saga(inventory, claims)
     metrics.start_at_zero([claim])

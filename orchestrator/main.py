@@ -13,6 +13,7 @@ import signal
 import sys
 import tempfile
 from multiprocessing.sharedctypes import Synchronized
+from typing import TYPE_CHECKING
 
 import uvloop
 from aiohttp import web
@@ -32,20 +33,28 @@ from orchestrator.settings import Settings, SettingsError, load_settings, misspe
 from sagas.errors import StoreNotSetUp, StoreUnavailable
 from sagas.version import package_version
 
+if TYPE_CHECKING:  # the engine imports prometheus_client: see main()
+    from orchestrator.saga.engine import AfterStep
+
 log = logging.getLogger(__name__)
 
 
 def serve(
-    settings: Settings, *, reuse_port: bool = False, told: Synchronized[int] | None = None
+    settings: Settings,
+    *,
+    reuse_port: bool = False,
+    told: Synchronized[int] | None = None,
+    after_step: AfterStep | None = None,
 ) -> None:
-    """`told`: shared by workers, so a failed start that stops them all is said once."""
+    """`told`: shared by workers, so a failed start that stops them all is said once.
+    `after_step`: a test's fault hook (tests/support/faulty_gateway.py)."""
     # After PROMETHEUS_MULTIPROC_DIR is decided: these import prometheus_client.
     from orchestrator.http.app import create_app
     from orchestrator.saga.engine import describe
 
     configure_logging(settings.log_level)
     answer_framing_errors_in_json()
-    app = create_app(settings)
+    app = create_app(settings, after_step=after_step)
     stop_gracefully_on_sigterm(app, settings.shutdown_drain_seconds)
     try:
         web.run_app(
@@ -79,7 +88,7 @@ def _say_once(told: Synchronized[int] | None, line: str, *, with_stack: bool = F
     log.error("%s", line, exc_info=with_stack)
 
 
-def _run_workers(settings: Settings, count: int) -> int:
+def _run_workers(settings: Settings, count: int, after_step: AfterStep | None) -> int:
     """Fork worker processes bound with SO_REUSEPORT; stop all when one stops."""
     context = multiprocessing.get_context("fork")  # no event loop is running: safe
     told = context.Value("b", 0)
@@ -87,7 +96,7 @@ def _run_workers(settings: Settings, count: int) -> int:
         context.Process(
             target=serve,
             args=(settings,),
-            kwargs={"reuse_port": True, "told": told},
+            kwargs={"reuse_port": True, "told": told, "after_step": after_step},
             name=f"worker-{n}",
         )
         for n in range(count)
@@ -161,7 +170,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, *, after_step: AfterStep | None = None) -> None:
+    """`after_step`: run in every worker after each saga step's action; only the fault
+    tests' entry point passes one (tests/support/faulty_gateway.py)."""
     args = parse_arguments(argv)
     if not args.dev:  # with --dev, the gateway it starts warns
         for warning in misspelt_in_env_file():
@@ -182,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         log.error("%s", error)
         sys.exit(1)
     if count == 1:
-        serve(_checked_start(settings, count))
+        serve(_checked_start(settings, count), after_step=after_step)
         return
     # Metrics shared by the workers: prometheus_client reads this when it is first imported,
     # so nothing this module imports may import it (orchestrator.metrics comes with the app).
@@ -190,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     if owned:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coupon-metrics-")
     try:
-        code = _run_workers(_checked_start(settings, count), count)
+        code = _run_workers(_checked_start(settings, count), count, after_step)
     finally:
         if owned:
             shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -85,8 +85,7 @@ class Settings(BaseSettings):
     saga_refused_retention_seconds: int = Field(60, ge=1)
     # How long a saga step (or its undo) is retried while a store is away, with capped
     # exponential backoff: a store restart shorter than this costs no client a failure.
-    # Two store timeouts: a try that timed out may still land, and the next try (a replay)
-    # finds it, rather than an undo racing it.
+    # At least two store timeouts (_TIMING_RULES).
     saga_retry_seconds: float = Field(10.0, gt=0)
     # A store call that takes longer than this is abandoned and counts as failed.
     step_timeout_seconds: float = Field(10.0, gt=0)
@@ -99,13 +98,6 @@ class Settings(BaseSettings):
     # the facts. Longer than a lease and the retries, so no live driver is overtaken
     # (_TIMING_RULES).
     hold_settle_seconds: float = Field(120.0, gt=0)
-
-    # Test only: the process kills itself right after this saga step's action succeeds.
-    fault_kill_after: str = ""
-    # Test only: right after this step's action the whole process freezes (event loop and
-    # all) for `fault_stall_seconds`, like a long GC pause or SIGSTOP: its lease runs out.
-    fault_stall_after: str = ""
-    fault_stall_seconds: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _timings_fit_together(self) -> Self:
@@ -126,6 +118,11 @@ _TIMING_RULES: tuple[tuple[Callable[[Settings], bool], str], ...] = (
         lambda s: s.saga_lease_seconds > s.saga_retry_seconds,
         "SAGA_LEASE_SECONDS must be longer than SAGA_RETRY_SECONDS: a driver still "
         "retrying a step would otherwise be taken over",
+    ),
+    (
+        lambda s: s.saga_retry_seconds >= 2 * s.store_timeout_seconds,
+        "SAGA_RETRY_SECONDS must be at least twice STORE_TIMEOUT_SECONDS: a try that timed "
+        "out may still land, and the next try must find it before an undo races it",
     ),
     (
         lambda s: s.step_timeout_seconds > s.store_timeout_seconds,

@@ -91,89 +91,96 @@ _BAD_BODY = (
 )
 
 
+_NAME_PARAMETER = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "The coupon's name, percent-encoded.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+    "example": "PROMO_SUPER",
+}
+
+
 def _operations() -> dict[str, Any]:
-    name_parameter = {
-        "name": "name",
-        "in": "path",
-        "required": True,
-        "description": "The coupon's name, percent-encoded.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
-        "example": "PROMO_SUPER",
-    }
     return {
-        "/api/coupons": {
-            "post": {
-                "operationId": "createCoupon",
-                "summary": "Create a coupon with its stock",
-                "description": "When the service runs with ADMIN_TOKEN set, this needs "
-                "`Authorization: Bearer <token>` (401 otherwise).",
-                # The token, or none at all when the service runs without ADMIN_TOKEN.
-                "security": [{ADMIN_SCHEME: []}, {}],
-                "requestBody": {"required": True, "content": _body(CreateCouponRequest)},
-                "responses": {
-                    "201": _json(
-                        CouponResponse,
-                        "Created",
-                        headers={"Location": {"schema": {"type": "string"}}},
-                    ),
-                    **_errors(*_BAD_BODY, Unauthorized, CouponExists),
-                },
-            }
-        },
-        "/api/coupons/claim": {
-            "post": {
-                "operationId": "claimCoupon",
-                "summary": "Claim one unit of a coupon for a user, all or nothing",
-                "requestBody": {"required": True, "content": _body(ClaimRequest)},
-                "responses": {
-                    "200": _json(
-                        ClaimResponse,
-                        "Claimed",
-                        headers={"X-Saga-Id": {**_SAGA_ID, "required": True}},
-                    ),
-                    **_errors(
-                        *_BAD_BODY,
-                        CouponNotFound,
-                        AlreadyClaimed,
-                        OutOfStock,
-                    ),
-                },
-            }
-        },
-        "/api/coupons/{name}": {
-            "get": {
-                "operationId": "getCoupon",
-                "summary": "A coupon's stock and the users who claimed it",
-                "parameters": [name_parameter],
-                "responses": {
-                    "200": _json(CouponResponse, "The coupon"),
-                    **_errors(CouponNotFound, StoreUnavailable),
-                },
-            }
-        },
+        "/api/coupons": {"post": _create_coupon()},
+        "/api/coupons/claim": {"post": _claim_coupon()},
+        "/api/coupons/{name}": {"get": _get_coupon()},
         "/health": {"get": _probe("getHealth", "200 while the process runs")},
-        "/ready": {
-            "get": {
-                **_probe("getReady", "200 when PostgreSQL, MongoDB and Redis all answer"),
-                "responses": {
-                    "200": _object("Every store answers"),
-                    "503": _object("Not ready: the body names the stores that do not answer"),
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "operationId": "getMetrics",
-                "summary": "Prometheus metrics, all worker processes added up",
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text format",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
+        "/ready": {"get": _ready()},
+        "/metrics": {"get": _metrics()},
         "/openapi.json": {"get": _probe("getOpenApi", "This description")},
+    }
+
+
+def _create_coupon() -> dict[str, Any]:
+    return {
+        "operationId": "createCoupon",
+        "summary": "Create a coupon with its stock",
+        "description": "When the service runs with ADMIN_TOKEN set, this needs "
+        "`Authorization: Bearer <token>` (401 otherwise).",
+        # The token, or none at all when the service runs without ADMIN_TOKEN.
+        "security": [{ADMIN_SCHEME: []}, {}],
+        "requestBody": {"required": True, "content": _body(CreateCouponRequest)},
+        "responses": {
+            "201": _json(
+                CouponResponse,
+                "Created",
+                headers={"Location": {"schema": {"type": "string"}}},
+            ),
+            **_errors(*_BAD_BODY, Unauthorized, CouponExists),
+        },
+    }
+
+
+def _claim_coupon() -> dict[str, Any]:
+    return {
+        "operationId": "claimCoupon",
+        "summary": "Claim one unit of a coupon for a user, all or nothing",
+        "requestBody": {"required": True, "content": _body(ClaimRequest)},
+        "responses": {
+            "200": _json(
+                ClaimResponse,
+                "Claimed",
+                headers={"X-Saga-Id": {**_SAGA_ID, "required": True}},
+            ),
+            **_errors(*_BAD_BODY, CouponNotFound, AlreadyClaimed, OutOfStock),
+        },
+    }
+
+
+def _get_coupon() -> dict[str, Any]:
+    return {
+        "operationId": "getCoupon",
+        "summary": "A coupon's stock and the users who claimed it",
+        "parameters": [_NAME_PARAMETER],
+        "responses": {
+            "200": _json(CouponResponse, "The coupon"),
+            **_errors(CouponNotFound, StoreUnavailable),
+        },
+    }
+
+
+def _ready() -> dict[str, Any]:
+    return {
+        **_probe("getReady", "200 when PostgreSQL, MongoDB and Redis all answer"),
+        "responses": {
+            "200": _object("Every store answers"),
+            "503": _object("Not ready: the body names the stores that do not answer"),
+        },
+    }
+
+
+def _metrics() -> dict[str, Any]:
+    return {
+        "operationId": "getMetrics",
+        "summary": "Prometheus metrics, all worker processes added up",
+        "responses": {
+            "200": {
+                "description": "Prometheus text format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
     }
 
 

@@ -27,6 +27,7 @@ from services.inventory_schema import apply_schema
 from tests.support.apart import saga_log_apart
 from tests.support.api import claim, claim_all_tolerant, create, details
 from tests.support.cli import coupon_saga
+from tests.support.faulty_gateway import Fault
 from tests.support.invariants import assert_invariants
 from tests.support.logs import json_lines
 from tests.support.servers import gateway_process, kill_9
@@ -88,8 +89,9 @@ async def test_a_saga_cut_by_kill_9_ends_on_restart(
     http, settings, pg, mongo, tmp_path, name, step, outcome, claimed_by
 ):
     async with saga_log_apart(settings) as apart:
-        dying = apart.settings.model_copy(update={**FAST_RECOVERY, "fault_kill_after": step})
-        with gateway_process(dying, tmp_path / "dying.log", workers=1) as base:
+        dying = apart.settings.model_copy(update=FAST_RECOVERY)
+        killing = Fault.kill_after(step)
+        with gateway_process(dying, tmp_path / "dying.log", workers=1, fault=killing) as base:
             await create(http, base, name, 2)
             with pytest.raises(aiohttp.ClientError):
                 await claim(http, base, "victim", name)

@@ -14,7 +14,7 @@ from tests.support.api import metric
 from tests.support.logs import json_lines
 from tests.support.proxy import ProxyInThread
 from tests.support.servers import gateway_process
-from tests.support.waiting import FAST_RECOVERY, eventually
+from tests.support.waiting import eventually
 
 WORKERS = 2
 
@@ -37,7 +37,7 @@ async def test_a_postgresql_outage_is_two_lines_per_process_without_a_traceback(
     async with saga_log_apart(settings) as apart:
         gateway_settings = apart.settings.model_copy(
             update={
-                **FAST_RECOVERY,  # a recovery round (that fails) five times a second
+                "recovery_interval_seconds": 0.2,  # a recovery round (that fails) 5x a second
                 "database_url": pg_cut_off.proxy.url_through(settings.database_url),
                 "log_level": "info",
                 "pg_pool_size": 2,

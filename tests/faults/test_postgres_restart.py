@@ -35,6 +35,7 @@ RESTART = {
     # the pivot finishes rather than being parked for an operator; parking is not what this
     # tests. The lease outlasts them.
     "saga_retry_seconds": 5.0,
+    "store_timeout_seconds": 2.5,  # the retries span two
     "saga_lease_seconds": 8.0,
     "saga_max_recoveries": 50,
 }

@@ -29,7 +29,7 @@ FAST = {
     "recovery_interval_seconds": 0.2,
     "step_timeout_seconds": 0.5,
     "store_timeout_seconds": 0.4,  # the drivers end their own calls, within a step's try
-    "saga_retry_seconds": 0.5,
+    "saga_retry_seconds": 0.8,  # two store timeouts
 }
 
 

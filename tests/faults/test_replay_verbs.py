@@ -15,16 +15,18 @@ from sagas.records import SagaStatus
 from tests.support.apart import Apart, saga_log_apart
 from tests.support.api import claim, create
 from tests.support.cli import coupon_saga
+from tests.support.faulty_gateway import Fault
 from tests.support.invariants import assert_invariants
 from tests.support.proxy import through
 from tests.support.servers import gateway_process, gateway_processes, kill_9
 from tests.support.waiting import eventually
 
 # Gateways that look for stuck sagas only at their start: these gateways all start
-# before the first claim, so nobody recovers a stuck saga before the operator does.
+# before the first claim, so nobody recovers a stuck saga before the operator does. The
+# lease just outlasts the default retries (two default store timeouts, which the replay
+# tool run with these settings keeps: it is slow to start on a busy machine).
 STUCK_FAST = {
-    "saga_lease_seconds": 1.0,
-    "saga_retry_seconds": 0.5,
+    "saga_lease_seconds": 11.0,
     "recovery_interval_seconds": 3600.0,
 }
 # Ample for a few commands run while a frozen driver's lease is live, on a busy machine.
@@ -93,9 +95,9 @@ async def test_resume_finishes_a_saga_parked_past_its_pivot(
 async def stuck_after_reserve(http, apart: Apart, tmp_path, name: str, users: list[str]) -> None:
     """Each user's claim dies with its gateway right after reserve; nobody recovers it.
     Returns once every one of them is stuck (its lease ran out)."""
-    dying = apart.settings.model_copy(update={**STUCK_FAST, "fault_kill_after": "reserve"})
+    dying = apart.settings.model_copy(update=STUCK_FAST)
     logs = [tmp_path / f"{user}.log" for user in users]
-    with gateway_processes(dying, logs, workers=1) as bases:
+    with gateway_processes(dying, logs, workers=1, fault=Fault.kill_after("reserve")) as bases:
         await create(http, bases[0], name, 5)
         for user, base in zip(users, bases, strict=True):
             with pytest.raises(aiohttp.ClientError):
@@ -177,10 +179,9 @@ async def test_a_saga_under_a_live_lease_is_refused_with_when_its_lease_ends(
 async def refusals_under_a_live_lease(http, cli_settings, apart: Apart, tmp_path, name) -> str:
     """A gateway frozen after reserve; every verb refused while its lease is live. Returns
     the saga's id once the frozen gateway is dead."""
-    freezing = cli_settings.model_copy(
-        update={"fault_stall_after": "reserve", "fault_stall_seconds": 600.0}
-    )
-    with gateway_process(freezing, tmp_path / "frozen.log", workers=1) as frozen:
+    freezing = Fault.stall_after("reserve", 600.0)
+    log_path = tmp_path / "frozen.log"
+    with gateway_process(cli_settings, log_path, workers=1, fault=freezing) as frozen:
         claiming = asyncio.create_task(claim(http, frozen, "held", name))
         saga_id = await running_saga_of(apart.saga_log, name)
 

@@ -18,6 +18,7 @@ from sagas.records import Phase, SagaEvent, SagaStatus
 from tests.support.apart import Apart, saga_log_apart
 from tests.support.api import claim, claim_all_tolerant, create
 from tests.support.cli import coupon_saga
+from tests.support.faulty_gateway import Fault
 from tests.support.invariants import assert_invariants
 from tests.support.servers import gateway_process, gateway_processes, kill_9, process_group
 from tests.support.waiting import (
@@ -30,7 +31,7 @@ from tests.support.waiting import (
 
 # Many leases: the other gateway (looking every 0.2 s) has taken the saga over when A
 # wakes, also on a busy machine.
-STALL_SECONDS = 8.0
+STALL_SECONDS = 10.0
 
 # Events that stand for an effect on a store (or its end): each at most once per saga.
 EFFECTS = {
@@ -119,12 +120,10 @@ async def claim_while_frozen(http, apart: Apart, tmp_path, coupon: str, step: st
     its last recoverer and B's, and A's log.
     """
     fast = apart.settings.model_copy(update=FAST_RECOVERY)
-    freezing = fast.model_copy(
-        update={"fault_stall_after": step, "fault_stall_seconds": STALL_SECONDS}
-    )
+    freezing = Fault.stall_after(step, STALL_SECONDS)
     with (
         gateway_process(fast, tmp_path / "b.log", workers=1) as b,
-        gateway_process(freezing, tmp_path / "a.log", workers=1) as a,
+        gateway_process(fast, tmp_path / "a.log", workers=1, fault=freezing) as a,
     ):
         await create(http, b, coupon, 2)
         status, body = await claim(http, a, "paused", coupon)

@@ -20,6 +20,10 @@ from devstack.servers import free_port
 from orchestrator.http.app import create_app
 from orchestrator.saga.engine import AfterStep
 from orchestrator.settings import Settings
+from tests.support.faulty_gateway import Fault
+
+# The checkout: `python -m tests.support.faulty_gateway` imports from it, wherever pytest runs.
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -48,38 +52,59 @@ def process_group(base_url: str) -> int:
 
 
 @contextmanager
-def gateway_process(settings: Settings, log_path: Path, workers: int = 2) -> Iterator[str]:
-    """Run the console script the Docker image runs; yield its base URL."""
-    with gateway_processes(settings, [log_path], workers) as (base_url,):
+def gateway_process(
+    settings: Settings, log_path: Path, workers: int = 2, *, fault: Fault | None = None
+) -> Iterator[str]:
+    """Run the console script the Docker image runs; yield its base URL. With `fault`, the
+    same gateway started through tests/support/faulty_gateway.py, which injects it."""
+    with gateway_processes(settings, [log_path], workers, fault=fault) as (base_url,):
         yield base_url
 
 
 @contextmanager
 def gateway_processes(
-    settings: Settings, log_paths: Sequence[Path], workers: int = 2
+    settings: Settings, log_paths: Sequence[Path], workers: int = 2, *, fault: Fault | None = None
 ) -> Iterator[list[str]]:
     """One gateway per log path, all started at once (none waits for another to be up)."""
     with ExitStack() as stack:
-        started = [stack.enter_context(_spawned(settings, path, workers)) for path in log_paths]
+        started = [
+            stack.enter_context(_spawned(settings, path, workers, fault)) for path in log_paths
+        ]
         for base_url, path in zip(started, log_paths, strict=True):
             wait_healthy(base_url, _RUNNING[base_url], path)
         yield started
 
 
-@contextmanager
-def _spawned(settings: Settings, log_path: Path, workers: int) -> Iterator[str]:
-    port = free_port()
-    env = {
+def _gateway_env(settings: Settings, port: int, workers: int) -> dict[str, str]:
+    return {
         **os.environ,
         **settings_env(settings),
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WORKERS": str(workers),
     }
+
+
+def _gateway_command(fault: Fault | None) -> tuple[list[str], dict[str, str]]:
+    """The command line and the environment it adds: the console script, or with `fault`
+    the fault tests' entry point to the same gateway."""
+    if fault is None:
+        return [sys.executable, "-m", "orchestrator"], {}
+    path = os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "tests.support.faulty_gateway"]
+    return command, {**fault.env(), "PYTHONPATH": path}
+
+
+@contextmanager
+def _spawned(
+    settings: Settings, log_path: Path, workers: int, fault: Fault | None
+) -> Iterator[str]:
+    port = free_port()
+    command, faulty_env = _gateway_command(fault)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator"],
-            env=env,
+            command,
+            env={**_gateway_env(settings, port, workers), **faulty_env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: kill_9 takes the workers too
@@ -140,13 +165,7 @@ async def run_to_exit(
         sys.executable,
         "-m",
         "orchestrator",
-        env={
-            **os.environ,
-            **settings_env(settings),
-            "HOST": "127.0.0.1",
-            "PORT": str(port or free_port()),
-            "WORKERS": str(workers),
-        },
+        env=_gateway_env(settings, port or free_port(), workers),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,

@@ -14,12 +14,14 @@ import asyncpg
 
 from sagas.ports import SagaLog
 
-# A stuck saga is taken over a second after its driver's last write, looked for 5x a second;
-# a step is retried for half a second (the lease must outlast the retries).
+# A stuck saga is taken over 3 s after its driver's last write, looked for 5x a second; a
+# step is retried for 2 s, two store timeouts (the settings' rules: the lease outlasts the
+# retries, which outlast two store timeouts).
 FAST_RECOVERY = {
-    "saga_lease_seconds": 1.0,
+    "saga_lease_seconds": 3.0,
     "recovery_interval_seconds": 0.2,
-    "saga_retry_seconds": 0.5,
+    "saga_retry_seconds": 2.0,
+    "store_timeout_seconds": 1.0,
 }
 
 

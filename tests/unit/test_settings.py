@@ -19,6 +19,7 @@ def test_a_lease_no_longer_than_the_retries_is_refused():
 def test_the_defaults_hold_together():
     settings = Settings(_env_file=None)
     assert settings.saga_lease_seconds > settings.saga_retry_seconds
+    assert settings.saga_retry_seconds >= 2 * settings.store_timeout_seconds
     assert settings.step_timeout_seconds > settings.store_timeout_seconds
     assert settings.hold_settle_seconds > settings.saga_lease_seconds + settings.saga_retry_seconds
 
@@ -38,22 +39,37 @@ def test_a_settle_time_within_a_lease_and_the_retries_is_refused():
         )
 
 
-def test_every_broken_rule_is_named_on_one_line(monkeypatch):
+def refused_in_one_line(monkeypatch, **environment: str) -> str:
+    """What `load_settings` says of this environment (and no .env), which must be one line."""
     monkeypatch.chdir(tmp_path_without_env := Path(__file__).parent)  # no .env here
     assert not (tmp_path_without_env / ".env").exists()
-    monkeypatch.setenv("STEP_TIMEOUT_SECONDS", "1")
-    monkeypatch.setenv("HOLD_SETTLE_SECONDS", "10")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError) as refused:
         load_settings()
     (line,) = str(refused.value).splitlines()
+    return line
+
+
+def test_retries_shorter_than_two_store_timeouts_are_refused_in_one_line(monkeypatch):
+    line = refused_in_one_line(monkeypatch, STORE_TIMEOUT_SECONDS="3", SAGA_RETRY_SECONDS="5")
+    assert line.startswith("SAGA_RETRY_SECONDS must be at least twice STORE_TIMEOUT_SECONDS")
+
+
+def test_retries_of_exactly_two_store_timeouts_are_accepted():
+    Settings(_env_file=None, saga_retry_seconds=6.0, store_timeout_seconds=3.0)
+
+
+def test_every_broken_rule_is_named_on_one_line(monkeypatch):
+    line = refused_in_one_line(monkeypatch, STEP_TIMEOUT_SECONDS="1", HOLD_SETTLE_SECONDS="10")
     assert line.startswith("STEP_TIMEOUT_SECONDS must be longer than STORE_TIMEOUT_SECONDS")
     assert "HOLD_SETTLE_SECONDS must be longer" in line
 
 
 def test_the_retry_policy_is_built_from_the_settings():
     settings = Settings(
-        _env_file=None, saga_retry_seconds=3.0, step_timeout_seconds=4.0, store_timeout_seconds=2.0
+        _env_file=None, saga_retry_seconds=4.5, step_timeout_seconds=3.0, store_timeout_seconds=2.0
     )
     assert RetryPolicy.from_settings(settings) == RetryPolicy(
-        retry_seconds=3.0, step_timeout_seconds=4.0, store_timeout_seconds=2.0
+        retry_seconds=4.5, step_timeout_seconds=3.0, store_timeout_seconds=2.0
     )
