@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -13,10 +13,10 @@ from orchestrator.http.keys import MONGO_CLIENT, PG_POOL, REDIS
 PROBE_TIMEOUT_SECONDS = 2.0
 
 
-async def _answers(probe: Awaitable[object]) -> bool:
+async def _answers(probe: Callable[[], Awaitable[object]]) -> bool:
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
-            await probe
+            await probe()
         return True
     except Exception:  # whatever the driver raises, the store did not answer
         return False
@@ -24,10 +24,12 @@ async def _answers(probe: Awaitable[object]) -> bool:
 
 async def store_status(app: web.Application) -> dict[str, bool]:
     """Each store by name, True if it answered; all three probed at once."""
-    probes = {
-        "postgresql": app[PG_POOL].fetchval("SELECT 1"),
-        "mongodb": app[MONGO_CLIENT].admin.command("ping"),
-        "redis": app[REDIS].ping(),
+    # Each store call is made inside its own probe: one made before a cancellation
+    # reaches it would be left never awaited.
+    probes: dict[str, Callable[[], Awaitable[object]]] = {
+        "postgresql": lambda: app[PG_POOL].fetchval("SELECT 1"),
+        "mongodb": lambda: app[MONGO_CLIENT].admin.command("ping"),
+        "redis": lambda: app[REDIS].ping(),
     }
     answers = await asyncio.gather(*(_answers(probe) for probe in probes.values()))
     return dict(zip(probes, answers, strict=True))
