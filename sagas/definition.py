@@ -87,7 +87,7 @@ class SagaDefinition:
             return Resumption(
                 Direction.BACKWARD, undo=self.to_undo(record, in_doubt=record.in_progress)
             )
-        if self.pivot in record.done:
+        if self.past_pivot(record):
             left = tuple(step.name for step in self.steps_left(record))
             return Resumption(Direction.FORWARD, forward=left)
         # The log does not say how far the driver got: through its pivot, every step may
