@@ -16,13 +16,13 @@ take effect after all?) and only then parked as failed for an operator.
 Every write is fenced by the saga's epoch: a driver that lost its lease is refused at its
 next write and acts no more, so one saga never has two drivers acting on it.
 
-Where each rule lives: whether a saga is past its pivot, and what resuming it does, in
-`SagaDefinition.past_pivot` and `.resumption` (sagas/definition.py; `--dry-run` tells
-the same decision); the pending events and the write after a pause in `Journal`
-(journal.py); retries and timeouts of one store call in `StoreCalls` (store_calls.py);
-the undo order and the background retry of an undo in `Compensation`
-(compensation.py). Here: a failure before the pivot in `_fail`, after it in `_forward`
-and `_park`; a lost lease in `_lease_lost`.
+Where each rule lives: whether a saga is past its pivot, what resuming it does, and what
+undoing it undoes, in `SagaDefinition.past_pivot`, `.resumption` and `.to_undo`
+(sagas/definition.py; `--dry-run` tells the same decision); the pending events and the
+write after a pause in `Journal` (journal.py); retries and timeouts of one store call in
+`StoreCalls` (store_calls.py); undoing, and retrying an undo in the background, in
+`Compensation` (compensation.py). Here: a failure before the pivot in `_fail`, after it
+in `_forward` and `_park`; a lost lease in `_lease_lost`.
 """
 
 from __future__ import annotations
