@@ -1,7 +1,11 @@
-"""A saga definition: ordered steps, each an action with an optional compensation."""
+"""A saga definition: ordered steps, each an action with an optional compensation; and
+the rules that read a saga's record against it: is it past its pivot, what does undoing
+it undo, and what does resuming it do (`resumption`, which the engine acts on and
+`--dry-run` tells)."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,21 +59,72 @@ class SagaDefinition:
     def through_pivot(self) -> tuple[str, ...]:
         return (*self.before_pivot, self.pivot)
 
+    @property
+    def after_pivot(self) -> tuple[str, ...]:
+        return tuple(step.name for step in self.steps if step.name not in self.through_pivot)
+
+    def past_pivot(self, record: SagaRecord) -> bool:
+        """Whether the saga can only go forward: its pivot took effect and it is not being
+        undone (a saga compensating since before its pivot landed stays compensating)."""
+        return self.pivot in record.done and not record.compensating
+
+    def steps_left(self, record: SagaRecord) -> tuple[Step, ...]:
+        """The steps going forward still has to run, in order."""
+        return tuple(step for step in self.steps if step.name not in record.done)
+
+    def to_undo(self, record: SagaRecord, *, in_doubt: str | None) -> tuple[str, ...]:
+        """The steps a compensation undoes, in order: `in_doubt` (a step whose effect is
+        unknown) first, then the done ones in reverse."""
+        first = (in_doubt,) if in_doubt is not None else ()
+        return (*first, *reversed(record.done))
+
+    def resumption(self, record: SagaRecord) -> Resumption:
+        """What resuming this saga does: the one decision `resume` acts on and --dry-run
+        tells. Only the record is read; BY_THE_PIVOT leaves the choice to the pivot's fact."""
+        if record.status.finished:
+            return Resumption(Direction.NOTHING)
+        if record.compensating:
+            return Resumption(
+                Direction.BACKWARD, undo=self.to_undo(record, in_doubt=record.in_progress)
+            )
+        if self.past_pivot(record):
+            left = tuple(step.name for step in self.steps_left(record))
+            return Resumption(Direction.FORWARD, forward=left)
+        # The log does not say how far the driver got: through its pivot, every step may
+        # have taken effect (undoing one that did not is a no-op).
+        return Resumption(
+            Direction.BY_THE_PIVOT, forward=self.after_pivot, undo=self.through_pivot[::-1]
+        )
+
+
+class Direction(enum.StrEnum):
+    NOTHING = "nothing"  # the saga is finished
+    FORWARD = "forward"  # past its pivot
+    BACKWARD = "backward"  # being compensated
+    BY_THE_PIVOT = "by the pivot"  # forward if the pivot took effect, else backward
+
+
+@dataclass(frozen=True)
+class Resumption:
+    """Where resuming a saga takes it, and through which steps."""
+
+    direction: Direction
+    forward: tuple[str, ...] = ()  # the steps run forward (BY_THE_PIVOT: if it landed)
+    undo: tuple[str, ...] = ()  # the steps undone, in order (BY_THE_PIVOT: if it did not)
+
 
 def plan(definition: SagaDefinition, record: SagaRecord) -> str:
     """What `resume` would do with this saga, in one line (for --dry-run)."""
-    if record.status.finished:
-        return f"nothing: the saga is {record.status.value}"
-    if record.compensating:
-        undo = [record.step] if record.step not in record.done else []
-        undo += list(reversed(record.done))
-        return "compensate: undo " + ", ".join(undo) if undo else "compensate: nothing to undo"
-    forward = [step.name for step in definition.steps if step.name not in record.done]
-    if definition.pivot in record.done:
-        return "drive forward: " + ", ".join(forward)
-    after = [name for name in forward if name not in definition.through_pivot]
+    resumption = definition.resumption(record)
+    forward, undo = ", ".join(resumption.forward), ", ".join(resumption.undo)
+    match resumption.direction:
+        case Direction.NOTHING:
+            return f"nothing: the saga is {record.status.value}"
+        case Direction.BACKWARD:
+            return f"compensate: undo {undo}" if undo else "compensate: nothing to undo"
+        case Direction.FORWARD:
+            return f"drive forward: {forward}"
     return (
         f"check whether {definition.pivot} took effect; if so drive forward: "
-        f"{', '.join(after) or 'nothing left'}; "
-        f"if not compensate: undo {', '.join(reversed(definition.through_pivot))}"
+        f"{forward or 'nothing left'}; if not compensate: undo {undo}"
     )

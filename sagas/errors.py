@@ -43,6 +43,14 @@ def may_have_applied(error: BaseException) -> bool:
     return not isinstance(error, StoreUnavailable) or error.maybe_applied
 
 
+def describe(error: BaseException) -> str:
+    """One line for operators: the error and, for store failures, the driver's reason."""
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, StoreUnavailable) and error.__cause__ is not None:
+        text += f" ({type(error.__cause__).__name__}: {error.__cause__})"
+    return text
+
+
 class LeaseLost(Exception):
     """Another driver took this saga over (or its record is gone): stop driving it."""
 

@@ -75,6 +75,11 @@ class SagaRecord:
     def moved(self, at: float, **changes: Any) -> SagaRecord:
         return replace(self, updated_at=at, **changes)
 
+    @property
+    def in_progress(self) -> str | None:
+        """The step begun and not done (its effect unknown), if any."""
+        return self.step if self.step not in self.done else None
+
 
 @dataclass(frozen=True)
 class Lease:

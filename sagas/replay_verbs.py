@@ -120,7 +120,7 @@ def _refuse_compensation(definition: SagaDefinition, record: SagaRecord) -> None
             "refused",
             f"saga {record.saga_id} is completed: its claim stands and cannot be compensated",
         )
-    if definition.pivot in record.done and not record.compensating:
+    if definition.past_pivot(record):
         raise ToolError(
             Exit.PROBLEMS,
             "refused",

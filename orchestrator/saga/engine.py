@@ -15,50 +15,60 @@ saga only moves forward; a step that still fails is checked against its store (d
 take effect after all?) and only then parked as failed for an operator.
 Every write is fenced by the saga's epoch: a driver that lost its lease is refused at its
 next write and acts no more, so one saga never has two drivers acting on it.
+
+Where each rule lives: whether a saga is past its pivot, what resuming it does, and what
+undoing it undoes, in `SagaDefinition.past_pivot`, `.resumption` and `.to_undo`
+(sagas/definition.py; `--dry-run` tells the same decision); the pending events and the
+write after a pause in `Journal` (journal.py); retries and timeouts of one store call in
+`StoreCalls` (store_calls.py); undoing, and retrying an undo in the background, in
+`Compensation` (compensation.py). Here: a failure before the pivot in `_fail`, after it
+in `_forward` and `_park`; a lost lease in `_lease_lost`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import metrics
 from orchestrator.logs import SAGA_ID
+from orchestrator.saga.compensation import Compensation
+from orchestrator.saga.journal import Journal
 from orchestrator.saga.retry_policy import DEFAULT_POLICY, RetryPolicy
-from sagas.definition import SagaDefinition, Step
+from orchestrator.saga.store_calls import StoreCalls
+from sagas.definition import Direction, SagaDefinition, Step
 from sagas.errors import (
-    DomainError,
     LeaseLost,
     SagaConflict,
     StoreUnavailable,
-    may_have_applied,
+    describe,
 )
 from sagas.ports import SagaLog
 from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 
+__all__ = ["AfterStep", "Outcome", "SagaEngine", "describe", "new_saga_id"]
+
 log = logging.getLogger(__name__)
 
 AfterStep = Callable[[str], None]
-
-# Between tries at a store that is away: 50 ms doubling up to 1 s (README's bound on
-# giving a unit back after a 503 rests on this cap).
 
 
 def new_saga_id() -> str:
     return str(uuid.uuid4())
 
 
-def describe(error: BaseException) -> str:
-    """One line for operators: the error and, for store failures, the driver's reason."""
-    text = f"{type(error).__name__}: {error}"
-    if isinstance(error, StoreUnavailable) and error.__cause__ is not None:
-        text += f" ({type(error.__cause__).__name__}: {error.__cause__})"
-    return text
+@dataclass(frozen=True)
+class Outcome:
+    """How one drive of a saga ended: its last record and, if it was undone before its
+    pivot, the error that made it undo (`run` raises it; `resume` reports the record)."""
+
+    record: SagaRecord
+    failure: Exception | None = None
 
 
 class SagaEngine:
@@ -85,18 +95,19 @@ class SagaEngine:
         self._log = saga_log
         self._clock = clock
         self._monotonic = monotonic
-        self._sleep = sleep
         self._checkpoint_after = lease_seconds / 2
-        self._policy = policy
         self._after_step = after_step
-        self._compensating: set[asyncio.Task[None]] = set()  # undos retried in the background
+        self._calls = StoreCalls(policy, clock=clock, monotonic=monotonic, sleep=sleep)
+        self._compensation = Compensation(
+            saga_log, self._calls, clock=clock, sleep=sleep, new_journal=self._journal
+        )
 
     async def close(self) -> None:
         """Stop the background compensations (on shutdown): their sagas stay compensating
         in the log, and recovery finishes them once their lease runs out."""
-        for task in self._compensating:
-            task.cancel()
-        await asyncio.gather(*self._compensating, return_exceptions=True)
+        await self._compensation.close()
+
+    # --- the three ways in ------------------------------------------------------------
 
     async def run(
         self, definition: SagaDefinition, payload: Mapping[str, Any], saga_id: str | None = None
@@ -107,9 +118,43 @@ class SagaEngine:
         If the first log write fails nothing has been touched, and StoreUnavailable
         propagates as it is.
         """
+        record = await self._start(definition, payload, saga_id or new_saga_id())
+        outcome = await self._drive(definition, record, Direction.FORWARD)
+        if outcome.failure is not None:
+            raise outcome.failure
+        return outcome.record
+
+    async def resume(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
+        """Drive a saga taken over from a dead or stalled driver to its end, the way
+        `definition.resumption(record)` decides, and return its last record."""
+        SAGA_ID.set(record.saga_id)
+        direction = definition.resumption(record).direction
+        return (await self._drive(definition, record, direction)).record
+
+    async def compensate(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
+        """Undo a saga on an operator's word; refused once its pivot has taken effect."""
+        SAGA_ID.set(record.saga_id)
+        if not record.compensating:
+            if definition.past_pivot(record) or await self._calls.pivot_landed(definition, record):
+                raise SagaConflict(
+                    f"saga {record.saga_id} is past its pivot; it can only go forward"
+                )
+            record = self._up_to_pivot(definition, record)
+        return (await self._drive(definition, record, Direction.BACKWARD)).record
+
+    # --- starting, and one drive for every way in ---------------------------------------
+
+    def _journal(self) -> Journal:
+        return Journal(
+            self._log, monotonic=self._monotonic, checkpoint_after=self._checkpoint_after
+        )
+
+    async def _start(
+        self, definition: SagaDefinition, payload: Mapping[str, Any], saga_id: str
+    ) -> SagaRecord:
+        """Write the intent: the saga in flight at its first step, before any side effect."""
         now = self._clock()
         first = definition.steps[0]
-        saga_id = saga_id or new_saga_id()
         SAGA_ID.set(saga_id)
         record = SagaRecord(
             saga_id=saga_id,
@@ -122,353 +167,161 @@ class SagaEngine:
         )
         await self._log.create(record, [SagaEvent(now, first.name, Phase.STARTED)])
         metrics.SAGAS_STARTED.labels(definition.name).inc()
-        return await self._forward(definition, record, raise_failure=True)
+        return record
 
-    async def resume(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
-        """Drive a saga taken over from a dead or stalled driver to its end.
-
-        Past the pivot it goes forward; compensating, back. Otherwise the log does not say
-        how far the driver got, and the fact does: if the pivot landed, forward; if not,
-        back through the pivot and every step before it.
-        """
-        SAGA_ID.set(record.saga_id)
-        if record.compensating:
-            return await self._backward(definition, record, None)
-        if definition.pivot not in record.done:
-            if not await self._pivot_landed(definition, record):
-                return await self._backward(definition, self._up_to_pivot(definition, record), None)
-            at = self._clock()
-            record = record.moved(at, step=definition.pivot, done=definition.through_pivot)
-            await self._log.save(record, [SagaEvent(at, definition.pivot, Phase.RECOVERED)])
-        return await self._forward(definition, record, raise_failure=False)
-
-    async def compensate(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
-        """Undo a saga on an operator's word; refused once its pivot has taken effect."""
-        SAGA_ID.set(record.saga_id)
-        if not record.compensating:
-            if definition.pivot in record.done or await self._pivot_landed(definition, record):
-                raise SagaConflict(
-                    f"saga {record.saga_id} is past its pivot; it can only go forward"
-                )
-            record = self._up_to_pivot(definition, record)
-        return await self._backward(definition, record, None)
+    async def _drive(
+        self, definition: SagaDefinition, record: SagaRecord, direction: Direction
+    ) -> Outcome:
+        """Drive a saga to its end in `direction`. By the pivot: its fact decides, and a
+        saga whose pivot did not land is undone through the pivot."""
+        journal = self._journal()
+        match direction:
+            case Direction.NOTHING:
+                return Outcome(record)
+            case Direction.BACKWARD:
+                return Outcome(await self._compensation.undo(definition, record, None, journal))
+            case Direction.BY_THE_PIVOT:
+                if not await self._calls.pivot_landed(definition, record):
+                    record = self._up_to_pivot(definition, record)
+                    return Outcome(await self._compensation.undo(definition, record, None, journal))
+                at = self._clock()
+                record = record.moved(at, step=definition.pivot, done=definition.through_pivot)
+                await journal.flush(record, SagaEvent(at, definition.pivot, Phase.RECOVERED))
+        return await self._forward(definition, record, journal)
 
     def _up_to_pivot(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
         """A saga whose progress the log does not know, to be undone: through its pivot,
         every step before it may have taken effect (undoing one that did not is a no-op)."""
         return record.moved(self._clock(), step=definition.pivot, done=definition.before_pivot)
 
+    # --- forward ----------------------------------------------------------------------
+
     async def _forward(
-        self, definition: SagaDefinition, record: SagaRecord, *, raise_failure: bool
-    ) -> SagaRecord:
-        # Events not yet written: they go out with the next write, in order.
-        pending: list[SagaEvent] = []
-        written_at = self._monotonic()
-        for step in definition.steps:
-            if step.name in record.done:
-                continue
-            committed = definition.pivot in record.done
-            if record.step != step.name:
-                at = self._clock()
-                record = record.moved(at, step=step.name)
-                pending.append(SagaEvent(at, step.name, Phase.STARTED))
-            if self._monotonic() - written_at >= self._checkpoint_after:
-                # Paused long enough that the lease may have run out: a fenced write
-                # (which renews the lease) before the next side effect.
-                try:
-                    await self._log.save(record, pending)
-                    pending, written_at = [], self._monotonic()
-                except LeaseLost:
-                    if committed:
-                        return await self._fenced_out_past_pivot(definition, record)
-                    raise
-                except StoreUnavailable as error:
-                    if not committed:
-                        # Without a live lease the next step must not run: undo what is done.
-                        last = record.done[-1] if record.done else step.name
-                        record = await self._undo_before_pivot(
-                            definition,
-                            record.moved(record.updated_at, step=last),
-                            error,
-                            pending=pending,
-                        )
-                        if raise_failure:
-                            raise
-                        return record
-                    # Committed: the claim stands; the events wait for the next write.
-                    log.warning("saga %s: log write failed (%s)", record.saga_id, error)
+        self, definition: SagaDefinition, record: SagaRecord, journal: Journal
+    ) -> Outcome:
+        """Run the steps not done yet, in order, then complete the saga. A step that fails
+        before the pivot undoes the saga; past it, a step whose effect is not in its store
+        after its tries parks the saga, one whose effect landed counts as done."""
+        for step in definition.steps_left(record):
+            record = self._begin(record, step, journal)
+            if (stopped := await self._checkpoint(definition, record, journal)) is not None:
+                return stopped
             try:
-                record = await self._attempt(record, step.name, step.action, pending)
-            except LeaseLost:
-                if committed:
-                    return await self._fenced_out_past_pivot(definition, record)
-                if step.name == definition.pivot:
-                    await self._yield_pivot(definition, record)
-                raise
+                record = await self._calls.attempt(record, step.name, step.action, journal)
+            except LeaseLost as lost:
+                return await self._lease_lost(definition, record, lost, trying=step.name)
             except Exception as error:
-                if not committed:
-                    record = await self._undo_before_pivot(
-                        definition, record, error, failed=step, pending=pending
-                    )
-                    if raise_failure:
-                        raise
-                    return record
-                if not await self._landed(step, record):
-                    return await self._park(definition, record, step, error, pending)
+                if not definition.past_pivot(record):
+                    return await self._fail(definition, record, error, journal, failed=step)
+                if not await self._calls.landed(step, record):
+                    return await self._park(definition, record, step, error, journal)
                 log.warning(
                     "saga %s: %s took effect, its answer was lost (%s)",
                     record.saga_id,
                     step.name,
                     describe(error),
                 )
-            if self._after_step is not None:
-                self._after_step(step.name)
-            at = self._clock()
-            record = record.moved(at, done=(*record.done, step.name), attempts=0)
-            pending.append(SagaEvent(at, step.name, Phase.SUCCEEDED))
+            record = self._succeeded(record, step, journal)
+        return await self._complete(definition, record, journal)
+
+    def _begin(self, record: SagaRecord, step: Step, journal: Journal) -> SagaRecord:
+        if record.step == step.name:  # resumed at the step it was on
+            return record
+        at = self._clock()
+        journal.note(SagaEvent(at, step.name, Phase.STARTED))
+        return record.moved(at, step=step.name)
+
+    def _succeeded(self, record: SagaRecord, step: Step, journal: Journal) -> SagaRecord:
+        if self._after_step is not None:
+            self._after_step(step.name)
+        at = self._clock()
+        journal.note(SagaEvent(at, step.name, Phase.SUCCEEDED))
+        return record.moved(at, done=(*record.done, step.name), attempts=0)
+
+    async def _checkpoint(
+        self, definition: SagaDefinition, record: SagaRecord, journal: Journal
+    ) -> Outcome | None:
+        """The write after a pause, before the next side effect. None: go on."""
+        try:
+            await journal.checkpoint_if_due(record)
+        except LeaseLost as lost:
+            return await self._lease_lost(definition, record, lost)
+        except StoreUnavailable as error:
+            if not definition.past_pivot(record):
+                # Without a live lease the next step must not run: undo what is done.
+                last = record.done[-1] if record.done else record.step
+                record = record.moved(record.updated_at, step=last)
+                return await self._fail(definition, record, error, journal)
+            # Past the pivot the claim stands: the events wait for the next write.
+            log.warning("saga %s: log write failed (%s)", record.saga_id, error)
+        return None
+
+    async def _complete(
+        self, definition: SagaDefinition, record: SagaRecord, journal: Journal
+    ) -> Outcome:
         at = self._clock()
         record = record.moved(at, status=SagaStatus.COMPLETED, error="")
-        pending.append(SagaEvent(at, record.step, Phase.FINISHED))
-        # Committed: the claim stands whoever finishes it. If the log is away the saga
-        # stays in flight there, and a recoverer finds the facts and completes it.
-        try:
-            await self._save_best_effort(record, pending)
-        except LeaseLost:
-            return await self._fenced_out_past_pivot(definition, record)
-        metrics.saga_ended(record, self._clock())
-        return record
+        finished = SagaEvent(at, record.step, Phase.FINISHED)
+        return await self._end_past_pivot(definition, record, journal, finished)
 
-    async def _attempt(
-        self,
-        record: SagaRecord,
-        what: str,
-        call: Callable[[str, Mapping[str, Any]], Awaitable[None]],
-        pending: list[SagaEvent] | None = None,
-    ) -> SagaRecord:
-        """One store call, retried while the store is away for up to `retry_seconds`, each
-        try bounded by a timeout.
-
-        A timed-out or dropped call may have taken effect; so may the whole series if any
-        try may have, and the error that ends it says so. A retry is logged together with
-        the `pending` events, which it empties.
-        """
-        maybe_applied = False
-        give_up_at = self._monotonic() + self._policy.retry_seconds
-        attempt = 0
-        while True:
-            attempt += 1
-            record = record.moved(self._clock(), attempts=attempt)
-            try:
-                async with self._one_try(what):
-                    await call(record.saga_id, record.payload)
-                return record
-            except StoreUnavailable as error:
-                maybe_applied = maybe_applied or error.maybe_applied
-                error.maybe_applied = maybe_applied
-                pause = self._policy.backoff.delay(attempt)
-                if self._monotonic() + pause >= give_up_at:
-                    raise
-                # One line per series at warning: an outage must not flood the logs.
-                log.log(
-                    logging.WARNING if attempt == 1 else logging.DEBUG,
-                    "saga %s: %s attempt %d failed, retrying for up to %.1fs: %s",
-                    record.saga_id,
-                    what,
-                    attempt,
-                    self._policy.retry_seconds,
-                    describe(error),
-                )
-                retry = SagaEvent(self._clock(), what, Phase.RETRYING, describe(error))
-                events = [*(pending or ()), retry]
-                if pending:
-                    pending.clear()
-                await self._save_best_effort(record, events)
-                metrics.STEP_RETRIES.labels(record.name, what).inc()
-                await self._sleep(pause)
-
-    @contextlib.asynccontextmanager
-    async def _one_try(self, what: str) -> AsyncIterator[None]:
-        """One store call, bounded by the step timeout. A call cut short by it is a store
-        that did not answer, whatever the driver raised on being cancelled (PyMongo can
-        raise a RuntimeError from its server selection)."""
-        try:
-            async with asyncio.timeout(self._policy.step_timeout_seconds) as limit:
-                yield
-        except StoreUnavailable:
-            raise
-        except Exception as error:
-            if isinstance(error, TimeoutError) or limit.expired():
-                raise StoreUnavailable(what) from error
-            raise
-
-    async def _pivot_landed(self, definition: SagaDefinition, record: SagaRecord) -> bool:
-        """The fact that decides a recovered saga's direction; a store that cannot tell
-        raises StoreUnavailable (the saga waits for the next recovery)."""
-        async with self._one_try(f"check {definition.pivot}"):
-            return await definition.pivot_landed(record.saga_id, record.payload)
-
-    async def _landed(self, step: Step, record: SagaRecord) -> bool:
-        """The fact check before giving up on a step: did its effect land after all (the
-        answer that said so was lost)? One try; a store that cannot tell says no."""
-        if step.landed is None:
-            return False
-        try:
-            async with self._one_try(f"check {step.name}"):
-                return await step.landed(record.saga_id, record.payload)
-        except Exception as error:
-            log.warning("saga %s: cannot check %s: %s", record.saga_id, step.name, describe(error))
-            return False
-
-    async def _undo_before_pivot(
+    async def _park(
         self,
         definition: SagaDefinition,
         record: SagaRecord,
+        step: Step,
         error: Exception,
-        *,
-        failed: Step | None = None,
-        pending: Sequence[SagaEvent] = (),
-    ) -> SagaRecord:
-        """A failure up to the pivot: undo what is done; the caller then re-raises `error`.
+        journal: Journal,
+    ) -> Outcome:
+        """Past the pivot and out of attempts: the claim stands, an operator finishes it."""
+        at = self._clock()
+        record = record.moved(at, status=SagaStatus.FAILED, step=step.name, error=describe(error))
+        log.error("saga %s parked as failed at %s: %s", record.saga_id, step.name, describe(error))
+        failed = SagaEvent(at, step.name, Phase.FAILED, describe(error))
+        return await self._end_past_pivot(definition, record, journal, failed)
 
-        `error` reaches the client as itself: a business answer the stores gave (out of
-        stock) stays that answer even if the saga's record is lost or taken over meanwhile
-        (the new driver, or the settlement of abandoned holds, finishes the undo). An undo
-        that cannot finish now is retried in the background at once, not after a lease.
-        """
+    async def _end_past_pivot(
+        self, definition: SagaDefinition, record: SagaRecord, journal: Journal, last: SagaEvent
+    ) -> Outcome:
+        """The drive's last write. The claim stands whoever finishes the saga: if the log
+        is away the saga stays in flight there, and a recoverer finds the facts."""
         try:
-            record = await self._backward(definition, record, error, failed=failed, pending=pending)
+            await journal.flush(record, last, best_effort=True)
         except LeaseLost as lost:
-            error.add_note(f"compensation left to recovery: {lost}")
-            log.warning("saga %s: compensation left to recovery: %s", record.saga_id, lost)
-            return record
-        if record.status is SagaStatus.COMPENSATING:
-            task = asyncio.ensure_future(self._keep_compensating(definition, record))
-            self._compensating.add(task)
-            task.add_done_callback(self._compensating.discard)
-        return record
+            return await self._lease_lost(definition, record, lost)
+        metrics.saga_ended(record, self._clock())
+        return Outcome(record)
 
-    async def _keep_compensating(self, definition: SagaDefinition, record: SagaRecord) -> None:
-        """Retry an unfinished compensation, backing off (capped), until it is done, another
-        driver takes the saga over, or this process stops (then recovery finishes it).
+    # --- a lost lease -----------------------------------------------------------------
 
-        Its client was answered already (503: nothing taken); this gives the unit back
-        within a backoff of its store answering again. Each try renews the lease.
-        """
-        log.warning("saga %s: compensation continues in the background", record.saga_id)
-        retry = 0
-        while record.status is SagaStatus.COMPENSATING:
-            retry += 1
-            await self._sleep(self._policy.backoff.delay(retry))
-            try:
-                record = await self._backward(definition, record, None)
-            except LeaseLost:
-                return  # another driver has it now
-            except Exception as error:  # not a store outage: an operator must look
-                log.error("saga %s: compensation stopped: %s", record.saga_id, describe(error))
-                return
-        log.info("saga %s: compensated in the background", record.saga_id)
-
-    async def _backward(
+    async def _lease_lost(
         self,
         definition: SagaDefinition,
         record: SagaRecord,
-        error: Exception | None,
+        lost: LeaseLost,
         *,
-        failed: Step | None = None,
-        pending: Sequence[SagaEvent] = (),
-    ) -> SagaRecord:
-        """Undo the saga in reverse. Returns the last record: compensated, or still compensating.
+        trying: str | None = None,
+    ) -> Outcome:
+        """A write going forward was refused: another driver has the saga, and this one
+        acts no more. `trying`: the step whose action was in flight.
 
-        The step that failed (or, on recovery, the step in progress) is undone too when it
-        may have taken effect. If an undo fails, the earlier steps are left in place (undoing
-        them could orphan the failed step's effect) and the saga stays compensating: its
-        driver retries it in the background, a recoverer at its next takeover.
+        Before its pivot could have landed this driver just stops (LeaseLost). Once it
+        could have, the new driver carries the saga forward from the facts, unless it
+        looked before our pivot landed and went backward (`_undo_late_pivot`). Past the
+        pivot the claim stands: the drive ends with the record as this driver left it.
         """
-        at = self._clock()
-        reason = describe(error) if error is not None else record.error
-        record = record.moved(at, status=SagaStatus.COMPENSATING, compensating=True, error=reason)
-        events = [*pending]
-        current = failed
-        if failed is not None:
-            assert error is not None
-            events.append(SagaEvent(at, failed.name, Phase.FAILED, describe(error)))
-        elif record.step not in record.done:
-            current = definition.step(record.step)
-        undo_current = current is not None and (error is None or may_have_applied(error))
-        to_undo = [current] if current is not None and undo_current else []
-        to_undo += [definition.step(name) for name in reversed(record.done)]
-        if not to_undo:  # nothing took effect: its history is not worth keeping
-            return await self._refused(record, error)
-        for step in to_undo:
-            if step.compensation is None:
-                continue
-            at = self._clock()
-            record = record.moved(at, step=step.name)
-            events.append(SagaEvent(at, step.name, Phase.COMPENSATING))
-            # Compensation runs even when the log cannot be written: giving stock back
-            # matters more than the record, and recovery replays compensations idempotently.
-            await self._save_best_effort(record, events)
-            events = []
-            try:
-                record = await self._attempt(record, f"undo {step.name}", step.compensation)
-            except LeaseLost:
-                raise
-            except Exception as undo_error:
-                if error is not None:
-                    error.add_note(f"compensation {step.name} failed: {describe(undo_error)}")
-                # Still compensating and in flight, for whoever retries the undo.
-                record = record.moved(
-                    self._clock(),
-                    error=f"{reason}; undo {step.name} failed: {describe(undo_error)}",
-                )
-                await self._save_best_effort(
-                    record,
-                    [
-                        SagaEvent(
-                            record.updated_at,
-                            step.name,
-                            Phase.COMPENSATION_FAILED,
-                            describe(undo_error),
-                        )
-                    ],
-                )
-                return record
-            at = self._clock()
-            record = record.moved(
-                at, done=tuple(n for n in record.done if n != step.name), attempts=0
-            )
-            events.append(SagaEvent(at, step.name, Phase.COMPENSATED))
-        at = self._clock()
-        record = record.moved(at, status=SagaStatus.COMPENSATED)
-        events.append(SagaEvent(at, record.step, Phase.FINISHED))
-        await self._save_best_effort(record, events)
-        metrics.saga_ended(record, at)
-        return record
+        past = definition.past_pivot(record)
+        if past or trying == definition.pivot:
+            await self._undo_late_pivot(definition, record)
+        if past:
+            return Outcome(record)
+        raise lost
 
-    async def _refused(self, record: SagaRecord, error: Exception | None) -> SagaRecord:
-        """A saga that changed nothing (unknown coupon, duplicate, no stock, a store that
-        could not be reached) ends with a small record kept briefly: a client sending
-        refusals cannot fill the log."""
-        refused = isinstance(error, DomainError)  # else a store failed before any effect
-        status = SagaStatus.REFUSED if refused else SagaStatus.COMPENSATED
-        record = record.moved(self._clock(), status=status)
-        try:
-            await self._log.refused(record)
-        except StoreUnavailable as write_error:
-            log.warning("saga %s: log write failed (%s)", record.saga_id, describe(write_error))
-        if isinstance(error, DomainError):
-            metrics.saga_refused(record, record.updated_at, error)
-        else:
-            metrics.saga_ended(record, record.updated_at)
-        return record
+    async def _undo_late_pivot(self, definition: SagaDefinition, record: SagaRecord) -> None:
+        """Our pivot may have landed after another driver took the saga over.
 
-    async def _yield_pivot(self, definition: SagaDefinition, record: SagaRecord) -> None:
-        """Our pivot may have landed, but another driver took the saga over meanwhile.
-
-        If that driver went backward (it looked before our pivot landed), our pivot's effect
-        is an orphan: undo it and raise LeaseLost, so the client is not told it succeeded.
-        Otherwise the new driver (or, if the record is gone, the hold settlement) carries
-        the saga forward from the facts.
+        If that driver went backward, our pivot's effect is an orphan: undo it and raise
+        LeaseLost, so the client is not told it succeeded. Otherwise the new driver (or,
+        if the record is gone, the hold settlement) carries the saga forward.
         """
         current = await self._log.load(record.saga_id)
         if current is None or not current.compensating:
@@ -479,7 +332,7 @@ class SagaEngine:
         )
         if step.compensation is not None:
             try:
-                async with self._one_try(f"undo {step.name}"):
+                async with self._calls.one_try(f"undo {step.name}"):
                     await step.compensation(record.saga_id, record.payload)
             except Exception as error:  # the audit finds what is left
                 log.error(
@@ -490,40 +343,32 @@ class SagaEngine:
                 )
         raise LeaseLost(f"saga {record.saga_id} was compensated by another driver")
 
-    async def _fenced_out_past_pivot(
-        self, definition: SagaDefinition, record: SagaRecord
-    ) -> SagaRecord:
-        """Refused a write after our pivot landed: the new driver finishes the saga, unless
-        it went backward, and then our claim is undone and LeaseLost raised."""
-        await self._yield_pivot(definition, record)
-        return record
+    # --- a failure before the pivot ----------------------------------------------------
 
-    async def _park(
+    async def _fail(
         self,
         definition: SagaDefinition,
         record: SagaRecord,
-        step: Step,
         error: Exception,
-        pending: Sequence[SagaEvent],
-    ) -> SagaRecord:
-        """Past the pivot and out of attempts: the claim stands, an operator finishes it."""
-        at = self._clock()
-        record = record.moved(at, status=SagaStatus.FAILED, step=step.name, error=describe(error))
-        log.error("saga %s parked as failed at %s: %s", record.saga_id, step.name, describe(error))
-        try:
-            await self._save_best_effort(
-                record, [*pending, SagaEvent(at, step.name, Phase.FAILED, describe(error))]
-            )
-        except LeaseLost:
-            return await self._fenced_out_past_pivot(definition, record)
-        metrics.saga_ended(record, at)
-        return record
+        journal: Journal,
+        *,
+        failed: Step | None = None,
+    ) -> Outcome:
+        """A failure up to the pivot: undo what is done, and end with `error`.
 
-    async def _save_best_effort(self, record: SagaRecord, events: list[SagaEvent]) -> None:
-        """Save, shrugging off an unavailable log; a lost lease still stops the caller."""
+        `error` reaches the client as itself: a business answer the stores gave (out of
+        stock) stays that answer even if the saga's record is lost or taken over meanwhile
+        (the new driver, or the settlement of abandoned holds, finishes the undo). An undo
+        that cannot finish now is retried in the background at once, not after a lease.
+        """
         try:
-            await self._log.save(record, events)
-        except StoreUnavailable as error:
-            log.warning(
-                "saga %s: log write failed (%s); left for recovery", record.saga_id, describe(error)
+            record = await self._compensation.undo(
+                definition, record, error, journal, failed=failed
             )
+        except LeaseLost as lost:
+            error.add_note(f"compensation left to recovery: {lost}")
+            log.warning("saga %s: compensation left to recovery: %s", record.saga_id, lost)
+            return Outcome(record, error)
+        if record.status is SagaStatus.COMPENSATING:
+            self._compensation.keep_on(definition, record)
+        return Outcome(record, error)

@@ -9,7 +9,7 @@ import pytest
 from orchestrator.saga.backoff import Backoff
 from orchestrator.saga.engine import SagaEngine
 from orchestrator.saga.retry_policy import RetryPolicy
-from sagas.definition import SagaDefinition
+from sagas.definition import Direction, SagaDefinition, plan
 from sagas.errors import LeaseLost, OutOfStock, SagaConflict, StoreUnavailable
 from sagas.records import SagaRecord, SagaStatus
 from tests.unit.fakes import FakeClock, MemorySagaLog, Script
@@ -430,6 +430,54 @@ async def test_recovery_of_a_saga_that_ran_every_step_goes_forward_again(engine,
     assert final.status is SagaStatus.COMPLETED
     assert script.calls == ["do a", "do b", "do c", "probe b", "do c"]
     assert ("b", "recovered") in saga_log.phases()
+
+
+@pytest.mark.parametrize("crashed_after", ["a", "b"])
+async def test_resume_by_the_pivot_runs_the_steps_its_dry_run_names(
+    engine, saga_log, script, crashed_after
+):
+    """--dry-run tells `resumption` and `resume` acts on it: the pivot's fact decides, then
+    the steps named forward run if it landed, else the steps named to undo."""
+    definition = script.definition()
+    record = await crash_after(crashed_after, saga_log, script)
+    decided = definition.resumption(record)
+    calls_before = len(script.calls)
+
+    await engine.resume(definition, record)
+
+    assert decided.direction is Direction.BY_THE_PIVOT
+    assert plan(definition, record) == "check whether b took effect; if so drive forward: " + (
+        "c; if not compensate: undo b, a"
+    )
+    done = [f"do {step}" for step in decided.forward] if script.b_landed else []
+    undone = [] if script.b_landed else [f"undo {step}" for step in decided.undo]
+    assert script.calls[calls_before:] == ["probe b", *done, *undone]
+
+
+async def test_resume_past_the_pivot_runs_the_steps_its_dry_run_names(engine, saga_log, script):
+    definition = script.definition()
+    script.down("do c")
+    parked = await engine.run(definition, {})
+    script.up("do c")
+    record = await saga_log.acquire(parked.saga_id, "operator", parked=True)
+    assert record is not None
+    decided = definition.resumption(record)
+    calls_before = len(script.calls)
+
+    await engine.resume(definition, record)
+
+    assert (decided.direction, plan(definition, record)) == (Direction.FORWARD, "drive forward: c")
+    assert script.calls[calls_before:] == [f"do {step}" for step in decided.forward]
+
+
+def test_the_dry_run_of_a_saga_compensating_or_finished(script):
+    definition = script.definition()
+    base = SagaRecord("id", "test", {}, SagaStatus.COMPENSATING, "b", 0.0, 0.0)
+    compensating = base.moved(1.0, done=("a",), compensating=True)
+    assert plan(definition, compensating) == "compensate: undo b, a"
+    assert plan(definition, compensating.moved(2.0, step="a")) == "compensate: undo a"
+    finished = compensating.moved(3.0, status=SagaStatus.COMPENSATED, done=())
+    assert plan(definition, finished) == "nothing: the saga is compensated"
 
 
 async def test_a_fenced_out_driver_acts_no_more(engine, saga_log, script):
