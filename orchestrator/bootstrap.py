@@ -185,6 +185,12 @@ class Components:
     saga_log: RedisSagaLog
     engine: SagaEngine
 
+    async def close(self) -> None:
+        """Before the stores close under them: the sagas already answered finish (for a
+        while), and undos still retried in the background stop, left to recovery."""
+        await self.coupons.close()
+        await self.engine.close()
+
     async def warm_up(self, redis_connections: int) -> None:
         """Before the gateway listens: PostgreSQL statements prepared on every pooled
         connection, Redis connections open and its scripts loaded. A gateway started for
@@ -218,11 +224,9 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
     inventory = PostgresInventory(stores.pg_pool)
     claims = MongoClaims(stores.mongo[settings.mongo_db])
     saga_log = redis_saga_log(settings, stores.redis)
+    policy = RetryPolicy.from_settings(settings)
     engine = SagaEngine(
-        saga_log,
-        lease_seconds=settings.saga_lease_seconds,
-        policy=RetryPolicy.from_settings(settings),
-        after_step=after_step,
+        saga_log, lease_seconds=settings.saga_lease_seconds, policy=policy, after_step=after_step
     )
     claim = claim_saga(inventory, claims)
     metrics.start_at_zero([claim])
@@ -240,7 +244,15 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
     admission = Admission(settings.max_concurrent_sagas, settings.saga_queue_seconds)
     repeats = RepeatClaims(settings.claimed_memo_entries)
     coupons = CouponService(
-        inventory, claims, saga_log, engine, claim, sold_out, admission, repeats
+        inventory,
+        claims,
+        saga_log,
+        engine,
+        claim,
+        sold_out,
+        admission,
+        repeats,
+        finish_seconds=policy.retry_seconds + policy.step_timeout_seconds,
     )
     return Components(coupons, recoverer, auditor, inventory, saga_log, engine)
 
@@ -263,7 +275,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
         try:
             yield components
         finally:
-            await components.engine.close()
+            await components.close()
 
 
 @asynccontextmanager
@@ -282,4 +294,4 @@ async def open_tool_components(settings: Settings) -> AsyncIterator[Components]:
         try:
             yield components
         finally:
-            await components.engine.close()
+            await components.close()

@@ -11,7 +11,7 @@ from orchestrator.claims.duplicates import Lead, RepeatClaims
 from orchestrator.claims.soldout import SoldOutMemo
 from orchestrator.logs import SAGA_ID
 from orchestrator.metrics import REPEAT_CLAIMS_ANSWERED, SOLD_OUT_MEMO_HITS, reason
-from orchestrator.saga.engine import SagaEngine, new_saga_id
+from orchestrator.saga.engine import SagaEngine, Stands, new_saga_id
 from sagas.claim import ClaimPayload
 from sagas.definition import SagaDefinition
 from sagas.errors import AlreadyClaimed, CouponNotFound, OutOfStock
@@ -62,7 +62,11 @@ class CouponService:
         sold_out: SoldOutMemo,
         admission: Admission,
         repeats: RepeatClaims,
+        *,
+        finish_seconds: float,
     ) -> None:
+        """`finish_seconds`: how long `close` lets sagas already answered finish their
+        last steps (a confirm's tries); those still running are left to recovery."""
         self.inventory = inventory
         self.claims = claims
         self.saga_log = saga_log
@@ -71,6 +75,8 @@ class CouponService:
         self._sold_out = sold_out
         self._admission = admission
         self._repeats = repeats
+        self._finish_seconds = finish_seconds
+        self._running: set[asyncio.Future[SagaRecord]] = set()
 
     async def create(self, name: str, amount: int) -> CouponStock:
         return await self.inventory.create_coupon(name, amount)
@@ -97,17 +103,30 @@ class CouponService:
         # Named here, so the answer can carry the saga's id whatever the outcome.
         saga_id = new_saga_id()
         SAGA_ID.set(saga_id)
-        saga = asyncio.ensure_future(self._run_saga(payload, saga_id))
-        saga.add_done_callback(self._admission.leave)
+        stands: asyncio.Future[SagaRecord] = asyncio.get_running_loop().create_future()
+        saga = asyncio.ensure_future(self._run_saga(payload, saga_id, stands.set_result))
+        saga.add_done_callback(self._admission.leave)  # a slot until its very end
+        self._running.add(saga)
+        saga.add_done_callback(self._running.discard)
         if lead is not None:
             lead.follow(saga)
-        # Shielded: a client that hangs up must not cut a saga (or its compensation) short.
-        record = await asyncio.shield(saga)
+        # The answer comes as soon as the claim stands; the saga finishes on its own (it
+        # only goes forward from there). Not cancelled with this wait: a client that hangs
+        # up must not cut a saga (or its compensation) short.
+        await asyncio.wait({stands, saga}, return_when=asyncio.FIRST_COMPLETED)
+        record = stands.result() if stands.done() else saga.result()
         return Claimed(record.saga_id, user_id, coupon_name, payload.claimed_at)
 
-    async def _run_saga(self, payload: ClaimPayload, saga_id: str) -> SagaRecord:
+    async def close(self) -> None:
+        """Let the sagas already answered finish, for up to `finish_seconds`."""
+        if self._running:
+            await asyncio.wait(self._running, timeout=self._finish_seconds)
+
+    async def _run_saga(self, payload: ClaimPayload, saga_id: str, stands: Stands) -> SagaRecord:
         try:
-            return await self._engine.run(self._claim_saga, payload.to_dict(), saga_id)
+            return await self._engine.run(
+                self._claim_saga, payload.to_dict(), saga_id, stands=stands
+            )
         except OutOfStock:
             # Within the slot, so the claims admitted next already find the memo taught.
             await self._sold_out.learn(payload.coupon_name)

@@ -63,7 +63,7 @@ def _service(
         app[RECOVERER] = components.recoverer
         app[AUDITOR] = components.auditor
         yield
-        await components.engine.close()  # before the stores close under it
+        await components.close()
 
     return service
 

@@ -51,11 +51,12 @@ from sagas.errors import (
 from sagas.ports import SagaLog
 from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 
-__all__ = ["AfterStep", "Outcome", "SagaEngine", "describe", "new_saga_id"]
+__all__ = ["AfterStep", "Outcome", "SagaEngine", "Stands", "describe", "new_saga_id"]
 
 log = logging.getLogger(__name__)
 
 AfterStep = Callable[[str], None]
+Stands = Callable[[SagaRecord], None]
 
 
 def new_saga_id() -> str:
@@ -110,16 +111,25 @@ class SagaEngine:
     # --- the three ways in ------------------------------------------------------------
 
     async def run(
-        self, definition: SagaDefinition, payload: Mapping[str, Any], saga_id: str | None = None
+        self,
+        definition: SagaDefinition,
+        payload: Mapping[str, Any],
+        saga_id: str | None = None,
+        *,
+        stands: Stands | None = None,
     ) -> SagaRecord:
         """Run a new saga to its end and return its final record, or raise what ended it.
 
         `saga_id`: a fresh id the caller made (to name the saga in its answer), or None.
         If the first log write fails nothing has been touched, and StoreUnavailable
         propagates as it is.
+
+        `stands` is called once the saga's outcome is settled before its end: its pivot
+        took effect while this driver surely held the lease, so no other driver can undo
+        it. The steps after the pivot only go forward (`_stand`).
         """
         record = await self._start(definition, payload, saga_id or new_saga_id())
-        outcome = await self._drive(definition, record, Direction.FORWARD)
+        outcome = await self._drive(definition, record, Direction.FORWARD, stands)
         if outcome.failure is not None:
             raise outcome.failure
         return outcome.record
@@ -170,7 +180,11 @@ class SagaEngine:
         return record
 
     async def _drive(
-        self, definition: SagaDefinition, record: SagaRecord, direction: Direction
+        self,
+        definition: SagaDefinition,
+        record: SagaRecord,
+        direction: Direction,
+        stands: Stands | None = None,
     ) -> Outcome:
         """Drive a saga to its end in `direction`. By the pivot: its fact decides, and a
         saga whose pivot did not land is undone through the pivot."""
@@ -187,7 +201,7 @@ class SagaEngine:
                 at = self._clock()
                 record = record.moved(at, step=definition.pivot, done=definition.through_pivot)
                 await journal.flush(record, SagaEvent(at, definition.pivot, Phase.RECOVERED))
-        return await self._forward(definition, record, journal)
+        return await self._forward(definition, record, journal, stands)
 
     def _up_to_pivot(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
         """A saga whose progress the log does not know, to be undone: through its pivot,
@@ -197,7 +211,11 @@ class SagaEngine:
     # --- forward ----------------------------------------------------------------------
 
     async def _forward(
-        self, definition: SagaDefinition, record: SagaRecord, journal: Journal
+        self,
+        definition: SagaDefinition,
+        record: SagaRecord,
+        journal: Journal,
+        stands: Stands | None = None,
     ) -> Outcome:
         """Run the steps not done yet, in order, then complete the saga. A step that fails
         before the pivot undoes the saga; past it, a step whose effect is not in its store
@@ -222,6 +240,10 @@ class SagaEngine:
                     describe(error),
                 )
             record = self._succeeded(record, step, journal)
+            if (
+                stopped := await self._stand(definition, record, step, journal, stands)
+            ) is not None:
+                return stopped
         return await self._complete(definition, record, journal)
 
     def _begin(self, record: SagaRecord, step: Step, journal: Journal) -> SagaRecord:
@@ -237,6 +259,34 @@ class SagaEngine:
         at = self._clock()
         journal.note(SagaEvent(at, step.name, Phase.SUCCEEDED))
         return record.moved(at, done=(*record.done, step.name), attempts=0)
+
+    async def _stand(
+        self,
+        definition: SagaDefinition,
+        record: SagaRecord,
+        step: Step,
+        journal: Journal,
+        stands: Stands | None,
+    ) -> Outcome | None:
+        """After the pivot took effect: say the saga stands once no other driver can have
+        taken it over (and found the pivot not landed, and gone backward) meanwhile.
+
+        If the last write renewed the lease less than half a lease ago, none can. Else a
+        fenced write says so; a log that is away says nothing, and the caller hears at the
+        saga's end, as without `stands`. None: go on.
+        """
+        if stands is None or step.name != definition.pivot:
+            return None
+        if not journal.lease_held():
+            try:
+                await journal.flush(record)
+            except LeaseLost as lost:
+                return await self._lease_lost(definition, record, lost)
+            except StoreUnavailable as error:
+                log.warning("saga %s: log write failed (%s)", record.saga_id, error)
+                return None
+        stands(record)
+        return None
 
     async def _checkpoint(
         self, definition: SagaDefinition, record: SagaRecord, journal: Journal

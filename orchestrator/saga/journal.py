@@ -32,10 +32,15 @@ class Journal:
         """An event for the next write."""
         self._pending.append(event)
 
+    def lease_held(self) -> bool:
+        """Whether the lease is surely still ours: the last write renewed it less than half
+        a lease ago, so no other driver can have taken the saga over since."""
+        return self._monotonic() - self._written_at < self._checkpoint_after
+
     async def checkpoint_if_due(self, record: SagaRecord) -> None:
         """Write if the lease may have run out since the last write. A log that is away
         raises StoreUnavailable, and the events wait for the next write."""
-        if self._monotonic() - self._written_at >= self._checkpoint_after:
+        if not self.lease_held():
             await self.flush(record, best_effort=False)
 
     async def flush(

@@ -588,3 +588,58 @@ async def test_a_try_cut_by_its_timeout_is_a_store_that_did_not_answer(saga_log,
         await engine.run(script.definition(), {})
 
     assert script.calls == ["do a", "do b", "undo b", "undo a"]
+
+
+async def test_a_saga_stands_once_its_pivot_landed_before_its_last_steps(engine, saga_log, script):
+    """The caller can answer at the pivot; the steps after it run on."""
+    stood: list[tuple[str, ...]] = []
+
+    async def look(saga_id: str) -> None:
+        assert len(stood) == 1  # told before "do c" ran
+
+    script.meanwhile["do c"] = look
+
+    record = await engine.run(script.definition(), {}, stands=lambda r: stood.append(r.done))
+
+    assert stood == [("a", "b")]
+    assert record.status is SagaStatus.COMPLETED
+    assert saga_log.writes == 2  # the lease was fresh: no write to say it stands
+
+
+async def test_a_pivot_landing_late_in_the_lease_stands_only_after_a_fenced_write(
+    engine, saga_log, script, clock
+):
+    stood: list[int] = []
+
+    async def pause(saga_id: str) -> None:
+        clock.advance(LEASE / 2)
+
+    script.meanwhile["do b"] = pause
+
+    await engine.run(script.definition(), {}, stands=lambda r: stood.append(saga_log.writes))
+
+    assert stood == [2]  # the intent, then the write that found the lease still ours
+    assert saga_log.writes == 3
+
+
+async def test_a_pivot_landing_after_a_takeover_compensated_never_stands(
+    engine, saga_log, script, clock
+):
+    stood: list[SagaRecord] = []
+    script.meanwhile["do b"] = recover_meanwhile(saga_log, script, clock, SagaStatus.COMPENSATED)
+
+    with pytest.raises(LeaseLost):
+        await engine.run(script.definition(), {}, stands=stood.append)
+
+    assert stood == []
+    assert saga_log.only().status is SagaStatus.COMPENSATED
+
+
+async def test_a_saga_undone_before_its_pivot_never_stands(engine, saga_log, script):
+    stood: list[SagaRecord] = []
+    script.fail("do b", OutOfStock("x"))
+
+    with pytest.raises(OutOfStock):
+        await engine.run(script.definition(), {}, stands=stood.append)
+
+    assert stood == []
