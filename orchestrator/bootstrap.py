@@ -31,6 +31,7 @@ from orchestrator.soldout import SoldOutMemo
 from sagas.audit import Auditor
 from sagas.claim import claim_saga
 from sagas.errors import StoreUnavailable
+from services.batched import BatchedClaims, BatchedInventory, BatchedSagaLog
 from services.claims import MongoClaims
 from services.failures import unavailable_on_failure
 from services.inventory import PostgresInventory, reset_connection, statement_cache_size
@@ -214,14 +215,16 @@ def _fault_hook(settings: Settings) -> AfterStep | None:
 
 def redis_saga_log(settings: Settings, client: aioredis.Redis) -> RedisSagaLog:
     """The saga log as this process writes it: its keys, retentions, and its name as owner."""
-    return RedisSagaLog(
-        client,
-        keys=RedisKeys(settings.redis_key_prefix),
-        lease_seconds=settings.saga_lease_seconds,
-        retention_seconds=settings.saga_retention_seconds,
-        refused_retention_seconds=settings.saga_refused_retention_seconds,
-        owner=process_name(),
-    )
+    options: dict[str, Any] = {
+        "keys": RedisKeys(settings.redis_key_prefix),
+        "lease_seconds": settings.saga_lease_seconds,
+        "retention_seconds": settings.saga_retention_seconds,
+        "refused_retention_seconds": settings.saga_refused_retention_seconds,
+        "owner": process_name(),
+    }
+    if settings.store_batching:
+        return BatchedSagaLog(client, observe=metrics.batch_sent, **options)
+    return RedisSagaLog(client, **options)
 
 
 def process_name() -> str:
@@ -231,8 +234,12 @@ def process_name() -> str:
 
 def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = None) -> Components:
     """`after_step`: a test's fault hook; by default the ones the FAULT_* settings ask for."""
-    inventory = PostgresInventory(stores.pg_pool)
-    claims = MongoClaims(stores.mongo[settings.mongo_db])
+    database = stores.mongo[settings.mongo_db]
+    if settings.store_batching:
+        inventory: PostgresInventory = BatchedInventory(stores.pg_pool, observe=metrics.batch_sent)
+        claims: MongoClaims = BatchedClaims(database, observe=metrics.batch_sent)
+    else:
+        inventory, claims = PostgresInventory(stores.pg_pool), MongoClaims(database)
     saga_log = redis_saga_log(settings, stores.redis)
     engine = SagaEngine(
         saga_log,

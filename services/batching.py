@@ -41,14 +41,22 @@ class _Waiting(Generic[Item, Result]):
 
 
 class Coalescer(Generic[Item, Result]):
-    def __init__(self, send: BatchFunction[Item, Result], *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        send: BatchFunction[Item, Result],
+        *,
+        max_batch: int = MAX_BATCH,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        """`on_batch`: told each batch's size as it is sent (a metric)."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._send = send
         self._max_batch = max_batch
+        self._on_batch = on_batch
         self._queue: deque[_Waiting[Item, Result]] = deque()
         self._sender: asyncio.Task[None] | None = None
-        self.batch_sizes: list[int] = []  # recent sizes, for measuring; bounded below
+        self.batches_sent = 0
 
     async def submit(self, item: Item) -> Result:
         """The item's own result, or its own exception. Cancelling the wait withdraws
@@ -83,7 +91,9 @@ class Coalescer(Generic[Item, Result]):
         return batch
 
     async def _send_one(self, batch: list[_Waiting[Item, Result]]) -> None:
-        self._record_size(len(batch))
+        self.batches_sent += 1
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
         try:
             results = await self._send([waiting.item for waiting in batch])
             if len(results) != len(batch):
@@ -98,11 +108,6 @@ class Coalescer(Generic[Item, Result]):
             return
         for waiting, result in zip(batch, results, strict=True):
             _answer(waiting.answer, result)
-
-    def _record_size(self, size: int) -> None:
-        self.batch_sizes.append(size)
-        if len(self.batch_sizes) > 10_000:
-            del self.batch_sizes[:5_000]
 
 
 def _answer(answer: asyncio.Future[Result], result: Result | BaseException) -> None:
