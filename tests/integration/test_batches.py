@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from orchestrator.bootstrap import open_components
 from sagas.errors import (
     AlreadyClaimed,
     LeaseLost,
@@ -18,11 +19,11 @@ from sagas.errors import (
     SagaConflict,
 )
 from sagas.records import SagaRecord, SagaStatus
-from services.batched import BatchedInventory, BatchedSagaLog
-from services.claims import ClaimRequest
-from services.inventory import HoldRequest
+from services.batched import BatchedClaims, BatchedInventory, BatchedSagaLog
+from services.claims import ClaimRequest, MongoClaims
+from services.inventory import HoldRequest, PostgresInventory
 from services.redis_keys import RedisKeys
-from services.saga_log import LogWrite
+from services.saga_log import LogWrite, RedisSagaLog
 from tests.support.apart import forget_saga_log, own_keys
 from tests.support.invariants import assert_conserved
 
@@ -44,6 +45,17 @@ async def live_holders(pg, coupon: str) -> list[str]:
         coupon,
     )
     return [row["user_id"] for row in rows]
+
+
+async def test_store_batching_chooses_the_adapters(settings):
+    async with open_components(settings.model_copy(update={"store_batching": False})) as alone:
+        assert type(alone.inventory) is PostgresInventory
+        assert type(alone.coupons.claims) is MongoClaims
+        assert type(alone.saga_log) is RedisSagaLog
+    async with open_components(settings.model_copy(update={"store_batching": True})) as shared:
+        assert type(shared.inventory) is BatchedInventory
+        assert type(shared.coupons.claims) is BatchedClaims
+        assert type(shared.saga_log) is BatchedSagaLog
 
 
 # -- reserve_units ---------------------------------------------------------------------
