@@ -92,20 +92,20 @@ class Coalescer(Generic[Item, Result]):
 
     async def _send_one(self, batch: list[_Waiting[Item, Result]]) -> None:
         self.batches_sent += 1
-        if self._on_batch is not None:
-            self._on_batch(len(batch))
         try:
+            if self._on_batch is not None:
+                self._on_batch(len(batch))
             results = await self._send([waiting.item for waiting in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"a batch of {len(batch)} got {len(results)} answers")
-        except asyncio.CancelledError:
-            for waiting in batch:
-                waiting.answer.cancel()
-            raise
         except Exception as error:
             for waiting in batch:
                 _answer(waiting.answer, _own_copy(error))
             return
+        except BaseException:  # cancelled (the loop is closing): no answer will come
+            for waiting in batch:
+                waiting.answer.cancel()
+            raise
         for waiting, result in zip(batch, results, strict=True):
             _answer(waiting.answer, result)
 
