@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from orchestrator.bootstrap import mongo_client, postgres_pool, redis_client
 from sagas.errors import AlreadyClaimed, OutOfStock, StoreUnavailable
@@ -18,6 +20,7 @@ from tests.support.invariants import assert_conserved
 from tests.support.proxy import CuttableProxy, through
 from tests.support.waiting import eventually
 
+Answer = TypeVar("Answer")
 NOON = datetime(2030, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
 
 
@@ -44,6 +47,17 @@ async def cut_with_batches_in_flight(
     return results
 
 
+async def retry(call: Callable[[], Awaitable[Answer]]) -> Answer:
+    """A saga's own retry, as the engine's: again while the store is still coming back
+    (a client reconnects in its own time on a busy machine)."""
+    for _ in range(200):
+        try:
+            return await call()
+        except StoreUnavailable:
+            await asyncio.sleep(0.05)
+    return await call()
+
+
 def each_failed_alone(results: list) -> None:
     assert all(isinstance(result, StoreUnavailable) for result in results), results
     assert len({id(result) for result in results}) == len(results)
@@ -66,7 +80,7 @@ async def test_postgresql_cut_under_a_reserve_batch_fails_each_saga_and_retries_
 
         # Each saga's own retry (a replay of its reserve), all at once again.
         retried = await asyncio.gather(
-            *(inventory.reserve(saga_id, name, user) for saga_id, user in sagas),
+            *(retry(lambda s=s, u=u: inventory.reserve(s, name, u)) for s, u in sagas),
             return_exceptions=True,
         )
 
@@ -91,7 +105,7 @@ async def test_mongodb_cut_under_a_record_batch_fails_each_saga_and_retries_sett
         each_failed_alone(results)
 
         retried = await asyncio.gather(
-            *(claims.record(saga_id, user, name, NOON) for saga_id, user in sagas),
+            *(retry(lambda s=s, u=u: claims.record(s, u, name, NOON)) for s, u in sagas),
             return_exceptions=True,
         )
 
@@ -121,10 +135,13 @@ async def test_redis_cut_under_a_log_batch_fails_each_write_and_retries_land(set
 
             # A create that may have landed is retried as a save by its own driver.
             for record in records:
-                if await saga_log.load(record.saga_id) is None:
-                    await saga_log.create(record, [])
+                if await retry(lambda r=record: saga_log.load(r.saga_id)) is None:
+                    await retry(lambda r=record: saga_log.create(r, []))
             await asyncio.gather(
-                *(saga_log.save(record.moved(now + 1, step="record"), []) for record in records)
+                *(
+                    retry(lambda r=record: saga_log.save(r.moved(now + 1, step="record"), []))
+                    for record in records
+                )
             )
             assert [(await saga_log.load(r.saga_id)).step for r in records] == ["record"] * 6
         finally:
