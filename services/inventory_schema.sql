@@ -78,7 +78,12 @@ $$;
 -- each item inserts its hold (the partial unique index refuses a duplicate, also one
 -- earlier in the same batch), takes a unit while the locked stock lasts, or takes its
 -- hold back out; the stock row is written once per coupon at the end. Nothing refused
--- keeps a hold, and the whole batch commits or none of it.
+-- keeps a hold, and the whole batch commits or none of it. Holding the rows while it
+-- inserts, a batch can still meet a transaction that took a hold first and wants a row
+-- after (a release_unit of the same user's hold, a reserve_unit of a process without
+-- batching) in a deadlock: PostgreSQL ends one, and each saga in it retries as after
+-- any transient failure. (Inserting first would avoid that, but a replay or a duplicate
+-- of a hold that then finds no stock would be answered as if the hold stood.)
 CREATE OR REPLACE FUNCTION reserve_units(p_saga_ids uuid[], p_coupons text[], p_users text[])
 RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE

@@ -97,6 +97,29 @@ async def test_a_mixed_reserve_batch_answers_each_hold_as_its_own_reserve_would(
     await assert_conserved(pg, name)
 
 
+async def test_after_a_hold_refused_for_stock_its_replays_and_duplicates_are_refused_so(
+    service, pg, name
+):
+    """As reserve_unit one after the other: the refused hold is gone, so a replay of its
+    saga, or the same user's next saga, finds no hold and no stock either."""
+    inventory = service.inventory
+    await inventory.create_coupon(name, 1)
+    late = new_saga_id()
+
+    answers = await inventory.reserve_many(
+        [
+            HoldRequest(new_saga_id(), name, "first"),
+            HoldRequest(late, name, "late"),
+            HoldRequest(late, name, "late"),  # its replay
+            HoldRequest(new_saga_id(), name, "late"),  # the same user again
+        ]
+    )
+
+    assert kinds(answers) == ["ok", "OutOfStock", "OutOfStock", "OutOfStock"]
+    assert await live_holders(pg, name) == ["first"]
+    await assert_conserved(pg, name)
+
+
 async def test_a_released_saga_in_a_batch_takes_nothing(service, pg, name):
     inventory = service.inventory
     await inventory.create_coupon(name, 2)
