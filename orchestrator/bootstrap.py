@@ -31,6 +31,7 @@ from orchestrator.settings import Settings
 from sagas.audit import Auditor
 from sagas.claim import claim_saga
 from sagas.errors import StoreUnavailable
+from services.batched import BatchedClaims, BatchedInventory, BatchedSagaLog
 from services.claims import MongoClaims
 from services.failures import unavailable_on_failure
 from services.inventory import PostgresInventory, reset_connection, statement_cache_size
@@ -204,14 +205,16 @@ class Components:
 
 def redis_saga_log(settings: Settings, client: aioredis.Redis) -> RedisSagaLog:
     """The saga log as this process writes it: its keys, retentions, and its name as owner."""
-    return RedisSagaLog(
-        client,
-        keys=RedisKeys(settings.redis_key_prefix),
-        lease_seconds=settings.saga_lease_seconds,
-        retention_seconds=settings.saga_retention_seconds,
-        refused_retention_seconds=settings.saga_refused_retention_seconds,
-        owner=process_name(),
-    )
+    options: dict[str, Any] = {
+        "keys": RedisKeys(settings.redis_key_prefix),
+        "lease_seconds": settings.saga_lease_seconds,
+        "retention_seconds": settings.saga_retention_seconds,
+        "refused_retention_seconds": settings.saga_refused_retention_seconds,
+        "owner": process_name(),
+    }
+    if settings.store_batching:
+        return BatchedSagaLog(client, observe=metrics.batch_sent, **options)
+    return RedisSagaLog(client, **options)
 
 
 def process_name() -> str:
@@ -219,10 +222,20 @@ def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _adapters(settings: Settings, stores: Stores) -> tuple[PostgresInventory, MongoClaims]:
+    """PostgreSQL's and MongoDB's adapters: batching concurrent sagas' calls, or not."""
+    database = stores.mongo[settings.mongo_db]
+    if settings.store_batching:
+        return (
+            BatchedInventory(stores.pg_pool, observe=metrics.batch_sent),
+            BatchedClaims(database, observe=metrics.batch_sent),
+        )
+    return PostgresInventory(stores.pg_pool), MongoClaims(database)
+
+
 def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = None) -> Components:
     """`after_step`: a test's fault hook, run after each saga step's action (engine.py)."""
-    inventory = PostgresInventory(stores.pg_pool)
-    claims = MongoClaims(stores.mongo[settings.mongo_db])
+    inventory, claims = _adapters(settings, stores)
     saga_log = redis_saga_log(settings, stores.redis)
     policy = RetryPolicy.from_settings(settings)
     engine = SagaEngine(

@@ -54,6 +54,18 @@ POOL_WAIT = Histogram(
     ["store"],
     buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
 )
+# services/batched.py: how many sagas' calls shared each store round trip.
+STORE_BATCH_SIZE = Histogram(
+    "store_batch_size",
+    "Calls sent together in one store round trip, by batch (reserve, record, confirm, log).",
+    ["batch"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+
+
+def batch_sent(batch: str, size: int) -> None:
+    STORE_BATCH_SIZE.labels(batch).observe(size)
+
 
 SAGAS_STARTED = Counter("saga_started_total", "Sagas started.", ["saga"])
 SAGAS_COMPLETED = Counter("saga_completed_total", "Sagas that ran to their end.", ["saga"])

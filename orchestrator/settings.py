@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     pg_pool_size: int = Field(16, ge=1)
     redis_pool_size: int = Field(64, ge=1)
     mongo_pool_size: int = Field(64, ge=1)
+    # Concurrent sagas in a process share their store round trips (services/batched.py):
+    # each step's calls waiting while the previous batch is in flight go in the next.
+    store_batching: bool = True
     # How long one store call may take before it counts as unavailable.
     store_timeout_seconds: float = Field(5.0, gt=0)
     # At start, how long to keep trying a store that does not answer yet (with backoff).

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import (
+    BulkWriteError,
+    DuplicateKeyError,
+    WriteConcernError,
+    WriteError,
+    WTimeoutError,
+)
 from pymongo.write_concern import WriteConcern
 
 from sagas.errors import AlreadyClaimed, SagaConflict, StoreNotSetUp
 from sagas.ports import Claimed
 from sagas.timestamps import to_the_millisecond
-from services.failures import unavailable_on_failure
+from services.failures import classified, unavailable_on_failure
 
 CLAIMS_COLLECTION = "claims"
 # name -> (keys, unique)
@@ -71,26 +79,69 @@ class MongoClaims:
         Returns the claim time as stored: BSON keeps milliseconds. Raises SagaConflict
         when the saga's claim was erased already (its tombstone holds the saga id).
         """
-        claimed_at = to_the_millisecond(claimed_at)
-        document = {
-            "user_id": user_id,
-            "coupon_name": coupon_name,
-            "saga_id": saga_id,
-            "claimed_at": claimed_at,
-        }
+        claim = ClaimRequest(saga_id, user_id, coupon_name, claimed_at)
         with unavailable_on_failure("mongodb"):
             try:
-                await self._claims.insert_one(document)
-                return claimed_at
+                await self._claims.insert_one(claim.document())
+                return claim.stored_at
             except DuplicateKeyError:
                 mine = await self._claims.find_one(
                     {"saga_id": saga_id}, {"claimed_at": 1, "erased": 1}
                 )
-        if mine is None:
-            raise AlreadyClaimed(coupon_name)
-        if mine.get("erased"):
-            raise SagaConflict(f"saga {saga_id} was compensated; its claim is erased")
-        return _utc(mine["claimed_at"])
+        return _on_duplicate(claim, mine)
+
+    async def record_many(self, claims: Sequence[ClaimRequest]) -> list[datetime | Exception]:
+        """`record` for each claim, in one unordered insert: each claim's claim time as
+        stored, or the error `record` would have raised for it. Only the claims the
+        insert refused as duplicates cost one more round trip (one read for all of
+        them). A failure of the insert itself raises, for all of them."""
+        documents = [claim.document() for claim in claims]
+        answers: list[datetime | Exception] = [claim.stored_at for claim in claims]
+        with unavailable_on_failure("mongodb"):
+            try:
+                await self._claims.insert_many(documents, ordered=False)
+                return answers
+            except BulkWriteError as error:
+                refused = error.details
+        duplicates = []
+        for write_error in refused.get("writeErrors", []):
+            at = write_error["index"]
+            if write_error["code"] in _DUPLICATE_KEY_CODES:
+                duplicates.append(at)
+            else:
+                answers[at] = classified("mongodb", _as_single_error(write_error))
+        for concern_error in refused.get("writeConcernErrors", [])[:1]:
+            # Not about any one document: each written one is answered as insert_one is.
+            refused_at = {write_error["index"] for write_error in refused["writeErrors"]}
+            for at in set(range(len(claims))) - refused_at:
+                answers[at] = classified("mongodb", _as_concern_error(concern_error))
+        if duplicates:
+            await self._answer_duplicates(claims, duplicates, answers)
+        return answers
+
+    async def _answer_duplicates(
+        self,
+        claims: Sequence[ClaimRequest],
+        duplicates: list[int],
+        answers: list[datetime | Exception],
+    ) -> None:
+        """A duplicate is a replay of its saga (its own claim is there), a tombstone's
+        refusal, or another saga's claim: one read tells them apart, for all of them."""
+        saga_ids = list({claims[at].saga_id for at in duplicates})
+        cursor = self._claims.find(
+            {"saga_id": {"$in": saga_ids}}, {"_id": 0, "saga_id": 1, "claimed_at": 1, "erased": 1}
+        )
+        try:
+            stored = {document["saga_id"]: document async for document in cursor}
+        except Exception as error:  # each of them gets its own, as from `record`
+            for at in duplicates:
+                answers[at] = classified("mongodb", error)
+            return
+        for at in duplicates:
+            try:
+                answers[at] = _on_duplicate(claims[at], stored.get(claims[at].saga_id))
+            except (AlreadyClaimed, SagaConflict) as refusal:
+                answers[at] = refusal
 
     async def erase(self, saga_id: str) -> bool:
         """Replace the saga's claim by its tombstone, in one atomic step, whether or not
@@ -132,6 +183,55 @@ class MongoClaims:
                 Claimed(doc["saga_id"], doc["user_id"], doc["coupon_name"], _utc(doc["claimed_at"]))
                 async for doc in cursor
             ]
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """One saga's claim document, as `record` and a batch of them carry it."""
+
+    saga_id: str
+    user_id: str
+    coupon_name: str
+    claimed_at: datetime
+
+    @property
+    def stored_at(self) -> datetime:
+        """The claim time as stored: BSON keeps milliseconds."""
+        return to_the_millisecond(self.claimed_at)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "coupon_name": self.coupon_name,
+            "saga_id": self.saga_id,
+            "claimed_at": self.stored_at,
+        }
+
+
+# 11000 is the server's; 11001 and 12582 are older forms PyMongo maps the same way.
+_DUPLICATE_KEY_CODES = frozenset({11000, 11001, 12582})
+
+
+def _on_duplicate(claim: ClaimRequest, mine: dict[str, Any] | None) -> datetime:
+    """An insert refused by a unique index, given what is stored under the saga's id."""
+    if mine is None:
+        raise AlreadyClaimed(claim.coupon_name)
+    if mine.get("erased"):
+        raise SagaConflict(f"saga {claim.saga_id} was compensated; its claim is erased")
+    return _utc(mine["claimed_at"])
+
+
+def _as_single_error(write_error: dict[str, Any]) -> Exception:
+    """The error insert_one raises for this write error (PyMongo's own mapping)."""
+    return WriteError(write_error.get("errmsg", ""), write_error.get("code"), write_error)
+
+
+def _as_concern_error(concern_error: dict[str, Any]) -> Exception:
+    """The error insert_one raises for this write concern error (PyMongo's own mapping)."""
+    message, code = concern_error.get("errmsg", ""), concern_error.get("code")
+    if code == 64 or concern_error.get("errInfo", {}).get("wtimeout"):
+        return WTimeoutError(message, code, concern_error)
+    return WriteConcernError(message, code, concern_error)
 
 
 def _utc(moment: datetime) -> datetime:

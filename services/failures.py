@@ -146,3 +146,13 @@ def unavailable_on_failure(store: str) -> Iterator[None]:
         if _is_transient(store, error):
             raise StoreUnavailable(store, maybe_applied=not _never_sent(error)) from error
         raise
+
+
+def classified(store: str, error: Exception) -> Exception:
+    """The error a single call would raise for `error`: what `unavailable_on_failure`
+    makes of it. For one item of a batch whose driver reported it apart."""
+    try:
+        with unavailable_on_failure(store):
+            raise error
+    except Exception as mapped:
+        return mapped

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -18,6 +21,7 @@ _RESERVE_REJECTIONS: dict[str, type[Exception]] = {
 }
 
 _RESERVE = "SELECT reserve_unit($1::uuid, $2, $3)"
+_RESERVE_MANY = "SELECT reserve_units($1::uuid[], $2::text[], $3::text[])"
 # The nil uuid: uuid4 never makes it, so no saga has it.
 _NO_SAGA = "00000000-0000-0000-0000-000000000000"
 
@@ -29,6 +33,14 @@ SET status = 'confirmed',
     updated_at = CASE WHEN status = 'held' THEN now() ELSE updated_at END
 WHERE saga_id = $1 AND status <> 'released'
 RETURNING status
+"""
+# The same for many sagas in one statement: the sagas it returns are confirmed.
+_CONFIRM_MANY = """
+UPDATE holds
+SET status = 'confirmed',
+    updated_at = CASE WHEN status = 'held' THEN now() ELSE updated_at END
+WHERE saga_id = ANY($1::uuid[]) AND status <> 'released'
+RETURNING saga_id::text AS saga_id
 """
 
 
@@ -109,6 +121,8 @@ class PostgresInventory:
             async with self._pool.acquire() as connection:
                 await connection.fetchval(_RESERVE, _NO_SAGA, "", "")
                 await connection.fetchval(_CONFIRM, _NO_SAGA)
+                await connection.fetchval(_RESERVE_MANY, [_NO_SAGA], [""], [""])
+                await connection.fetchval(_CONFIRM_MANY, [_NO_SAGA])
 
         with unavailable_on_failure("postgresql"):
             await asyncio.gather(*(on_one_connection() for _ in range(self._pool.get_max_size())))
@@ -135,11 +149,24 @@ class PostgresInventory:
     async def reserve(self, saga_id: str, coupon_name: str, user_id: str) -> None:
         with unavailable_on_failure("postgresql"):
             outcome = await self._pool.fetchval(_RESERVE, saga_id, coupon_name, user_id)
-        if outcome == "reserved":
-            return
-        if outcome == "released":
-            raise SagaConflict(f"saga {saga_id} was compensated; its hold is released")
-        raise _RESERVE_REJECTIONS[outcome](coupon_name)
+        if refusal := _reserve_refusal(outcome, saga_id, coupon_name):
+            raise refusal
+
+    async def reserve_many(self, holds: Sequence[HoldRequest]) -> list[Exception | None]:
+        """`reserve` for each hold, in one round trip and one transaction (reserve_units):
+        None for a hold reserved, or the error `reserve` would have raised for it. A
+        failure of the call itself raises, for all of them."""
+        with unavailable_on_failure("postgresql"):
+            outcomes = await self._pool.fetchval(
+                _RESERVE_MANY,
+                [hold.saga_id for hold in holds],
+                [hold.coupon_name for hold in holds],
+                [hold.user_id for hold in holds],
+            )
+        return [
+            _reserve_refusal(outcome, hold.saga_id, hold.coupon_name)
+            for hold, outcome in zip(holds, outcomes, strict=True)
+        ]
 
     async def release(self, saga_id: str, coupon_name: str, user_id: str) -> bool:
         """True if this call gave the unit back; False if nothing was held for the saga."""
@@ -154,7 +181,18 @@ class PostgresInventory:
         with unavailable_on_failure("postgresql"):
             status = await self._pool.fetchval(_CONFIRM, saga_id)
         if status != HoldStatus.CONFIRMED:
-            raise SagaConflict(f"saga {saga_id} has no live hold to confirm")
+            raise _nothing_to_confirm(saga_id)
+
+    async def confirm_many(self, saga_ids: Sequence[str]) -> list[Exception | None]:
+        """`confirm` for each saga, in one statement: None for a saga confirmed, or the
+        error `confirm` would have raised for it."""
+        with unavailable_on_failure("postgresql"):
+            rows = await self._pool.fetch(_CONFIRM_MANY, list(saga_ids))
+        confirmed = {uuid.UUID(row["saga_id"]) for row in rows}
+        return [
+            None if uuid.UUID(saga_id) in confirmed else _nothing_to_confirm(saga_id)
+            for saga_id in saga_ids
+        ]
 
     async def holds_unit(self, coupon_name: str, user_id: str) -> bool:
         """One read of the one-live-hold index: no lock, no write."""
@@ -224,6 +262,28 @@ class PostgresInventory:
                     raise CouponNotFound(coupon_name)
                 after = await connection.fetchval(_RECOUNT, coupon_name)
         return locked["remaining_amount"], after
+
+
+@dataclass(frozen=True)
+class HoldRequest:
+    """One saga's reserve, as a batch carries it."""
+
+    saga_id: str
+    coupon_name: str
+    user_id: str
+
+
+def _reserve_refusal(outcome: str, saga_id: str, coupon_name: str) -> Exception | None:
+    """What reserve_unit's (or reserve_units') answer means: None when the unit is held."""
+    if outcome == "reserved":
+        return None
+    if outcome == "released":
+        return SagaConflict(f"saga {saga_id} was compensated; its hold is released")
+    return _RESERVE_REJECTIONS[outcome](coupon_name)
+
+
+def _nothing_to_confirm(saga_id: str) -> SagaConflict:
+    return SagaConflict(f"saga {saga_id} has no live hold to confirm")
 
 
 def _hold(row: Any) -> Hold:

@@ -70,6 +70,71 @@ BEGIN
 END;
 $$;
 
+-- @function reserve_units
+-- reserve_unit for many sagas in one round trip and one transaction: each item's outcome,
+-- in the order given, is the one reserve_unit would answer for it run alone in that
+-- order. The coupons' rows are locked first, in name order, so two batches never wait
+-- for each other in a cycle and no other batch holds an uncommitted hold on them; then
+-- each item inserts its hold (the partial unique index refuses a duplicate, also one
+-- earlier in the same batch), takes a unit while the locked stock lasts, or takes its
+-- hold back out; the stock row is written once per coupon at the end. Nothing refused
+-- keeps a hold, and the whole batch commits or none of it. Holding the rows while it
+-- inserts, a batch can still meet a transaction that took a hold first and wants a row
+-- after (a release_unit of the same user's hold, a reserve_unit of a process without
+-- batching) in a deadlock: PostgreSQL ends one, and each saga in it retries as after
+-- any transient failure. (Inserting first would avoid that, but a replay or a duplicate
+-- of a hold that then finds no stock would be answered as if the hold stood.)
+CREATE OR REPLACE FUNCTION reserve_units(p_saga_ids uuid[], p_coupons text[], p_users text[])
+RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE
+    v_names text[];
+    v_left bigint[];
+    v_taken bigint[];
+    v_outcomes text[] := '{}';
+    v_at int;
+    v_status text;
+BEGIN
+    SELECT coalesce(array_agg(name ORDER BY name), '{}'),
+           coalesce(array_agg(remaining_amount ORDER BY name), '{}')
+    INTO v_names, v_left
+    FROM (SELECT name, remaining_amount FROM coupons
+          WHERE name = ANY(p_coupons) ORDER BY name FOR UPDATE) AS locked;
+    v_taken := array_fill(0::bigint, ARRAY[greatest(cardinality(v_names), 1)]);
+
+    FOR i IN 1 .. coalesce(cardinality(p_saga_ids), 0) LOOP
+        v_at := array_position(v_names, p_coupons[i]);
+        IF v_at IS NULL THEN
+            v_outcomes := v_outcomes || 'coupon_not_found'::text;
+            CONTINUE;
+        END IF;
+
+        INSERT INTO holds (saga_id, coupon_name, user_id, status)
+        VALUES (p_saga_ids[i], p_coupons[i], p_users[i], 'held')
+        ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            SELECT status INTO v_status FROM holds WHERE saga_id = p_saga_ids[i];
+            IF NOT FOUND THEN
+                v_outcomes := v_outcomes || 'already_claimed'::text;
+            ELSE
+                v_outcomes := v_outcomes
+                    || CASE v_status WHEN 'released' THEN 'released' ELSE 'reserved' END;
+            END IF;
+        ELSIF v_taken[v_at] < v_left[v_at] THEN
+            v_taken[v_at] := v_taken[v_at] + 1;
+            v_outcomes := v_outcomes || 'reserved'::text;
+        ELSE
+            DELETE FROM holds WHERE saga_id = p_saga_ids[i];
+            v_outcomes := v_outcomes || 'out_of_stock'::text;
+        END IF;
+    END LOOP;
+
+    UPDATE coupons SET remaining_amount = remaining_amount - taken.units
+    FROM unnest(v_names, v_taken[1:cardinality(v_names)]) AS taken(name, units)
+    WHERE coupons.name = taken.name AND taken.units > 0;
+    RETURN v_outcomes;
+END;
+$$;
+
 -- @function release_unit
 -- Release a saga's hold and give its unit back, only if it is still held. If the saga
 -- never reserved, a 'released' tombstone is written, so a late reserve of the same saga

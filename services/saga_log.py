@@ -16,11 +16,12 @@ from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
+import redis.exceptions
 from redis.typing import EncodableT
 
 from sagas.errors import LeaseLost
 from sagas.records import Lease, Phase, SagaEvent, SagaRecord, SagaStatus
-from services.failures import unavailable_on_failure
+from services.failures import classified, unavailable_on_failure
 from services.redis_keys import RedisKeys
 
 # KEYS: saga, events, in-flight, failed, finished, refused
@@ -128,42 +129,72 @@ class RedisSagaLog:
                 await self._redis.script_load(script)
 
     async def create(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
-        if not await self._write(
-            "create", record, events, _index(record), self._retention, ["owner", self._owner]
-        ):
-            raise LeaseLost(f"saga {record.saga_id} exists already")
+        await self._apply(
+            LogWrite(
+                "create",
+                record,
+                tuple(events),
+                _index(record),
+                self._retention,
+                ("owner", self._owner),
+                lost=f"saga {record.saga_id} exists already",
+            )
+        )
 
     async def save(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
-        if not await self._write("save", record, events, _index(record), self._retention):
-            raise LeaseLost(f"saga {record.saga_id} is driven by someone else now")
+        await self._apply(LogWrite("save", record, tuple(events), _index(record), self._retention))
 
     async def refused(self, record: SagaRecord) -> None:
-        if not await self._write("save", record, (), "refused", self._refused_retention):
-            raise LeaseLost(f"saga {record.saga_id} is driven by someone else now")
+        await self._apply(LogWrite("save", record, (), "refused", self._refused_retention))
 
-    async def _write(
-        self,
-        mode: str,
-        record: SagaRecord,
-        events: Sequence[SagaEvent],
-        index: str,
-        retention_seconds: int,
-        more_fields: Sequence[str] = (),
-    ) -> bool:
-        args: list[EncodableT] = [
+    async def _apply(self, write: LogWrite) -> None:
+        """One fenced write; a batching log sends it with others."""
+        with unavailable_on_failure("redis"):
+            written = await self._save(
+                keys=_saga_keys(self._keys, write.record.saga_id), args=self._args(write)
+            )
+        if not written:
+            raise LeaseLost(write.lost)
+
+    async def apply_many(self, writes: Sequence[LogWrite]) -> list[Exception | None]:
+        """Each write's own script, all in one pipeline (not a transaction: each script
+        is atomic and fenced by its own epoch). None for a write done, else the error
+        `_apply` would have raised for it. A failure of the round trip raises, for all."""
+        answers = await self._pipelined(writes)
+        lost_scripts = [at for at, answer in enumerate(answers) if _no_script(answer)]
+        if lost_scripts:  # the server lost its script cache (a restart): load it, once
+            with unavailable_on_failure("redis"):
+                await self._redis.script_load(_SAVE)
+            again = await self._pipelined([writes[at] for at in lost_scripts])
+            for at, answer in zip(lost_scripts, again, strict=True):
+                answers[at] = answer
+        return [
+            _write_outcome(write, answer) for write, answer in zip(writes, answers, strict=True)
+        ]
+
+    async def _pipelined(self, writes: Sequence[LogWrite]) -> list[object]:
+        # EVALSHA by hand: a pipeline of Script calls first asks SCRIPT EXISTS, one
+        # more round trip per batch.
+        pipe = self._redis.pipeline(transaction=False)
+        for write in writes:
+            keys = _saga_keys(self._keys, write.record.saga_id)
+            pipe.evalsha(self._save.sha, len(keys), *keys, *self._args(write))
+        with unavailable_on_failure("redis"):
+            return list(await pipe.execute(raise_on_error=False))
+
+    def _args(self, write: LogWrite) -> list[EncodableT]:
+        record = write.record
+        return [
             record.saga_id,
-            mode,
+            write.mode,
             record.epoch,
             self._lease,
-            retention_seconds,
-            index,
+            write.retention_seconds,
+            write.index,
             repr(record.updated_at),
-            orjson.dumps([*_encode(record), *more_fields]),
-            orjson.dumps([_encode_event(event) for event in events]),
+            orjson.dumps([*_encode(record), *write.more_fields]),
+            orjson.dumps([_encode_event(event) for event in write.events]),
         ]
-        with unavailable_on_failure("redis"):
-            written = await self._save(keys=_saga_keys(self._keys, record.saga_id), args=args)
-        return bool(written)
 
     async def acquire(self, saga_id: str, owner: str, *, parked: bool) -> SagaRecord | None:
         with unavailable_on_failure("redis"):
@@ -332,6 +363,34 @@ def _newest_first(index: str, cursor: _Cursor, count: int | None) -> dict[str, A
         "withscores": True,
         **window,
     }
+
+
+@dataclass(frozen=True)
+class LogWrite:
+    """One fenced write of a saga's record and new events (the _SAVE script's call)."""
+
+    mode: str  # create | save
+    record: SagaRecord
+    events: tuple[SagaEvent, ...]
+    index: str  # in_flight | failed | finished | refused
+    retention_seconds: int
+    more_fields: tuple[str, ...] = ()
+    lost: str = ""  # LeaseLost's message when the fence refuses it
+
+    def __post_init__(self) -> None:
+        if not self.lost:
+            lost = f"saga {self.record.saga_id} is driven by someone else now"
+            object.__setattr__(self, "lost", lost)
+
+
+def _no_script(answer: object) -> bool:
+    return isinstance(answer, redis.exceptions.NoScriptError)
+
+
+def _write_outcome(write: LogWrite, answer: object) -> Exception | None:
+    if isinstance(answer, Exception):
+        return classified("redis", answer)
+    return None if answer else LeaseLost(write.lost)
 
 
 def _index(record: SagaRecord) -> str:
