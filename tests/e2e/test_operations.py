@@ -10,6 +10,7 @@ import pytest
 from tests.support.apart import saga_log_apart
 from tests.support.api import claim, create, metric
 from tests.support.servers import gateway_process
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -53,10 +54,19 @@ async def test_metrics_are_prometheus_text(http, own_gateway, name):
     gateway = own_gateway
     await create(http, gateway, name, 1)
     assert (await claim(http, gateway, "counted", name))[0] == 200  # a saga to count
-    async with http.get(f"{gateway}/metrics") as response:
-        assert response.status == 200
-        assert response.content_type == "text/plain"
-        text = await response.text()
+
+    texts = []
+
+    async def duration_observed() -> bool:
+        async with http.get(f"{gateway}/metrics") as response:
+            assert response.status == 200
+            assert response.content_type == "text/plain"
+            texts.append(await response.text())
+        return "# TYPE saga_duration_seconds histogram" in texts[-1]
+
+    # The answer comes at the pivot; the saga's duration is observed once it has ended.
+    await eventually(duration_observed)
+    text = texts[-1]
     assert "# TYPE saga_started_total counter" in text
     assert "# TYPE saga_duration_seconds histogram" in text
 

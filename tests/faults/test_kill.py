@@ -78,23 +78,26 @@ async def finished_saga(pg, saga_log, coupon: str, user: str) -> SagaRecord:
 
 
 @pytest.mark.parametrize(
-    ("step", "outcome", "claimed_by"),
+    ("step", "outcome", "claimed_by", "answered"),
     [
-        ("reserve", SagaStatus.COMPENSATED, []),
-        ("record", SagaStatus.COMPLETED, ["victim"]),
-        ("confirm", SagaStatus.COMPLETED, ["victim"]),
+        ("reserve", SagaStatus.COMPENSATED, [], False),
+        ("record", SagaStatus.COMPLETED, ["victim"], False),  # killed before it could stand
+        ("confirm", SagaStatus.COMPLETED, ["victim"], True),  # answered at the pivot
     ],
 )
 async def test_a_saga_cut_by_kill_9_ends_on_restart(
-    http, settings, pg, mongo, tmp_path, name, step, outcome, claimed_by
+    http, settings, pg, mongo, tmp_path, name, step, outcome, claimed_by, answered
 ):
     async with saga_log_apart(settings) as apart:
         dying = apart.settings.model_copy(update=FAST_RECOVERY)
         killing = Fault.kill_after(step)
         with gateway_process(dying, tmp_path / "dying.log", workers=1, fault=killing) as base:
             await create(http, base, name, 2)
-            with pytest.raises(aiohttp.ClientError):
-                await claim(http, base, "victim", name)
+            if answered:
+                assert (await claim(http, base, "victim", name))[0] == 200
+            else:
+                with pytest.raises(aiohttp.ClientError):
+                    await claim(http, base, "victim", name)
 
         restarted = apart.settings.model_copy(update=FAST_RECOVERY)
         with gateway_process(restarted, tmp_path / "restarted.log", workers=1) as base:
