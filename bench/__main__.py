@@ -50,9 +50,9 @@ PostgreSQL, MongoDB/FerretDB, Redis, the load generator, the rest of the machine
 store is found by its URL's listening port, so without --mongo-url or --redis-url that
 role is "not found". `claim-rate` also measures the hold-insert ceiling: BEGIN, insert a
 row of its own, the guarded UPDATE of one hot row, COMMIT, from {clients} connections.
-Pointed at a gateway it did not start (--base-url), bench cannot
-see the workers' memory; without --database-url it measures no hot-row ceiling. What
-was not measured is said so, with why."""
+Pointed at a gateway it did not start (--base-url), bench cannot see the workers'
+memory; without --database-url it measures neither the hot-row nor the hold-insert
+ceiling. What was not measured is said so, with why."""
 
 
 @dataclass(frozen=True)
