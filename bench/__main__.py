@@ -20,7 +20,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.ceilings import bare_gateway_rate, floor_latency, hot_row_rate
+from bench.ceilings import (
+    HOLD_TX_CLIENTS,
+    bare_gateway_rate,
+    floor_latency,
+    hold_tx_rate,
+    hot_row_rate,
+)
 from bench.measure import Measured, measure
 from bench.report import build, not_measured, print_table
 from bench.roles import gateway_at, gateway_started, stack_roles
@@ -42,9 +48,11 @@ single-store floor (bench/single_store.py: one PostgreSQL transaction per claim)
 needs --database-url. CPU is read from /proc over the load and split by role (gateway,
 PostgreSQL, MongoDB/FerretDB, Redis, the load generator, the rest of the machine); a
 store is found by its URL's listening port, so without --mongo-url or --redis-url that
-role is "not found". Pointed at a gateway it did not start (--base-url), bench cannot
-see the workers' memory; without --database-url it measures no hot-row ceiling. What
-was not measured is said so, with why."""
+role is "not found". `claim-rate` also measures the hold-insert ceiling: BEGIN, insert a
+row of its own, the guarded UPDATE of one hot row, COMMIT, from {clients} connections.
+Pointed at a gateway it did not start (--base-url), bench cannot see the workers'
+memory; without --database-url it measures neither the hot-row nor the hold-insert
+ceiling. What was not measured is said so, with why."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__.splitlines()[0],
-        epilog=_EPILOG.format(scenarios=scenarios),
+        epilog=_EPILOG.format(scenarios=scenarios, clients=HOLD_TX_CLIENTS),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("scenario", choices=SCENARIOS)
@@ -159,6 +167,9 @@ async def run(
         if database_url
         else None
     )
+    hold_tx = None
+    if scenario.name == "claim-rate" and database_url:
+        hold_tx = await hold_tx_rate(database_url, args.ceiling_seconds)
     bare = await bare_gateway_rate(base, shape.concurrency, min(shape.requests, 20_000))
     floor = None
     if scenario.name == "flash-sale" and database_url and redis_url:
@@ -168,7 +179,7 @@ async def run(
     single = None
     if scenario.claims and database_url:
         single = await _single_store(scenario, shape, urls, args.workers)
-    report = build(scenario, shape, ours, hot_row, bare, floor, single, rss)
+    report = build(scenario, shape, ours, hot_row, hold_tx, bare, floor, single, rss)
     report["not_measured"] = not_measured(
         scenario, report, gateway is not None, database_url, redis_url
     )

@@ -63,6 +63,7 @@ def build(
     shape: Shape,
     ours: Measured,
     hot_row: float | None,
+    hold_tx: float | None,
     bare: float,
     floor: LoadResult | None,
     single: Measured | None,
@@ -84,6 +85,7 @@ def build(
         **mine,
         "ceilings": {
             "hot_row_tx_per_second": round(hot_row) if hot_row else None,
+            "hold_tx_per_second": round(hold_tx) if hold_tx else None,
             "bare_gateway_requests_per_second": round(bare),
             "floor_p99_ms": _ms(floor_p99) if floor_p99 else None,
         },
@@ -94,6 +96,7 @@ def build(
             "claims_per_second_to_hot_row": _ratio(claims_per_second, hot_row)
             if scenario.claims
             else None,
+            "claims_per_second_to_hold_tx": _ratio(claims_per_second, hold_tx),
             "requests_per_second_to_bare_gateway": _ratio(ours.load.per_second, bare),
             "p99_to_floor_p99": _ratio(ours.load.percentile(0.99), floor_p99),
             "requests_per_second_to_single_store": _ratio(
@@ -129,6 +132,15 @@ def not_measured(
         reasons["claims_per_second_to_hot_row"] = "a read scenario makes no claims"
     elif not database_url:
         reasons["claims_per_second_to_hot_row"] = "no --database-url"
+    hold_tx = (
+        "claim-rate only"
+        if scenario.name != "claim-rate"
+        else None
+        if database_url
+        else "no --database-url"
+    )
+    if hold_tx:
+        reasons["hold_tx_per_second"] = reasons["claims_per_second_to_hold_tx"] = hold_tx
     if scenario.name != "flash-sale":
         reasons["floor_p99_ms"] = reasons["p99_to_floor_p99"] = "flash-sale only"
     elif not (database_url and redis_url):
@@ -195,6 +207,12 @@ def print_table(report: dict[str, Any]) -> None:
             "claims/s ÷ hot row",
             ratios["claims_per_second_to_hot_row"],
             "claims_per_second_to_hot_row",
+        ),
+        ("hold-insert tx/s (ceiling)", ceilings["hold_tx_per_second"], "hold_tx_per_second"),
+        (
+            "claims/s ÷ hold-insert tx",
+            ratios["claims_per_second_to_hold_tx"],
+            "claims_per_second_to_hold_tx",
         ),
         ("req/s ÷ bare gateway", ratios["requests_per_second_to_bare_gateway"], ""),
         ("floor p99 ms (UPDATE+SET)", ceilings["floor_p99_ms"], "floor_p99_ms"),

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from bench.ceilings import HOLD_TX_TABLES
 from bench.cpu import TICKS_PER_SECOND, descendants, processes, sample, usage
 from bench.roles import gateway_started
 
@@ -94,6 +96,35 @@ async def test_cpu_per_claim_is_split_by_role_and_the_single_store_floor_is_chec
         "cpu_per_claim_to_single_store",
     ):
         assert ratios[ratio] > 0, ratio
+
+
+async def test_claim_rate_reports_the_hold_insert_ceiling_on_tables_it_drops(gateway, settings):
+    code, out = await bench(
+        "claim-rate",
+        *("--base-url", gateway, *stores(settings)),
+        *("--requests", "60", "--users", "60", "--stock", "60", "--concurrency", "8"),
+        *("--ceiling-seconds", "0.3", "--json"),
+    )
+    report = json.loads(out)
+    assert code == 0, report["problems"]
+    assert report["statuses"] == {"200": 60}
+    # BEGIN; INSERT a hold; guarded UPDATE of the hot row; COMMIT, from 16 connections.
+    assert report["ceilings"]["hold_tx_per_second"] > 0
+    assert report["ratios"]["claims_per_second_to_hold_tx"] > 0
+    assert "hold_tx_per_second" not in report["not_measured"]
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        left = await connection.fetch(
+            "SELECT tablename FROM pg_tables WHERE tablename = any($1::text[])",
+            [*HOLD_TX_TABLES, "bench_hot_row"],
+        )
+        service = await connection.fetchval(
+            "SELECT count(*) FROM pg_tables WHERE tablename IN ('coupons', 'holds')"
+        )
+    finally:
+        await connection.close()
+    assert left == []  # both ceilings' tables dropped
+    assert service == 2  # the service's own tables left alone
 
 
 async def test_duplicates_are_all_already_claimed_here_and_on_the_single_store(gateway, settings):
@@ -203,6 +234,7 @@ async def test_the_table_says_what_was_not_measured_and_why(gateway):
     assert rows["worker RSS MiB"] == "not measured (gateway not started by bench)"
     assert rows["hot-row tx/s (ceiling)"] == "not measured (no --database-url)"
     assert rows["floor p99 ms (UPDATE+SET)"] == "not measured (flash-sale only)"
+    assert rows["hold-insert tx/s (ceiling)"] == "not measured (claim-rate only)"
     assert rows["single-store floor"] == "not measured (a read scenario makes no claims)"
     assert rows["CPU ms/claim"] == "not measured (no successful claims)"
     # A store bench was given no URL for is not found, never guessed by name.
