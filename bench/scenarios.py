@@ -87,11 +87,7 @@ def check_read(shape: Shape, load: LoadResult, coupon: dict[str, Any]) -> list[s
     claimed_by = coupon["claimed_by"]
     if len(claimed_by) != shape.stock:
         problems.append(f"{len(claimed_by)} claimants, expected {shape.stock}")
-    if len(set(claimed_by)) != len(claimed_by):
-        problems.append("a user holds the coupon twice")
-    if coupon["remaining_amount"] + len(claimed_by) != coupon["amount"]:
-        problems.append("remaining_amount + claimants != amount")
-    return problems
+    return [*problems, *_held_once_and_conserved(coupon)]
 
 
 def _error_code(body: bytes) -> str | None:
@@ -112,11 +108,7 @@ def check_duplicates(shape: Shape, load: LoadResult, coupon: dict[str, Any]) -> 
     claimed_by = coupon["claimed_by"]
     if sorted(claimed_by) != sorted(f"user_{n}" for n in range(shape.users)):
         problems.append(f"{len(claimed_by)} claimants, not the {shape.users} holders")
-    if len(set(claimed_by)) != len(claimed_by):
-        problems.append("a user holds the coupon twice")
-    if coupon["remaining_amount"] + len(claimed_by) != coupon["amount"]:
-        problems.append("remaining_amount + claimants != amount")
-    return problems
+    return [*problems, *_held_once_and_conserved(coupon)]
 
 
 def check(shape: Shape, load: LoadResult, coupon: dict[str, Any]) -> list[str]:
@@ -126,10 +118,7 @@ def check(shape: Shape, load: LoadResult, coupon: dict[str, Any]) -> list[str]:
     expected = min(shape.stock, shape.users)
     if len(claimed_by) != expected:
         problems.append(f"{len(claimed_by)} winners, expected {expected}")
-    if len(set(claimed_by)) != len(claimed_by):
-        problems.append("a user holds the coupon twice")
-    if coupon["remaining_amount"] + len(claimed_by) != coupon["amount"]:
-        problems.append("remaining_amount + claimants != amount")
+    problems += _held_once_and_conserved(coupon)
     winners = {orjson.loads(body)["user_id"] for status, body in load.bodies if status == 200}
     if winners != set(claimed_by):
         problems.append("the 200s the clients saw are not the coupon's claimants")
@@ -194,3 +183,14 @@ SCENARIOS = {
         ),
     ]
 }
+
+
+def _held_once_and_conserved(coupon: dict[str, Any]) -> list[str]:
+    """What every scenario's coupon must show: nobody twice, and stock conserved."""
+    claimed_by = coupon["claimed_by"]
+    problems = []
+    if len(set(claimed_by)) != len(claimed_by):
+        problems.append("a user holds the coupon twice")
+    if coupon["remaining_amount"] + len(claimed_by) != coupon["amount"]:
+        problems.append("remaining_amount + claimants != amount")
+    return problems

@@ -104,6 +104,9 @@ class ClaimLedger(Protocol):
     async def claims(self, coupon_name: str) -> list[Claimed]: ...
 
 
+Where = Callable[[SagaRecord], bool]  # which sagas a listing keeps
+
+
 class SagaLog(Protocol):
     async def create(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None: ...
 
@@ -131,11 +134,7 @@ class SagaLog(Protocol):
         """The status of each saga that has a record; sagas without one are left out."""
 
     async def find(
-        self,
-        status: SagaStatus | None,
-        limit: int | None,
-        *,
-        where: Callable[[SagaRecord], bool] | None = None,
+        self, status: SagaStatus | None, limit: int | None, *, where: Where | None = None
     ) -> list[SagaRecord]:
         """The newest `limit` sagas (None: all) with that status (None: any) for which
         `where` holds, newest first; reading about as many as it returns."""

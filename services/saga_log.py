@@ -20,6 +20,7 @@ import redis.exceptions
 from redis.typing import EncodableT
 
 from sagas.errors import LeaseLost
+from sagas.ports import Where
 from sagas.records import Lease, Phase, SagaEvent, SagaRecord, SagaStatus
 from services.failures import classified, unavailable_on_failure
 from services.redis_keys import RedisKeys
@@ -249,17 +250,10 @@ class RedisSagaLog:
         return found
 
     async def find(
-        self,
-        status: SagaStatus | None,
-        limit: int | None,
-        *,
-        where: Callable[[SagaRecord], bool] | None = None,
+        self, status: SagaStatus | None, limit: int | None, *, where: Where | None = None
     ) -> list[SagaRecord]:
-        """The newest `limit` sagas (None: all) with that status (None: any) for which
-        `where` holds, newest first.
-
-        Each index that can hold them is read newest first, `limit` ids of each, all in one
-        snapshot (MULTI: a saga moving from one index to another meanwhile is listed once);
+        """Each index that can hold such sagas is read newest first, `limit` ids of each,
+        in one snapshot (MULTI: a saga moving from one index to another meanwhile is listed once);
         an index is read further down only while sagas of it were skipped (another status,
         `where` false, or their record expired). The records are merged by last update.
         """

@@ -9,6 +9,7 @@ from typing import Any
 
 from sagas.definition import SagaDefinition, Step
 from sagas.errors import LeaseLost, StoreUnavailable
+from sagas.ports import Where
 from sagas.records import Lease, SagaEvent, SagaRecord, SagaStatus
 
 
@@ -76,11 +77,7 @@ class MemorySagaLog:
         return {s: self.records[s].status for s in saga_ids if s in self.records}
 
     async def find(
-        self,
-        status: SagaStatus | None,
-        limit: int | None,
-        *,
-        where: Callable[[SagaRecord], bool] | None = None,
+        self, status: SagaStatus | None, limit: int | None, *, where: Where | None = None
     ) -> list[SagaRecord]:
         found = [
             r
