@@ -183,6 +183,7 @@ class Components:
     recoverer: Recoverer
     auditor: Auditor
     inventory: PostgresInventory
+    claims: MongoClaims
     saga_log: RedisSagaLog
     engine: SagaEngine
 
@@ -259,7 +260,6 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
     coupons = CouponService(
         inventory,
         claims,
-        saga_log,
         engine,
         claim,
         sold_out,
@@ -267,7 +267,7 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
         repeats,
         finish_seconds=policy.retry_seconds + policy.step_timeout_seconds,
     )
-    return Components(coupons, recoverer, auditor, inventory, saga_log, engine)
+    return Components(coupons, recoverer, auditor, inventory, claims, saga_log, engine)
 
 
 @asynccontextmanager

@@ -15,7 +15,7 @@ from orchestrator.saga.engine import SagaEngine, Stands, new_saga_id
 from sagas.claim import ClaimPayload
 from sagas.definition import SagaDefinition
 from sagas.errors import AlreadyClaimed, CouponNotFound, OutOfStock
-from sagas.ports import Claimed, ClaimLedger, CouponStock, Inventory, SagaLog
+from sagas.ports import Claimed, ClaimLedger, CouponStock, Inventory
 from sagas.records import SagaRecord
 from sagas.timestamps import to_the_millisecond
 
@@ -56,7 +56,6 @@ class CouponService:
         self,
         inventory: Inventory,
         claims: ClaimLedger,
-        saga_log: SagaLog,
         engine: SagaEngine,
         claim: SagaDefinition,
         sold_out: SoldOutMemo,
@@ -67,9 +66,8 @@ class CouponService:
     ) -> None:
         """`finish_seconds`: how long `close` lets sagas already answered finish their
         last steps (a confirm's tries); those still running are left to recovery."""
-        self.inventory = inventory
-        self.claims = claims
-        self.saga_log = saga_log
+        self._inventory = inventory
+        self._claims = claims
         self._engine = engine
         self._claim_saga = claim
         self._sold_out = sold_out
@@ -79,10 +77,10 @@ class CouponService:
         self._running: set[asyncio.Future[SagaRecord]] = set()
 
     async def create(self, name: str, amount: int) -> CouponStock:
-        return await self.inventory.create_coupon(name, amount)
+        return await self._inventory.create_coupon(name, amount)
 
     async def details(self, name: str) -> CouponDetails:
-        return await read_details(self.inventory, self.claims, name)
+        return await read_details(self._inventory, self._claims, name)
 
     async def claim(self, user_id: str, coupon_name: str) -> Claimed:
         if (known := await self._repeats.known_answer(user_id, coupon_name)) is not None:
@@ -137,7 +135,7 @@ class CouponService:
         sold_out = await self._sold_out.get(coupon_name)
         if sold_out is None:
             return
-        if await sold_out.holds(self.inventory, coupon_name, user_id):
+        if await sold_out.holds(self._inventory, coupon_name, user_id):
             SOLD_OUT_MEMO_HITS.labels("already_claimed").inc()
             raise AlreadyClaimed(coupon_name)
         SOLD_OUT_MEMO_HITS.labels("out_of_stock").inc()

@@ -167,7 +167,7 @@ async def test_the_contract_over_http(http, container, name):
 
 
 async def test_sigterm_during_a_burst_answers_every_accepted_request(
-    container, pg, mongo, service, name
+    container, pg, mongo, service, name, components
 ):
     """A normal stop: the listener closes, claims in progress finish, the pools close."""
     base, process = container
@@ -195,7 +195,7 @@ async def test_sigterm_during_a_burst_answers_every_accepted_request(
     )
     assert held == 0
     in_flight = [
-        r for r in await service.saga_log.find(None, 100_000)
+        r for r in await components.saga_log.find(None, 100_000)
         if r.status.in_flight and r.payload.get("coupon_name") == name
     ]  # fmt: skip
     assert in_flight == []

@@ -64,9 +64,9 @@ def each_failed_alone(results: list) -> None:
 
 
 async def test_postgresql_cut_under_a_reserve_batch_fails_each_saga_and_retries_settle_it(
-    settings, service, pg, pg_proxy, name
+    settings, pg, pg_proxy, name, components
 ):
-    await service.inventory.create_coupon(name, 4)
+    await components.inventory.create_coupon(name, 4)
     sagas = [(new_saga_id(), f"user{n % 6}") for n in range(10)]  # 6 users, 4 units
     async with postgres_pool(through(settings, database_url=pg_proxy)) as pool:
         inventory = BatchedInventory(pool)
@@ -92,7 +92,7 @@ async def test_postgresql_cut_under_a_reserve_batch_fails_each_saga_and_retries_
 
 
 async def test_mongodb_cut_under_a_record_batch_fails_each_saga_and_retries_settle_it(
-    settings, service, mongo, mongo_proxy, name
+    settings, mongo, mongo_proxy, name, components
 ):
     sagas = [(new_saga_id(), f"user{n % 4}") for n in range(8)]  # each user twice
     async with mongo_client(through(settings, mongo_url=mongo_proxy)) as client:
@@ -112,7 +112,7 @@ async def test_mongodb_cut_under_a_record_batch_fails_each_saga_and_retries_sett
     assert all(result == NOON or isinstance(result, AlreadyClaimed) for result in retried)
     recorded = [saga for saga, result in zip(sagas, retried, strict=True) if result == NOON]
     assert sorted(user for _, user in recorded) == ["user0", "user1", "user2", "user3"]
-    assert await service.claims.claimants(name) == dict(recorded)
+    assert await components.claims.claimants(name) == dict(recorded)
 
 
 async def test_redis_cut_under_a_log_batch_fails_each_write_and_retries_land(settings, redis_proxy):

@@ -84,7 +84,7 @@ async def test_a_confirm_that_landed_but_lost_its_answer_is_not_parked(
 ):
     """The confirm commits in PostgreSQL and its answer never comes back, try after try
     (a fault hook around the real step). The fact check finds the hold confirmed."""
-    definition = claim_saga(components.inventory, components.coupons.claims)
+    definition = claim_saga(components.inventory, components.claims)
     confirm = definition.step("confirm")
 
     async def confirm_then_lose_the_answer(saga_id: str, payload: Mapping[str, Any]) -> None:

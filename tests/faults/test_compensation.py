@@ -14,12 +14,12 @@ from tests.support.proxy import CuttableProxy, through
 from tests.support.servers import app_in_process
 
 
-async def saga_of(pg, service, coupon: str, user: str):
+async def saga_of(pg, coupon: str, user: str, components):
     saga_id = await pg.fetchval(
         "SELECT saga_id::text FROM holds WHERE coupon_name = $1 AND user_id = $2", coupon, user
     )
     assert saga_id is not None, "the reserve step never ran"
-    return await service.saga_log.load(saga_id), await pg.fetchval(
+    return await components.saga_log.load(saga_id), await pg.fetchval(
         "SELECT status FROM holds WHERE saga_id = $1::uuid", saga_id
     )
 
@@ -55,7 +55,7 @@ async def test_mongodb_down_at_record_releases_the_hold(
 
 
 async def test_mongodb_dropping_under_a_claim_never_loses_a_unit(
-    http, settings, service, pg, mongo, mongo_proxy, name
+    http, settings, service, pg, mongo, mongo_proxy, name, components
 ):
     """The first claim after a drop cannot know whether its insert landed.
 
@@ -74,7 +74,7 @@ async def test_mongodb_dropping_under_a_claim_never_loses_a_unit(
     record, hold_status = await saga_of(pg, service, name, "in_flight")
     # The counters are this test process's, shared by every app in it: other traffic can
     # only add to them, so this saga's own retries are a floor.
-    history = await service.saga_log.history(record.saga_id)
+    history = await components.saga_log.history(record.saga_id)
     own_retries = sum(1 for e in history if (e.step, e.phase.value) == ("record", "retrying"))
     assert counted >= own_retries >= 1, history
     assert (record.status, hold_status) in {

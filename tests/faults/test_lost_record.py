@@ -21,9 +21,9 @@ def sagas_started() -> float:
     return REGISTRY.get_sample_value("saga_started_total", {"saga": "claim"}) or 0.0
 
 
-async def saga_of(service, user_id: str, coupon: str) -> str:
+async def saga_of(user_id: str, coupon: str, components) -> str:
     """The id of the user's claim saga in flight."""
-    running = await service.saga_log.find(SagaStatus.RUNNING, 100_000)
+    running = await components.saga_log.find(SagaStatus.RUNNING, 100_000)
     (saga_id,) = [
         record.saga_id
         for record in running

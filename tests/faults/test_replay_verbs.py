@@ -34,7 +34,7 @@ LIVE_LEASE = 30.0
 
 
 async def test_resume_finishes_a_saga_parked_past_its_pivot(
-    settings, service, pg, mongo, pg_proxy, name
+    settings, service, pg, mongo, pg_proxy, name, components
 ):
     """PostgreSQL goes away right after the claim document is written: the claim stands,
     `confirm` cannot run, and the saga parks itself as failed for an operator."""
@@ -79,7 +79,7 @@ async def test_resume_finishes_a_saga_parked_past_its_pivot(
 
     code, out, _ = await coupon_saga(settings, "resume", saga_id, "--dry-run", "--json")
     assert (code, json.loads(out)["would"]) == (0, "drive forward: confirm")
-    assert (await service.saga_log.load(saga_id)).status is SagaStatus.FAILED  # untouched
+    assert (await components.saga_log.load(saga_id)).status is SagaStatus.FAILED  # untouched
 
     code, out, _ = await coupon_saga(settings, "resume", saga_id, "--json")
     assert (code, json.loads(out)["status"]) == (0, "completed")

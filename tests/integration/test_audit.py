@@ -22,24 +22,27 @@ SETTLE_AFTER = 60.0
 
 
 @pytest.fixture
-def auditor(service) -> Auditor:
+def auditor(components) -> Auditor:
     return Auditor(
-        service.inventory, service.claims, service.saga_log, settle_after_seconds=SETTLE_AFTER
+        components.inventory,
+        components.claims,
+        components.saga_log,
+        settle_after_seconds=SETTLE_AFTER,
     )
 
 
 @pytest.fixture
-async def coupon(service, name) -> str:
-    await service.inventory.create_coupon(name, 5)
+async def coupon(name, components) -> str:
+    await components.inventory.create_coupon(name, 5)
     return name
 
 
-async def abandoned_hold(service, pg, coupon: str, user: str, *, claimed: bool) -> str:
+async def abandoned_hold(components, pg, coupon: str, user: str, *, claimed: bool) -> str:
     """A unit held by a saga whose record is gone, unchanged for an hour."""
     saga_id = str(uuid.uuid4())
-    await service.inventory.reserve(saga_id, coupon, user)
+    await components.inventory.reserve(saga_id, coupon, user)
     if claimed:
-        await service.claims.record(saga_id, user, coupon, datetime.now(UTC))
+        await components.claims.record(saga_id, user, coupon, datetime.now(UTC))
     await age(pg, saga_id)
     return saga_id
 
@@ -66,9 +69,11 @@ async def test_a_clean_coupon_has_no_drift(auditor, service, pg, mongo, coupon):
     await assert_invariants(pg, mongo, coupon)
 
 
-async def test_repair_settles_abandoned_holds_from_the_facts(auditor, service, pg, mongo, coupon):
-    confirmed = await abandoned_hold(service, pg, coupon, "claimed", claimed=True)
-    released = await abandoned_hold(service, pg, coupon, "unclaimed", claimed=False)
+async def test_repair_settles_abandoned_holds_from_the_facts(
+    auditor, components, pg, mongo, coupon
+):
+    confirmed = await abandoned_hold(components, pg, coupon, "claimed", claimed=True)
+    released = await abandoned_hold(components, pg, coupon, "unclaimed", claimed=False)
 
     found = await auditor.audit(coupon)
     assert drifts(found) == [
@@ -89,18 +94,18 @@ async def test_repair_settles_abandoned_holds_from_the_facts(auditor, service, p
 
 
 async def test_repair_deletes_a_claim_whose_unit_was_given_back(
-    auditor, service, pg, mongo, coupon
+    auditor, pg, mongo, coupon, components
 ):
     """What a driver paused past its lease leaves: its claim lands after the compensation."""
     saga_id = str(uuid.uuid4())
-    await service.inventory.release(saga_id, coupon, "zombie")  # compensated first
-    await service.claims.record(saga_id, "zombie", coupon, datetime.now(UTC))  # then lands
+    await components.inventory.release(saga_id, coupon, "zombie")  # compensated first
+    await components.claims.record(saga_id, "zombie", coupon, datetime.now(UTC))  # then lands
 
     repaired = await auditor.audit(coupon, repair=True)
 
     assert drifts(repaired) == [(Drift.ORPHAN_CLAIM, "zombie")]
     assert repaired.findings[0].repaired == "deleted the claim document"
-    assert not await service.claims.exists(saga_id)
+    assert not await components.claims.exists(saga_id)
     await assert_invariants(pg, mongo, coupon)
 
 
@@ -131,7 +136,7 @@ async def test_repair_recounts_stock_that_disagrees_with_the_holds(
 
 
 async def test_a_recount_queued_behind_a_reserve_counts_that_reserves_hold(
-    auditor, service, pg, coupon
+    auditor, service, pg, coupon, components
 ):
     """The reserve commits while the recount waits for the row lock: its unit is taken and
     its hold is live, so the recount must see both, not a hold count from before the wait."""
@@ -143,7 +148,7 @@ async def test_a_recount_queued_behind_a_reserve_counts_that_reserves_hold(
         await blocker.execute("SELECT 1 FROM coupons WHERE name = $1 FOR UPDATE", coupon)
         blocker_pid = await blocker.fetchval("SELECT pg_backend_pid()")
         reserve = asyncio.ensure_future(
-            service.inventory.reserve(str(uuid.uuid4()), coupon, "carol")
+            components.inventory.reserve(str(uuid.uuid4()), coupon, "carol")
         )
         await wait_until_blocked_by(pg, blocker_pid, reserve)
         repair = asyncio.ensure_future(auditor.audit(coupon, repair=True))
@@ -157,9 +162,11 @@ async def test_a_recount_queued_behind_a_reserve_counts_that_reserves_hold(
     await assert_conserved(pg, coupon)
 
 
-async def test_repairs_racing_a_live_sale_keep_stock_conserved(auditor, service, pg, mongo, name):
+async def test_repairs_racing_a_live_sale_keep_stock_conserved(
+    auditor, service, pg, mongo, name, components
+):
     """Drift the stock, repair it, check conservation: 20 times while 40 claimants run."""
-    await service.inventory.create_coupon(name, 100_000)
+    await components.inventory.create_coupon(name, 100_000)
     users = iter(range(1_000_000))
     done = asyncio.Event()
 
@@ -184,45 +191,47 @@ async def test_repairs_racing_a_live_sale_keep_stock_conserved(auditor, service,
     await assert_invariants(pg, mongo, name)
 
 
-async def test_more_claims_than_units_is_reported_not_repaired(auditor, service, mongo, name):
-    await service.inventory.create_coupon(name, 1)
+async def test_more_claims_than_units_is_reported_not_repaired(auditor, mongo, name, components):
+    await components.inventory.create_coupon(name, 1)
     for user in ("a", "b"):
-        await service.claims.record(str(uuid.uuid4()), user, name, datetime.now(UTC))
+        await components.claims.record(str(uuid.uuid4()), user, name, datetime.now(UTC))
 
     report = await auditor.audit(name)
 
     assert Drift.OVERSOLD in {f.drift for f in report.findings}
 
 
-async def test_a_saga_in_flight_or_a_fresh_hold_is_left_to_its_driver(auditor, service, pg, coupon):
+async def test_a_saga_in_flight_or_a_fresh_hold_is_left_to_its_driver(
+    auditor, pg, coupon, components
+):
     saga_id = str(uuid.uuid4())
     now = time.time()
     running = SagaRecord(
         saga_id, "claim", {"user_id": "busy", "coupon_name": coupon}, SagaStatus.RUNNING,
         "record", now, now,
     )  # fmt: skip
-    await service.saga_log.create(running, [])
-    await service.inventory.reserve(saga_id, coupon, "busy")
+    await components.saga_log.create(running, [])
+    await components.inventory.reserve(saga_id, coupon, "busy")
     await age(pg, saga_id)
     fresh = str(uuid.uuid4())
-    await service.inventory.reserve(fresh, coupon, "fresh")  # no record, but held just now
+    await components.inventory.reserve(fresh, coupon, "fresh")  # no record, but held just now
 
     report = await auditor.audit(coupon, repair=True)
 
     assert report.findings == []
     assert report.in_flight == 2
-    assert (await service.inventory.hold(saga_id)).status == "held"
-    assert (await service.inventory.hold(fresh)).status == "held"
+    assert (await components.inventory.hold(saga_id)).status == "held"
+    assert (await components.inventory.hold(fresh)).status == "held"
 
 
-async def test_a_failed_saga_is_reported_for_an_operator(auditor, service, coupon):
+async def test_a_failed_saga_is_reported_for_an_operator(auditor, coupon, components):
     saga_id = str(uuid.uuid4())
     now = time.time()
     parked = SagaRecord(
         saga_id, "claim", {"user_id": "stuck", "coupon_name": coupon}, SagaStatus.FAILED,
         "confirm", now, now, error="StoreUnavailable: postgresql is unavailable",
     )  # fmt: skip
-    await service.saga_log.create(parked, [])
+    await components.saga_log.create(parked, [])
 
     report = await auditor.audit(coupon, repair=True)
 
@@ -232,24 +241,26 @@ async def test_a_failed_saga_is_reported_for_an_operator(auditor, service, coupo
 
 
 async def test_background_settlement_takes_only_stale_holds_without_a_record(
-    auditor, service, pg, mongo, coupon
+    auditor, pg, mongo, coupon, components
 ):
-    abandoned = await abandoned_hold(service, pg, coupon, "abandoned", claimed=True)
+    abandoned = await abandoned_hold(components, pg, coupon, "abandoned", claimed=True)
     fresh = str(uuid.uuid4())
-    await service.inventory.reserve(fresh, coupon, "fresh")
+    await components.inventory.reserve(fresh, coupon, "fresh")
 
     settled = await auditor.settle_stale_holds(limit=10_000)
 
     assert (abandoned, "confirmed the hold") in {(f.saga_id, f.repaired) for f in settled}
     assert fresh not in {f.saga_id for f in settled}
-    assert (await service.inventory.hold(abandoned)).status == "confirmed"
-    assert (await service.inventory.hold(fresh)).status == "held"
+    assert (await components.inventory.hold(abandoned)).status == "confirmed"
+    assert (await components.inventory.hold(fresh)).status == "held"
 
 
-async def test_two_processes_settling_at_once_give_a_unit_back_once(auditor, service, pg, coupon):
+async def test_two_processes_settling_at_once_give_a_unit_back_once(
+    auditor, pg, coupon, components
+):
     """Every gateway process settles stale holds; the release itself decides who did it."""
-    abandoned = await abandoned_hold(service, pg, coupon, "abandoned", claimed=False)
-    before = (await service.inventory.get_coupon(coupon)).remaining_amount
+    abandoned = await abandoned_hold(components, pg, coupon, "abandoned", claimed=False)
+    before = (await components.inventory.get_coupon(coupon)).remaining_amount
 
     first, second = await asyncio.gather(
         auditor.settle_stale_holds(limit=10_000), auditor.settle_stale_holds(limit=10_000)
@@ -261,4 +272,4 @@ async def test_two_processes_settling_at_once_give_a_unit_back_once(auditor, ser
         "released the hold; the unit is back in stock",
         "settled meanwhile by another process",
     }
-    assert (await service.inventory.get_coupon(coupon)).remaining_amount == before + 1
+    assert (await components.inventory.get_coupon(coupon)).remaining_amount == before + 1

@@ -50,19 +50,21 @@ async def live_holders(pg, coupon: str) -> list[str]:
 async def test_store_batching_chooses_the_adapters(settings):
     async with open_components(settings.model_copy(update={"store_batching": False})) as alone:
         assert type(alone.inventory) is PostgresInventory
-        assert type(alone.coupons.claims) is MongoClaims
+        assert type(alone.claims) is MongoClaims
         assert type(alone.saga_log) is RedisSagaLog
     async with open_components(settings.model_copy(update={"store_batching": True})) as shared:
         assert type(shared.inventory) is BatchedInventory
-        assert type(shared.coupons.claims) is BatchedClaims
+        assert type(shared.claims) is BatchedClaims
         assert type(shared.saga_log) is BatchedSagaLog
 
 
 # -- reserve_units ---------------------------------------------------------------------
 
 
-async def test_a_mixed_reserve_batch_answers_each_hold_as_its_own_reserve_would(service, pg, name):
-    inventory = service.inventory
+async def test_a_mixed_reserve_batch_answers_each_hold_as_its_own_reserve_would(
+    pg, name, components
+):
+    inventory = components.inventory
     await inventory.create_coupon(name, 3)
     earlier = new_saga_id()
     await inventory.reserve(earlier, name, "early")  # 2 units left
@@ -98,11 +100,11 @@ async def test_a_mixed_reserve_batch_answers_each_hold_as_its_own_reserve_would(
 
 
 async def test_after_a_hold_refused_for_stock_its_replays_and_duplicates_are_refused_so(
-    service, pg, name
+    pg, name, components
 ):
     """As reserve_unit one after the other: the refused hold is gone, so a replay of its
     saga, or the same user's next saga, finds no hold and no stock either."""
-    inventory = service.inventory
+    inventory = components.inventory
     await inventory.create_coupon(name, 1)
     late = new_saga_id()
 
@@ -120,8 +122,8 @@ async def test_after_a_hold_refused_for_stock_its_replays_and_duplicates_are_ref
     await assert_conserved(pg, name)
 
 
-async def test_a_released_saga_in_a_batch_takes_nothing(service, pg, name):
-    inventory = service.inventory
+async def test_a_released_saga_in_a_batch_takes_nothing(pg, name, components):
+    inventory = components.inventory
     await inventory.create_coupon(name, 2)
     compensated = new_saga_id()
     await inventory.release(compensated, name, "gone")  # its tombstone, before any reserve
@@ -135,8 +137,8 @@ async def test_a_released_saga_in_a_batch_takes_nothing(service, pg, name):
     await assert_conserved(pg, name)
 
 
-async def test_batches_over_several_coupons_take_units_in_arrival_order(service, pg, name):
-    inventory = service.inventory
+async def test_batches_over_several_coupons_take_units_in_arrival_order(pg, name, components):
+    inventory = components.inventory
     other = f"{name}_B"
     await inventory.create_coupon(name, 1)
     await inventory.create_coupon(other, 2)
@@ -182,8 +184,8 @@ async def test_concurrent_reserves_share_batches_and_never_oversell(pg, name):
 # -- confirm ---------------------------------------------------------------------------
 
 
-async def test_a_confirm_batch_answers_each_saga_as_confirm_would(service, pg, name):
-    inventory = service.inventory
+async def test_a_confirm_batch_answers_each_saga_as_confirm_would(pg, name, components):
+    inventory = components.inventory
     await inventory.create_coupon(name, 3)
     held, confirmed, released = new_saga_id(), new_saga_id(), new_saga_id()
     await inventory.reserve(held, name, "held")
@@ -202,8 +204,8 @@ async def test_a_confirm_batch_answers_each_saga_as_confirm_would(service, pg, n
 # -- record ----------------------------------------------------------------------------
 
 
-async def test_a_mixed_record_batch_answers_each_claim_as_its_own_record_would(service, name):
-    claims = service.claims
+async def test_a_mixed_record_batch_answers_each_claim_as_its_own_record_would(name, components):
+    claims = components.claims
     earlier, replayed, erased = new_saga_id(), new_saga_id(), new_saga_id()
     await claims.record(earlier, "early", name, NOON)
     await claims.erase(erased)  # a tombstone: this saga was compensated

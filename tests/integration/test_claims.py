@@ -18,8 +18,8 @@ NOON = datetime(2030, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
 
 
 @pytest.fixture
-def claims(service) -> MongoClaims:
-    return service.claims
+def claims(components) -> MongoClaims:
+    return components.claims
 
 
 def new_saga_id() -> str:

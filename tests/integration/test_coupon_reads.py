@@ -26,32 +26,32 @@ class CompensatedBetweenReads:
         return read
 
 
-async def test_a_unit_given_back_between_the_reads_does_not_count_twice(service, name):
-    await service.inventory.create_coupon(name, 2)
+async def test_a_unit_given_back_between_the_reads_does_not_count_twice(service, name, components):
+    await components.inventory.create_coupon(name, 2)
     await service.claim("bob", name)
     # Alice's saga reserved and wrote its document; whether the write landed was not known,
     # so it compensates: the document erased, then the unit given back.
     alice = str(uuid.uuid4())
-    await service.inventory.reserve(alice, name, "alice")
-    await service.claims.record(alice, "alice", name, datetime.now(UTC))
+    await components.inventory.reserve(alice, name, "alice")
+    await components.claims.record(alice, "alice", name, datetime.now(UTC))
 
     async def compensate_alice() -> None:
-        assert await service.claims.erase(alice)
-        assert await service.inventory.release(alice, name, "alice")
+        assert await components.claims.erase(alice)
+        assert await components.inventory.release(alice, name, "alice")
 
-    ledger = CompensatedBetweenReads(service.claims, compensate_alice)
-    details = await read_details(service.inventory, ledger, name)
+    ledger = CompensatedBetweenReads(components.claims, compensate_alice)
+    details = await read_details(components.inventory, ledger, name)
 
     assert (details.stock.remaining_amount, details.claimed_by) == (1, ["bob"])
     assert ledger.reads == 2
 
 
-async def test_a_quiet_coupon_is_read_once_from_each_store(service, name):
-    await service.inventory.create_coupon(name, 3)
+async def test_a_quiet_coupon_is_read_once_from_each_store(service, name, components):
+    await components.inventory.create_coupon(name, 3)
     await service.claim("alice", name)
 
-    ledger = CompensatedBetweenReads(service.claims, _nothing)
-    details = await read_details(service.inventory, ledger, name)
+    ledger = CompensatedBetweenReads(components.claims, _nothing)
+    details = await read_details(components.inventory, ledger, name)
 
     assert (details.stock.remaining_amount, details.claimed_by) == (2, ["alice"])
     assert ledger.reads == 1

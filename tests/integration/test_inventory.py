@@ -18,8 +18,8 @@ from tests.support.waiting import wait_until_blocked_by
 
 
 @pytest.fixture
-def inventory(service) -> PostgresInventory:
-    return service.inventory
+def inventory(components) -> PostgresInventory:
+    return components.inventory
 
 
 def new_saga_id() -> str:

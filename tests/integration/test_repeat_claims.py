@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from sagas.ports import Claimed
 
 
-async def test_simultaneous_repeats_share_one_saga_and_one_stands(service, name):
+async def test_simultaneous_repeats_share_one_saga_and_one_stands(service, name, components):
     await service.create(name, 5)
     started = sagas_started()
 
@@ -18,7 +18,7 @@ async def test_simultaneous_repeats_share_one_saga_and_one_stands(service, name)
 
     assert kinds(outcomes) == {"Claimed": 1, "AlreadyClaimed": 19}
     assert sagas_started() - started == 1
-    snapshot = await service.inventory.snapshot(name)
+    snapshot = await components.inventory.snapshot(name)
     assert snapshot is not None and [hold.user_id for hold in snapshot.holds] == ["ann"]
     assert snapshot.stock.remaining_amount == 4
 

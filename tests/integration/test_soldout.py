@@ -25,8 +25,8 @@ class Clock:
 
 
 @pytest.fixture
-def inventory(service) -> PostgresInventory:
-    return service.inventory
+def inventory(components) -> PostgresInventory:
+    return components.inventory
 
 
 @pytest.fixture
