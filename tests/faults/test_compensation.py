@@ -14,7 +14,7 @@ from tests.support.proxy import CuttableProxy, through
 from tests.support.servers import app_in_process
 
 
-async def saga_of(pg, coupon: str, user: str, components):
+async def saga_of(pg, components, coupon: str, user: str):
     saga_id = await pg.fetchval(
         "SELECT saga_id::text FROM holds WHERE coupon_name = $1 AND user_id = $2", coupon, user
     )
@@ -37,7 +37,7 @@ async def cut_and_notice(proxy: CuttableProxy, http, base: str, name: str) -> No
 
 
 async def test_mongodb_down_at_record_releases_the_hold(
-    http, settings, service, pg, mongo, mongo_proxy, name
+    http, settings, service, pg, mongo, mongo_proxy, name, components
 ):
     async with app_in_process(through(settings, mongo_url=mongo_proxy)) as base:
         await create(http, base, name, 3)
@@ -46,7 +46,7 @@ async def test_mongodb_down_at_record_releases_the_hold(
         status, body = await claim(http, base, "unlucky", name)
 
         assert (status, body["error"]) == (503, "unavailable")
-    record, hold_status = await saga_of(pg, service, name, "unlucky")
+    record, hold_status = await saga_of(pg, components, name, "unlucky")
     assert record.status is SagaStatus.COMPENSATED, record.error
     assert "mongodb" in record.error
     assert hold_status == "released"
@@ -71,7 +71,7 @@ async def test_mongodb_dropping_under_a_claim_never_loses_a_unit(
 
         assert (status, body["error"]) == (503, "unavailable")
         counted = await metric(http, base, "saga_step_retries_total", step="record") - retries
-    record, hold_status = await saga_of(pg, service, name, "in_flight")
+    record, hold_status = await saga_of(pg, components, name, "in_flight")
     # The counters are this test process's, shared by every app in it: other traffic can
     # only add to them, so this saga's own retries are a floor.
     history = await components.saga_log.history(record.saga_id)
@@ -87,7 +87,7 @@ async def test_mongodb_dropping_under_a_claim_never_loses_a_unit(
 
 
 async def test_conflicting_claim_document_releases_the_hold(
-    http, gateway, service, pg, mongo, name
+    http, gateway, service, pg, mongo, name, components
 ):
     await create(http, gateway, name, 2)
     # A claim for this user that the inventory knows nothing about, as if left by an old bug.
@@ -103,7 +103,7 @@ async def test_conflicting_claim_document_releases_the_hold(
     status, body = await claim(http, gateway, "planted", name)
 
     assert (status, body["error"]) == (409, "already_claimed")
-    record, hold_status = await saga_of(pg, service, name, "planted")
+    record, hold_status = await saga_of(pg, components, name, "planted")
     assert record.status is SagaStatus.COMPENSATED
     assert "AlreadyClaimed" in record.error
     assert record.done == ()

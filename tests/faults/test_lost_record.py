@@ -21,7 +21,7 @@ def sagas_started() -> float:
     return REGISTRY.get_sample_value("saga_started_total", {"saga": "claim"}) or 0.0
 
 
-async def saga_of(user_id: str, coupon: str, components) -> str:
+async def saga_of(components, user_id: str, coupon: str) -> str:
     """The id of the user's claim saga in flight."""
     running = await components.saga_log.find(SagaStatus.RUNNING, 100_000)
     (saga_id,) = [
@@ -33,7 +33,7 @@ async def saga_of(user_id: str, coupon: str, components) -> str:
 
 
 async def test_out_of_stock_reaches_the_client_when_redis_lost_the_saga(
-    service, settings, pg, mongo, redis, name
+    service, components, settings, pg, mongo, redis, name
 ):
     await service.create(name, 1)
     first = str(uuid.uuid4())
@@ -56,7 +56,7 @@ async def test_out_of_stock_reaches_the_client_when_redis_lost_the_saga(
             )
 
         await eventually(reserve_waiting)
-        saga_id = await saga_of(service, "second", name)
+        saga_id = await saga_of(components, "second", name)
         keys = RedisKeys(settings.redis_key_prefix)
         await redis.delete(keys.saga(saga_id), keys.saga_events(saga_id))  # Redis lost it
 

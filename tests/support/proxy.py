@@ -77,32 +77,48 @@ class CuttableProxy:
     async def _serve(
         self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
     ) -> None:
-        if not self._flowing.is_set():
-            # Accepted and held open, never connected through; restore() drops it.
-            self._writers.add(client_writer)
-            await self._flowing.wait()
-            return
+        # Known from the start, so a cut (or the end of the test) drops it whatever this
+        # handler is waiting for: a writer left open warns when it is collected, in
+        # whichever later test that happens.
+        self._writers.add(client_writer)
+        try:
+            if not self._flowing.is_set():
+                # Accepted and held open, never connected through; restore() drops it.
+                await self._flowing.wait()
+                return
+            await self._connect_through(client_reader, client_writer)
+        finally:
+            client_writer.transport.abort()
+            self._writers.discard(client_writer)
+
+    async def _connect_through(
+        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
         except OSError:
-            client_writer.transport.abort()
             return
-        self._writers |= {client_writer, upstream_writer}
-        self.connections += 1
-        self.most_connections = max(self.most_connections, self.connections)
-        pumps = [
-            asyncio.ensure_future(self._pump(client_reader, upstream_writer)),
-            asyncio.ensure_future(self._pump(upstream_reader, client_writer)),
-        ]
-        self._tasks.update(pumps)
-        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        self.connections -= 1
-        for writer in (client_writer, upstream_writer):
-            writer.transport.abort()
-            self._writers.discard(writer)
-        for pump in pumps:
-            pump.cancel()
-            self._tasks.discard(pump)
+        self._writers.add(upstream_writer)
+        try:
+            if client_writer not in self._writers:  # cut while connecting
+                return
+            self.connections += 1
+            self.most_connections = max(self.most_connections, self.connections)
+            pumps = [
+                asyncio.ensure_future(self._pump(client_reader, upstream_writer)),
+                asyncio.ensure_future(self._pump(upstream_reader, client_writer)),
+            ]
+            self._tasks.update(pumps)
+            try:
+                await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self.connections -= 1
+                for pump in pumps:
+                    pump.cancel()
+                    self._tasks.discard(pump)
+        finally:
+            upstream_writer.transport.abort()
+            self._writers.discard(upstream_writer)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
