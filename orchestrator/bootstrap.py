@@ -256,7 +256,7 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
     )
     sold_out = SoldOutMemo(inventory, settings.sold_out_memo_seconds)
     admission = Admission(settings.max_concurrent_sagas, settings.saga_queue_seconds)
-    repeats = RepeatClaims(settings.claimed_memo_entries)
+    repeats = RepeatClaims(settings.claimed_memo_entries, settings.sold_out_memo_seconds)
     coupons = CouponService(
         inventory,
         claims,

@@ -12,6 +12,11 @@ already doing or has done. Two cases are answered without touching a store:
 - This process has seen the claim stand: `already_claimed` from memory. A claim past its
   pivot is never undone, so the memory cannot go stale; it keeps the last
   CLAIMED_MEMO_ENTRIES of them, and forgetting one only costs a saga.
+- This process has seen the claim refused `already_claimed` (the user's unit is held by
+  a saga another worker ran): the same answer from memory, for SOLD_OUT_MEMO_SECONDS
+  only, because that other saga may not have passed its pivot and may yet be undone. It
+  is the sold-out memo's guarantee: an answer from memory rests on a store's answer at
+  most that old.
 
 Claims that reach another worker are not seen here and run their saga, as before: the
 unique (user, coupon) hold is still what refuses them.
@@ -20,8 +25,10 @@ unique (user, coupon) hold is still what refuses them.
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -62,20 +69,27 @@ class Lead:
 
 
 class RepeatClaims:
-    def __init__(self, remembered: int) -> None:
+    def __init__(
+        self,
+        remembered: int,
+        refusal_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._remembered = remembered
+        self._refusal_seconds = refusal_seconds
+        self._clock = clock
         self._in_flight: dict[Key, Lead] = {}
-        self._stood: OrderedDict[Key, None] = OrderedDict()
+        # Each (user, coupon) known to be held, until when: forever once it stood here.
+        self._held: OrderedDict[Key, float] = OrderedDict()
 
     def __len__(self) -> int:
-        """How many claims that stood are remembered."""
-        return len(self._stood)
+        """How many claims are remembered as held."""
+        return len(self._held)
 
     async def known_answer(self, user_id: str, coupon_name: str) -> DomainError | None:
         """The answer this process already has for the claim, if any; None: run a saga."""
         key = (user_id, coupon_name)
-        if key in self._stood:
-            self._stood.move_to_end(key)
+        if self._held_now(key):
             return AlreadyClaimed(coupon_name)
         lead = self._in_flight.get(key)
         if lead is None:
@@ -110,7 +124,22 @@ class RepeatClaims:
         if self._in_flight.get(key) is lead:
             del self._in_flight[key]
         if outcome is None:
-            self._stood[key] = None
-            self._stood.move_to_end(key)
-            while len(self._stood) > self._remembered:
-                self._stood.popitem(last=False)
+            self._remember(key, until=math.inf)
+        elif isinstance(outcome, AlreadyClaimed) and self._refusal_seconds > 0:
+            self._remember(key, until=self._clock() + self._refusal_seconds)
+
+    def _held_now(self, key: Key) -> bool:
+        until = self._held.get(key)
+        if until is None:
+            return False
+        if until <= self._clock():
+            del self._held[key]
+            return False
+        self._held.move_to_end(key)
+        return True
+
+    def _remember(self, key: Key, *, until: float) -> None:
+        self._held[key] = max(until, self._held.get(key, until))
+        self._held.move_to_end(key)
+        while len(self._held) > self._remembered:
+            self._held.popitem(last=False)

@@ -4,6 +4,7 @@ saga is a future the test settles)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -88,3 +89,45 @@ async def test_zero_remembers_nothing():
         pass
     assert len(repeats) == 0
     assert await repeats.known_answer("ann", "PROMO") is None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def refused_already_claimed(repeats: RepeatClaims, user: str = "ann") -> None:
+    with contextlib.suppress(AlreadyClaimed), repeats.leading(user, "PROMO"):
+        raise AlreadyClaimed("PROMO")  # another worker's saga holds the unit
+
+
+async def test_a_claim_refused_as_already_claimed_is_answered_so_for_its_seconds_only():
+    clock = Clock()
+    repeats = RepeatClaims(10, refusal_seconds=1.0, clock=clock)
+    await refused_already_claimed(repeats)
+
+    clock.now += 0.9
+    assert isinstance(await repeats.known_answer("ann", "PROMO"), AlreadyClaimed)
+    clock.now += 0.1  # the other saga may have been undone by now: ask the stores again
+    assert await repeats.known_answer("ann", "PROMO") is None
+    assert len(repeats) == 0
+
+
+async def test_without_seconds_a_refusal_is_not_remembered():
+    repeats = RepeatClaims(10, refusal_seconds=0.0, clock=Clock())
+    await refused_already_claimed(repeats)
+    assert await repeats.known_answer("ann", "PROMO") is None
+
+
+async def test_a_claim_that_stood_outlives_a_refusal_remembered_for_it():
+    clock = Clock()
+    repeats = RepeatClaims(10, refusal_seconds=1.0, clock=clock)
+    with repeats.leading("ann", "PROMO"):
+        pass
+    await refused_already_claimed(repeats)
+
+    clock.now += 3600
+    assert isinstance(await repeats.known_answer("ann", "PROMO"), AlreadyClaimed)
