@@ -116,9 +116,14 @@ class CouponService:
         return Claimed(record.saga_id, user_id, coupon_name, payload.claimed_at)
 
     async def close(self) -> None:
-        """Let the sagas already answered finish, for up to `finish_seconds`."""
-        if self._running:
-            await asyncio.wait(self._running, timeout=self._finish_seconds)
+        """Let the sagas already answered finish, for up to `finish_seconds`; stop the
+        rest before the stores close under them (recovery finishes them)."""
+        if not self._running:
+            return
+        _, unfinished = await asyncio.wait(self._running, timeout=self._finish_seconds)
+        for saga in unfinished:
+            saga.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
 
     async def _run_saga(self, payload: ClaimPayload, saga_id: str, stands: Stands) -> SagaRecord:
         try:

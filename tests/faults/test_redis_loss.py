@@ -19,6 +19,7 @@ from sagas.audit import Drift
 from tests.support.apart import Apart, forget_saga_log, saga_log_apart
 from tests.support.api import claim_all_tolerant, create, details
 from tests.support.cli import coupon_saga
+from tests.support.faulty_gateway import Fault
 from tests.support.invariants import assert_invariants
 from tests.support.servers import gateway_process, kill_9
 from tests.support.waiting import all_ended, eventually, held_at_least
@@ -33,6 +34,9 @@ FAST = {
 }
 
 
+HELD = "SELECT count(*) FROM holds WHERE coupon_name = $1 AND status = 'held'"
+
+
 async def start_sale(http, base: str, coupon: str) -> asyncio.Future:
     """800 claims by 400 users for 150 units, all at once; returns the pending answers."""
     await create(http, base, coupon, 150)
@@ -45,9 +49,16 @@ async def start_sale(http, base: str, coupon: str) -> asyncio.Future:
 async def crash_then_lose_redis(http, apart: Apart, settings, pg, tmp_path, coupon: str):
     """A gateway killed mid-sale with units held, then its saga log lost: holds nobody
     knows of. Returns the answers the clients got."""
-    with gateway_process(settings, tmp_path / "crashed.log") as base:
+    # Each worker freezes at its first claim document, with that saga's unit and those of
+    # the sagas beside it still held: the sale cannot end before the kill, however fast.
+    freezing = Fault.stall_after("record", 600.0)
+    with gateway_process(settings, tmp_path / "crashed.log", fault=freezing) as base:
         burst = await start_sale(http, base, coupon)
-        await eventually(lambda: held_at_least(pg, coupon, 60))
+
+        async def units_held() -> bool:
+            return bool(await pg.fetchval(HELD, coupon))
+
+        await eventually(units_held)
         kill_9(base)
         answered = await burst
     assert await forget_saga_log(apart.redis, apart.keys)
@@ -96,9 +107,7 @@ async def test_a_restarted_gateway_settles_abandoned_holds_by_itself(
     async with saga_log_apart(settings) as apart:
         settling = apart.settings.model_copy(update={**FAST, "hold_settle_seconds": SETTLE_SECONDS})
         answered = await crash_then_lose_redis(http, apart, settling, pg, tmp_path, name)
-        assert await pg.fetchval(
-            "SELECT count(*) FROM holds WHERE coupon_name = $1 AND status = 'held'", name
-        )
+        assert await pg.fetchval(HELD, name)
 
         with gateway_process(settling, tmp_path / "restarted.log"):
             await eventually(lambda: all_ended(pg, apart.saga_log, name), tries=2400)

@@ -47,10 +47,10 @@ async def test_resume_finishes_a_saga_parked_past_its_pivot(
             cutting.append(loop.create_task(pg_proxy.cut()))
 
     async with open_stores(cut_settings) as stores:
-        components = build(cut_settings, stores, after_step=cut_after_record)
+        cut = build(cut_settings, stores, after_step=cut_after_record)
         await service.create(name, 3)
-        claimed = await components.coupons.claim("bob", name)  # past the pivot: a 200
-        await components.close()  # the saga, answered at its pivot, parks itself meanwhile
+        claimed = await cut.coupons.claim("bob", name)  # past the pivot: a 200
+        await cut.close()  # the saga, answered at its pivot, parks itself meanwhile
     await pg_proxy.restore()
     saga_id = claimed.saga_id
 
