@@ -38,7 +38,7 @@ from tests.support.waiting import (
     sagas_in_flight,
 )
 
-STOCK, USERS, IN_FLIGHT = 100, 300, 40  # 600 claims, 40 at a time, so they span the outage
+STOCK, USERS, IN_FLIGHT = 300, 300, 40  # 600 claims, 40 at a time: stock left for the outage
 OUTAGE = {
     **FAST_RECOVERY,
     # As with the defaults: the drivers time out first (a try is cut short by the engine
