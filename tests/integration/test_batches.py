@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -24,7 +23,6 @@ from services.claims import ClaimRequest, MongoClaims
 from services.inventory import HoldRequest, PostgresInventory
 from services.redis_keys import RedisKeys
 from services.saga_log import LogWrite, RedisSagaLog
-from tests.support.apart import forget_saga_log, own_keys
 from tests.support.invariants import assert_conserved
 
 NOON = datetime(2030, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -235,13 +233,6 @@ async def test_a_mixed_record_batch_answers_each_claim_as_its_own_record_would(n
 
 
 # -- saga log --------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def keys(redis) -> AsyncIterator[RedisKeys]:
-    keys = own_keys()
-    yield keys
-    await forget_saga_log(redis, keys)
 
 
 @pytest.fixture

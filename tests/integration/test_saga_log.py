@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
@@ -19,14 +19,6 @@ from tests.support.apart import forget_saga_log, own_keys
 from tests.support.waiting import eventually
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-async def keys(redis) -> AsyncIterator[RedisKeys]:
-    """A key prefix of the test's own: the indexes list only the test's sagas."""
-    keys = own_keys()
-    yield keys
-    await forget_saga_log(redis, keys)
 
 
 @pytest.fixture
