@@ -13,6 +13,7 @@ import random
 import socket
 import time
 from collections import Counter
+from contextlib import closing
 
 from sagas.records import Phase, SagaEvent, SagaStatus
 from tests.support.apart import Apart, saga_log_apart
@@ -20,14 +21,24 @@ from tests.support.api import claim, claim_all_tolerant, create
 from tests.support.cli import coupon_saga
 from tests.support.faulty_gateway import Fault
 from tests.support.invariants import assert_invariants
+from tests.support.proxy import ProxyInThread
 from tests.support.servers import gateway_process, gateway_processes, kill_9, process_group
 from tests.support.waiting import (
     FAST_RECOVERY,
     all_ended,
     eventually,
-    held_at_least,
     sagas_in_flight,
 )
+
+# Each answer from Redis comes this late to every gateway, as from a store far away. The
+# dying gateway then has many sagas in flight at the kill (a fast local path ends them
+# within a millisecond or two), and a recovery takes a few of these delays, so the other
+# gateway's round (every 0.2 s) comes while the first is still working through them.
+REDIS_DELAY_SECONDS = 0.03
+
+# A is killed once this many of its sagas are in flight (each worker holds up to its pool's
+# worth): enough for both recoverers to find some left when their rounds come.
+KILLED_IN_FLIGHT = 10
 
 # Many leases: the other gateway (looking every 0.2 s) has taken the saga over when A
 # wakes, also on a busy machine.
@@ -54,6 +65,10 @@ def effects(history: list[SagaEvent]) -> Counter[tuple[str, str]]:
     return counted
 
 
+async def in_flight_at_least(apart: Apart, count: int) -> bool:
+    return len(await sagas_in_flight(apart.saga_log)) >= count
+
+
 async def owner_group(apart: Apart, saga_id: str) -> int | None:
     """Process group of the saga's last recoverer, None if that process is gone."""
     owner = await apart.redis.hget(apart.keys.saga(saga_id), "owner")
@@ -69,31 +84,37 @@ async def owner_group(apart: Apart, saga_id: str) -> int | None:
 async def test_two_gateways_recovering_at_once_never_drive_a_saga_twice(
     http, settings, pg, mongo, tmp_path, name
 ):
-    """kill -9 of gateway A under 600 claims by 300 users for 100 units; B and C, up all
-    along, race to recover its sagas as their leases run out."""
+    """kill -9 of gateway A under 600 claims by 300 users for 100 units, with sagas in
+    flight; B and C, up all along, race to recover them as their leases run out."""
     stock, users = 100, [f"user_{n}" for n in range(300)]
     attempts = [(user, name) for user in users * 2]
     random.Random(13).shuffle(attempts)
+    far_redis = closing(ProxyInThread(settings.redis_url, delay=REDIS_DELAY_SECONDS))
     async with saga_log_apart(settings) as apart:
-        fast = apart.settings.model_copy(update=FAST_RECOVERY)
-        logs = [tmp_path / "b.log", tmp_path / "c.log"]
-        with gateway_processes(fast, logs) as recovering:
-            recoverers = [process_group(base) for base in recovering]
-            with gateway_process(fast, tmp_path / "dying.log") as base:
-                await create(http, base, name, stock)
-                burst = asyncio.ensure_future(claim_all_tolerant(http, base, attempts))
-                await eventually(lambda: held_at_least(pg, name, 40))
-                kill_9(base)
-                killed = time.monotonic()
-                in_flight = len(await sagas_in_flight(apart.saga_log))
-                answered = await burst
+        with far_redis as proxied:
+            far = {"redis_url": proxied.proxy.url_through(settings.redis_url)}
+            fast = apart.settings.model_copy(update=FAST_RECOVERY | far)
+            logs = [tmp_path / "b.log", tmp_path / "c.log"]
+            with gateway_processes(fast, logs) as recovering:
+                recoverers = [process_group(base) for base in recovering]
+                # Each of A's workers freezes at its first claim document, with the sagas
+                # beside it in flight: the sale cannot end before the kill, however fast.
+                freezing = Fault.stall_after("record", STALL_SECONDS)
+                with gateway_process(fast, tmp_path / "dying.log", fault=freezing) as base:
+                    await create(http, base, name, stock)
+                    burst = asyncio.ensure_future(claim_all_tolerant(http, base, attempts))
+                    await eventually(lambda: in_flight_at_least(apart, KILLED_IN_FLIGHT))
+                    kill_9(base)
+                    killed = time.monotonic()
+                    in_flight = len(await sagas_in_flight(apart.saga_log))
+                    answered = await burst
 
-            # The true end: every saga finished in the log, not merely none stuck.
-            await eventually(lambda: all_ended(pg, apart.saga_log, name))
-            ended_in = time.monotonic() - killed
-            sagas = await apart.saga_log.find(None, 10_000)
-            recovered = [s.saga_id for s in sagas if s.recoveries > 0]
-            groups = Counter([await owner_group(apart, saga_id) for saga_id in recovered])
+                # The true end: every saga finished in the log, not merely none stuck.
+                await eventually(lambda: all_ended(pg, apart.saga_log, name))
+                ended_in = time.monotonic() - killed
+                sagas = await apart.saga_log.find(None, 10_000)
+                recovered = [s.saga_id for s in sagas if s.recoveries > 0]
+                groups = Counter([await owner_group(apart, saga_id) for saga_id in recovered])
         ends = Counter(s.status.value for s in sagas if s.recoveries > 0)
         print(
             f"{in_flight} sagas in flight at the kill, all ended {ended_in:.1f}s after it; "

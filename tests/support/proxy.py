@@ -16,8 +16,11 @@ from orchestrator.settings import Settings
 
 
 class CuttableProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    """`delay`: how long each chunk from the server is held back, as over a slow link."""
+
+    def __init__(self, target_host: str, target_port: int, delay: float = 0.0) -> None:
         self._target = (target_host, target_port)
+        self._delay = delay
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -28,9 +31,9 @@ class CuttableProxy:
         self.most_connections = 0  # ever at once: what a client held on the server
 
     @classmethod
-    def for_url(cls, url: str) -> CuttableProxy:
+    def for_url(cls, url: str, delay: float = 0.0) -> CuttableProxy:
         parts = urlsplit(url)
-        return cls(parts.hostname or "127.0.0.1", parts.port or 0)
+        return cls(parts.hostname or "127.0.0.1", parts.port or 0, delay)
 
     def url_through(self, url: str) -> str:
         """`url` with its host and port replaced by the proxy's."""
@@ -106,7 +109,7 @@ class CuttableProxy:
             self.most_connections = max(self.most_connections, self.connections)
             pumps = [
                 asyncio.ensure_future(self._pump(client_reader, upstream_writer)),
-                asyncio.ensure_future(self._pump(upstream_reader, client_writer)),
+                asyncio.ensure_future(self._pump(upstream_reader, client_writer, self._delay)),
             ]
             self._tasks.update(pumps)
             try:
@@ -120,9 +123,13 @@ class CuttableProxy:
             upstream_writer.transport.abort()
             self._writers.discard(upstream_writer)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float = 0.0
+    ) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
+                if delay:
+                    await asyncio.sleep(delay)  # the slow link itself, not a wait in a test
                 await self._flowing.wait()  # a hang holds the bytes back
                 writer.write(data)
                 await writer.drain()
@@ -140,11 +147,11 @@ class ProxyInThread:
     """A CuttableProxy on an event loop of its own, in a thread: it keeps forwarding while
     the test's loop is blocked (starting a gateway process waits synchronously)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, delay: float = 0.0) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self.proxy = CuttableProxy.for_url(url)
+        self.proxy = CuttableProxy.for_url(url, delay)
         self._call(self.proxy.start())
 
     def _call(self, step: Coroutine[Any, Any, None]) -> None:
