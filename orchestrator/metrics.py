@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterable
 from importlib import metadata
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -146,7 +147,7 @@ MEMO_ANSWERS = ("out_of_stock", "already_claimed")
 RECOVERED_STATUSES = ("completed", "compensated", "compensating", "failed")
 
 
-def start_at_zero(definitions: Iterable[SagaDefinition]) -> None:
+def start_at_zero(definitions: Iterable[SagaDefinition[Any]]) -> None:
     """Every counter gets a 0 sample for each label value known in advance, so
     `increase()` sees the first event after a restart (a series that appears already at
     1 shows no increase)."""

@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sagas.definition import Action, SagaDefinition, Step
+from sagas.definition import SagaDefinition, Step
 from sagas.ports import ClaimLedger, HoldStatus, Inventory
 from sagas.timestamps import rfc3339
 
@@ -41,15 +41,6 @@ class ClaimPayload:
             str(payload["coupon_name"]),
             datetime.fromisoformat(str(payload["claimed_at"])),
         )
-
-
-def _typed(step: Callable[[str, ClaimPayload], Awaitable[None]]) -> Action:
-    """The saga log keeps the payload as stored, a mapping; the steps take it parsed."""
-
-    async def on_stored_payload(saga_id: str, payload: Mapping[str, Any]) -> None:
-        await step(saga_id, ClaimPayload.from_dict(payload))
-
-    return on_stored_payload
 
 
 class ClaimSteps:
@@ -82,33 +73,35 @@ class ClaimSteps:
         """
         await self._claims.record(saga_id, claim.user_id, claim.coupon_name, claim.claimed_at)
 
-    async def undo_record(self, saga_id: str, payload: Mapping[str, Any]) -> None:
+    async def undo_record(self, saga_id: str, claim: ClaimPayload) -> None:
         """Erase the claim document carrying this saga id, leaving a tombstone in its place
         (also when there is none yet), so a late do_record of the same saga records nothing."""
         await self._claims.erase(saga_id)
 
-    async def recorded(self, saga_id: str, payload: Mapping[str, Any]) -> bool:
+    async def recorded(self, saga_id: str, claim: ClaimPayload) -> bool:
         """Whether this saga's claim document exists: the fact that decides its direction."""
         return await self._claims.exists(saga_id)
 
-    async def do_confirm(self, saga_id: str, payload: Mapping[str, Any]) -> None:
+    async def do_confirm(self, saga_id: str, claim: ClaimPayload) -> None:
         """Mark the hold confirmed. Key: saga_id (confirming a confirmed hold is a no-op)."""
         await self._inventory.confirm(saga_id)
 
-    async def confirmed(self, saga_id: str, payload: Mapping[str, Any]) -> bool:
+    async def confirmed(self, saga_id: str, claim: ClaimPayload) -> bool:
         """Whether this saga's hold is confirmed."""
         hold = await self._inventory.hold(saga_id)
         return hold is not None and hold.status is HoldStatus.CONFIRMED
 
 
-def claim_saga(inventory: Inventory, claims: ClaimLedger) -> SagaDefinition:
+def claim_saga(inventory: Inventory, claims: ClaimLedger) -> SagaDefinition[ClaimPayload]:
     steps = ClaimSteps(inventory, claims)
     return SagaDefinition(
         name=CLAIM_SAGA,
         steps=(
-            Step("reserve", _typed(steps.do_reserve), _typed(steps.undo_reserve)),
-            Step("record", _typed(steps.do_record), steps.undo_record, landed=steps.recorded),
+            Step("reserve", steps.do_reserve, steps.undo_reserve),
+            Step("record", steps.do_record, steps.undo_record, landed=steps.recorded),
             Step("confirm", steps.do_confirm, landed=steps.confirmed),
         ),
         pivot="record",
+        encode=ClaimPayload.to_dict,
+        decode=ClaimPayload.from_dict,
     )

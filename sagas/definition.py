@@ -7,32 +7,40 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
 
 from sagas.records import SagaRecord
 
-Action = Callable[[str, Mapping[str, Any]], Awaitable[None]]
-Probe = Callable[[str, Mapping[str, Any]], Awaitable[bool]]
+P = TypeVar("P")  # a saga's payload, as its steps take it
+
+Action = Callable[[str, P], Awaitable[None]]
+Probe = Callable[[str, P], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
-class Step:
+class Step(Generic[P]):
     name: str
-    action: Action
-    compensation: Action | None = None
+    action: Action[P]
+    compensation: Action[P] | None = None
     # The fact check: whether the action's effect is in its store, read there. Asked
     # when the driver cannot tell (its answer was lost), before acting on not knowing.
-    landed: Probe | None = None
+    landed: Probe[P] | None = None
 
 
 @dataclass(frozen=True)
-class SagaDefinition:
-    """Steps up to and including `pivot` are undone on failure; after it, only forward."""
+class SagaDefinition(Generic[P]):
+    """Steps up to and including `pivot` are undone on failure; after it, only forward.
+
+    The saga log keeps the payload as a mapping (`encode`); a driver decodes it once per
+    drive (`bind`) and hands every step the typed value.
+    """
 
     name: str
-    steps: tuple[Step, ...]
+    steps: tuple[Step[P], ...]
     pivot: str
+    encode: Callable[[P], dict[str, Any]]
+    decode: Callable[[Mapping[str, Any]], P]
 
     def __post_init__(self) -> None:
         names = [step.name for step in self.steps]
@@ -41,14 +49,21 @@ class SagaDefinition:
         if self.step(self.pivot).landed is None:
             raise ValueError(f"pivot {self.pivot!r} of {self.name} needs a fact check")
 
-    def step(self, name: str) -> Step:
+    def step(self, name: str) -> Step[P]:
         return next(s for s in self.steps if s.name == name)
 
-    async def pivot_landed(self, saga_id: str, payload: Mapping[str, Any]) -> bool:
+    def bind(self, record: SagaRecord) -> SagaRecord:
+        """The record with its payload decoded for the steps, if it is not yet: a drive
+        decodes it once, and every record it moves on to carries the typed value."""
+        if record.arguments is not None:
+            return record
+        return replace(record, arguments=self.decode(record.payload))
+
+    async def pivot_landed(self, record: SagaRecord) -> bool:
         """Whether the pivot took effect: what decides a saga's direction on recovery."""
         landed = self.step(self.pivot).landed
         assert landed is not None  # checked at construction
-        return await landed(saga_id, payload)
+        return await landed(record.saga_id, record.arguments)
 
     @property
     def before_pivot(self) -> tuple[str, ...]:
@@ -68,7 +83,7 @@ class SagaDefinition:
         undone (a saga compensating since before its pivot landed stays compensating)."""
         return self.pivot in record.done and not record.compensating
 
-    def steps_left(self, record: SagaRecord) -> tuple[Step, ...]:
+    def steps_left(self, record: SagaRecord) -> tuple[Step[P], ...]:
         """The steps going forward still has to run, in order."""
         return tuple(step for step in self.steps if step.name not in record.done)
 
@@ -113,7 +128,7 @@ class Resumption:
     undo: tuple[str, ...] = ()  # the steps undone, in order (BY_THE_PIVOT: if it did not)
 
 
-def plan(definition: SagaDefinition, record: SagaRecord) -> str:
+def plan(definition: SagaDefinition[Any], record: SagaRecord) -> str:
     """What `resume` would do with this saga, in one line (for --dry-run)."""
     resumption = definition.resumption(record)
     forward, undo = ", ".join(resumption.forward), ", ".join(resumption.undo)

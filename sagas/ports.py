@@ -7,7 +7,7 @@ import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sagas.definition import SagaDefinition
 from sagas.records import Lease, SagaEvent, SagaRecord, SagaStatus
@@ -163,7 +163,7 @@ class SagaDriver(Protocol):
     verbs call. `orchestrator.saga.recovery.Recoverer` implements it."""
 
     @property
-    def definitions(self) -> Mapping[str, SagaDefinition]: ...
+    def definitions(self) -> Mapping[str, SagaDefinition[Any]]: ...
 
     async def recover(self, saga_id: str, *, parked: bool = False) -> DriveOutcome:
         """Resume it. `parked`: also a failed one (an operator's call)."""

@@ -71,6 +71,9 @@ class SagaRecord:
     # Fencing token: raised by every takeover; a save carrying an older one is refused.
     epoch: int = 1
     recoveries: int = 0
+    # The payload as the steps take it, decoded once per drive (`SagaDefinition.bind`);
+    # never stored: the log keeps `payload`.
+    arguments: Any = field(default=None, compare=False, repr=False)
 
     def moved(self, at: float, **changes: Any) -> SagaRecord:
         return replace(self, updated_at=at, **changes)

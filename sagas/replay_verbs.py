@@ -112,7 +112,7 @@ async def show_saga(saga_log: SagaLog, saga_id: str, *, json_out: bool) -> Exit:
 # --- resume, compensate, recover: re-driving sagas --------------------------------------
 
 
-def _refuse_compensation(definition: SagaDefinition, record: SagaRecord) -> None:
+def _refuse_compensation(definition: SagaDefinition[Any], record: SagaRecord) -> None:
     """Only a saga short of its pivot can be undone."""
     if record.status is SagaStatus.COMPLETED:
         raise ToolError(

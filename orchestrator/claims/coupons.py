@@ -57,7 +57,7 @@ class CouponService:
         inventory: Inventory,
         claims: ClaimLedger,
         engine: SagaEngine,
-        claim: SagaDefinition,
+        claim: SagaDefinition[ClaimPayload],
         sold_out: SoldOutMemo,
         admission: Admission,
         repeats: RepeatClaims,
@@ -127,9 +127,7 @@ class CouponService:
 
     async def _run_saga(self, payload: ClaimPayload, saga_id: str, stands: Stands) -> SagaRecord:
         try:
-            return await self._engine.run(
-                self._claim_saga, payload.to_dict(), saga_id, stands=stands
-            )
+            return await self._engine.run(self._claim_saga, payload, saga_id, stands=stands)
         except OutOfStock:
             # Within the slot, so the claims admitted next already find the memo taught.
             await self._sold_out.learn(payload.coupon_name)

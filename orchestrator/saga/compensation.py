@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from orchestrator import metrics
 from orchestrator.saga.journal import Journal
@@ -43,7 +44,7 @@ class Compensation:
             task.cancel()
         await asyncio.gather(*self._compensating, return_exceptions=True)
 
-    def keep_on(self, definition: SagaDefinition, record: SagaRecord) -> None:
+    def keep_on(self, definition: SagaDefinition[Any], record: SagaRecord) -> None:
         """Go on undoing an unfinished compensation in the background, at once."""
         task = asyncio.ensure_future(self._keep_compensating(definition, record))
         self._compensating.add(task)
@@ -51,12 +52,12 @@ class Compensation:
 
     async def undo(
         self,
-        definition: SagaDefinition,
+        definition: SagaDefinition[Any],
         record: SagaRecord,
         error: Exception | None,
         journal: Journal,
         *,
-        failed: Step | None = None,
+        failed: Step[Any] | None = None,
     ) -> SagaRecord:
         """Undo the saga in reverse. Returns the last record: compensated, or still compensating.
 
@@ -90,7 +91,7 @@ class Compensation:
         return await self._compensated(record, journal)
 
     async def _undo_step(
-        self, record: SagaRecord, name: str, compensation: Action, journal: Journal
+        self, record: SagaRecord, name: str, compensation: Action[Any], journal: Journal
     ) -> SagaRecord:
         at = self._clock()
         record = record.moved(at, step=name)
@@ -138,7 +139,7 @@ class Compensation:
             metrics.saga_ended(record, record.updated_at)
         return record
 
-    async def _keep_compensating(self, definition: SagaDefinition, record: SagaRecord) -> None:
+    async def _keep_compensating(self, definition: SagaDefinition[Any], record: SagaRecord) -> None:
         """Retry an unfinished compensation, backing off (capped), until it is done, another
         driver takes the saga over, or this process stops (then recovery finishes it).
 

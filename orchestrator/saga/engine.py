@@ -21,7 +21,8 @@ undoing it undoes, in `SagaDefinition.past_pivot`, `.resumption` and `.to_undo`
 (sagas/definition.py; `--dry-run` tells the same decision); the pending events and the
 write after a pause in `Journal` (journal.py); retries and timeouts of one store call in
 `StoreCalls` (store_calls.py); undoing, and retrying an undo in the background, in
-`Compensation` (compensation.py). Here: a failure before the pivot in `_fail`, after it
+`Compensation` (compensation.py); the payload as the log keeps it, decoded once per drive
+for the steps, in `SagaDefinition.bind`. Here: a failure before the pivot in `_fail`, after it
 in `_forward` and `_park`; a lost lease in `_lease_lost`.
 """
 
@@ -31,7 +32,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ from orchestrator.saga.compensation import Compensation
 from orchestrator.saga.journal import Journal
 from orchestrator.saga.retry_policy import DEFAULT_POLICY, RetryPolicy
 from orchestrator.saga.store_calls import StoreCalls
-from sagas.definition import Direction, SagaDefinition, Step
+from sagas.definition import Direction, P, SagaDefinition, Step
 from sagas.errors import (
     LeaseLost,
     SagaConflict,
@@ -112,8 +113,8 @@ class SagaEngine:
 
     async def run(
         self,
-        definition: SagaDefinition,
-        payload: Mapping[str, Any],
+        definition: SagaDefinition[P],
+        payload: P,
         saga_id: str | None = None,
         *,
         stands: Stands | None = None,
@@ -134,16 +135,17 @@ class SagaEngine:
             raise outcome.failure
         return outcome.record
 
-    async def resume(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
+    async def resume(self, definition: SagaDefinition[Any], record: SagaRecord) -> SagaRecord:
         """Drive a saga taken over from a dead or stalled driver to its end, the way
         `definition.resumption(record)` decides, and return its last record."""
         SAGA_ID.set(record.saga_id)
         direction = definition.resumption(record).direction
-        return (await self._drive(definition, record, direction)).record
+        return (await self._drive(definition, definition.bind(record), direction)).record
 
-    async def compensate(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
+    async def compensate(self, definition: SagaDefinition[Any], record: SagaRecord) -> SagaRecord:
         """Undo a saga on an operator's word; refused once its pivot has taken effect."""
         SAGA_ID.set(record.saga_id)
+        record = definition.bind(record)
         if not record.compensating:
             if definition.past_pivot(record) or await self._calls.pivot_landed(definition, record):
                 raise SagaConflict(
@@ -159,9 +161,7 @@ class SagaEngine:
             self._log, monotonic=self._monotonic, checkpoint_after=self._checkpoint_after
         )
 
-    async def _start(
-        self, definition: SagaDefinition, payload: Mapping[str, Any], saga_id: str
-    ) -> SagaRecord:
+    async def _start(self, definition: SagaDefinition[P], payload: P, saga_id: str) -> SagaRecord:
         """Write the intent: the saga in flight at its first step, before any side effect."""
         now = self._clock()
         first = definition.steps[0]
@@ -169,11 +169,12 @@ class SagaEngine:
         record = SagaRecord(
             saga_id=saga_id,
             name=definition.name,
-            payload=dict(payload),
+            payload=definition.encode(payload),
             status=SagaStatus.RUNNING,
             step=first.name,
             created_at=now,
             updated_at=now,
+            arguments=payload,
         )
         await self._log.create(record, [SagaEvent(now, first.name, Phase.STARTED)])
         metrics.SAGAS_STARTED.labels(definition.name).inc()
@@ -181,7 +182,7 @@ class SagaEngine:
 
     async def _drive(
         self,
-        definition: SagaDefinition,
+        definition: SagaDefinition[Any],
         record: SagaRecord,
         direction: Direction,
         stands: Stands | None = None,
@@ -203,7 +204,7 @@ class SagaEngine:
                 await journal.flush(record, SagaEvent(at, definition.pivot, Phase.RECOVERED))
         return await self._forward(definition, record, journal, stands)
 
-    def _up_to_pivot(self, definition: SagaDefinition, record: SagaRecord) -> SagaRecord:
+    def _up_to_pivot(self, definition: SagaDefinition[Any], record: SagaRecord) -> SagaRecord:
         """A saga whose progress the log does not know, to be undone: through its pivot,
         every step before it may have taken effect (undoing one that did not is a no-op)."""
         return record.moved(self._clock(), step=definition.pivot, done=definition.before_pivot)
@@ -212,7 +213,7 @@ class SagaEngine:
 
     async def _forward(
         self,
-        definition: SagaDefinition,
+        definition: SagaDefinition[Any],
         record: SagaRecord,
         journal: Journal,
         stands: Stands | None = None,
@@ -246,14 +247,14 @@ class SagaEngine:
                 return stopped
         return await self._complete(definition, record, journal)
 
-    def _begin(self, record: SagaRecord, step: Step, journal: Journal) -> SagaRecord:
+    def _begin(self, record: SagaRecord, step: Step[Any], journal: Journal) -> SagaRecord:
         if record.step == step.name:  # resumed at the step it was on
             return record
         at = self._clock()
         journal.note(SagaEvent(at, step.name, Phase.STARTED))
         return record.moved(at, step=step.name)
 
-    def _succeeded(self, record: SagaRecord, step: Step, journal: Journal) -> SagaRecord:
+    def _succeeded(self, record: SagaRecord, step: Step[Any], journal: Journal) -> SagaRecord:
         if self._after_step is not None:
             self._after_step(step.name)
         at = self._clock()
@@ -262,9 +263,9 @@ class SagaEngine:
 
     async def _stand(
         self,
-        definition: SagaDefinition,
+        definition: SagaDefinition[Any],
         record: SagaRecord,
-        step: Step,
+        step: Step[Any],
         journal: Journal,
         stands: Stands | None,
     ) -> Outcome | None:
@@ -289,7 +290,7 @@ class SagaEngine:
         return None
 
     async def _checkpoint(
-        self, definition: SagaDefinition, record: SagaRecord, journal: Journal
+        self, definition: SagaDefinition[Any], record: SagaRecord, journal: Journal
     ) -> Outcome | None:
         """The write after a pause, before the next side effect. None: go on."""
         try:
@@ -307,7 +308,7 @@ class SagaEngine:
         return None
 
     async def _complete(
-        self, definition: SagaDefinition, record: SagaRecord, journal: Journal
+        self, definition: SagaDefinition[Any], record: SagaRecord, journal: Journal
     ) -> Outcome:
         at = self._clock()
         record = record.moved(at, status=SagaStatus.COMPLETED, error="")
@@ -316,9 +317,9 @@ class SagaEngine:
 
     async def _park(
         self,
-        definition: SagaDefinition,
+        definition: SagaDefinition[Any],
         record: SagaRecord,
-        step: Step,
+        step: Step[Any],
         error: Exception,
         journal: Journal,
     ) -> Outcome:
@@ -330,7 +331,7 @@ class SagaEngine:
         return await self._end_past_pivot(definition, record, journal, failed)
 
     async def _end_past_pivot(
-        self, definition: SagaDefinition, record: SagaRecord, journal: Journal, last: SagaEvent
+        self, definition: SagaDefinition[Any], record: SagaRecord, journal: Journal, last: SagaEvent
     ) -> Outcome:
         """The drive's last write. The claim stands whoever finishes the saga: if the log
         is away the saga stays in flight there, and a recoverer finds the facts."""
@@ -345,7 +346,7 @@ class SagaEngine:
 
     async def _lease_lost(
         self,
-        definition: SagaDefinition,
+        definition: SagaDefinition[Any],
         record: SagaRecord,
         lost: LeaseLost,
         *,
@@ -366,7 +367,7 @@ class SagaEngine:
             return Outcome(record)
         raise lost
 
-    async def _undo_late_pivot(self, definition: SagaDefinition, record: SagaRecord) -> None:
+    async def _undo_late_pivot(self, definition: SagaDefinition[Any], record: SagaRecord) -> None:
         """Our pivot may have landed after another driver took the saga over.
 
         If that driver went backward, our pivot's effect is an orphan: undo it and raise
@@ -383,7 +384,7 @@ class SagaEngine:
         if step.compensation is not None:
             try:
                 async with self._calls.one_try(f"undo {step.name}"):
-                    await step.compensation(record.saga_id, record.payload)
+                    await step.compensation(record.saga_id, record.arguments)
             except Exception as error:  # the audit finds what is left
                 log.error(
                     "saga %s: undo of late %s failed: %s",
@@ -397,12 +398,12 @@ class SagaEngine:
 
     async def _fail(
         self,
-        definition: SagaDefinition,
+        definition: SagaDefinition[Any],
         record: SagaRecord,
         error: Exception,
         journal: Journal,
         *,
-        failed: Step | None = None,
+        failed: Step[Any] | None = None,
     ) -> Outcome:
         """A failure up to the pivot: undo what is done, and end with `error`.
 

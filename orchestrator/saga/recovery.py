@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from orchestrator import metrics
 from orchestrator.logs import about_saga
@@ -61,7 +62,7 @@ class Recoverer:
         self,
         saga_log: SagaLog,
         engine: SagaEngine,
-        definitions: Mapping[str, SagaDefinition],
+        definitions: Mapping[str, SagaDefinition[Any]],
         *,
         owner: str,
         max_recoveries: int,

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from orchestrator import metrics
 from orchestrator.saga.journal import Journal
@@ -34,7 +35,7 @@ class StoreCalls:
         self._sleep = sleep
 
     async def attempt(
-        self, record: SagaRecord, what: str, call: Action, journal: Journal
+        self, record: SagaRecord, what: str, call: Action[Any], journal: Journal
     ) -> SagaRecord:
         """One store call, retried while the store is away for up to `retry_seconds`, each
         try bounded by a timeout.
@@ -50,7 +51,7 @@ class StoreCalls:
             record = record.moved(self._clock(), attempts=attempt)
             try:
                 async with self.one_try(what):
-                    await call(record.saga_id, record.payload)
+                    await call(record.saga_id, record.arguments)
                 return record
             except StoreUnavailable as error:
                 maybe_applied = error.maybe_applied = maybe_applied or error.maybe_applied
@@ -93,20 +94,20 @@ class StoreCalls:
                 raise StoreUnavailable(what) from error
             raise
 
-    async def pivot_landed(self, definition: SagaDefinition, record: SagaRecord) -> bool:
+    async def pivot_landed(self, definition: SagaDefinition[Any], record: SagaRecord) -> bool:
         """The fact that decides a recovered saga's direction; a store that cannot tell
         raises StoreUnavailable (the saga waits for the next recovery)."""
         async with self.one_try(f"check {definition.pivot}"):
-            return await definition.pivot_landed(record.saga_id, record.payload)
+            return await definition.pivot_landed(record)
 
-    async def landed(self, step: Step, record: SagaRecord) -> bool:
+    async def landed(self, step: Step[Any], record: SagaRecord) -> bool:
         """The fact check before giving up on a step: did its effect land after all (the
         answer that said so was lost)? One try; a store that cannot tell says no."""
         if step.landed is None:
             return False
         try:
             async with self.one_try(f"check {step.name}"):
-                return await step.landed(record.saga_id, record.payload)
+                return await step.landed(record.saga_id, record.arguments)
         except Exception as error:
             log.warning("saga %s: cannot check %s: %s", record.saga_id, step.name, describe(error))
             return False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,8 +87,8 @@ async def test_a_confirm_that_landed_but_lost_its_answer_is_not_parked(
     definition = claim_saga(components.inventory, components.claims)
     confirm = definition.step("confirm")
 
-    async def confirm_then_lose_the_answer(saga_id: str, payload: Mapping[str, Any]) -> None:
-        await confirm.action(saga_id, payload)
+    async def confirm_then_lose_the_answer(saga_id: str, claim: ClaimPayload) -> None:
+        await confirm.action(saga_id, claim)
         raise StoreUnavailable("postgresql")  # the commit's answer was lost on the way back
 
     lossy = dataclasses.replace(
@@ -101,7 +101,7 @@ async def test_a_confirm_that_landed_but_lost_its_answer_is_not_parked(
     engine = SagaEngine(components.saga_log, policy=RetryPolicy(retry_seconds=0.3))
     await components.inventory.create_coupon(name, 2)
 
-    record = await engine.run(lossy, ClaimPayload("lost", name, datetime.now(UTC)).to_dict())
+    record = await engine.run(lossy, ClaimPayload("lost", name, datetime.now(UTC)))
 
     assert record.status is SagaStatus.COMPLETED, record.error
     assert (await components.saga_log.load(record.saga_id)).status is SagaStatus.COMPLETED

@@ -42,7 +42,8 @@ class MemorySagaLog:
         self.writes += 1
         if self.fail_from_write is not None and self.writes >= self.fail_from_write:
             raise StoreUnavailable("redis")
-        self.records[record.saga_id] = record
+        # Kept as a real log keeps it: the stored payload, not the driver's decoded one.
+        self.records[record.saga_id] = replace(record, arguments=None)
         self.events.setdefault(record.saga_id, []).extend(events)
         self.lapsed.discard(record.saga_id)
 
@@ -167,7 +168,7 @@ class Script:
 
         return run
 
-    def definition(self) -> SagaDefinition:
+    def definition(self) -> SagaDefinition[dict[str, Any]]:
         return SagaDefinition(
             "test",
             (
@@ -176,4 +177,6 @@ class Script:
                 Step("c", self.action("do c"), landed=self.c_took_effect),
             ),
             pivot="b",
+            encode=dict,
+            decode=dict,
         )

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, replace
+from typing import Any
 
 import pytest
 
 from orchestrator.saga.backoff import Backoff
 from orchestrator.saga.engine import SagaEngine
 from orchestrator.saga.retry_policy import RetryPolicy
-from sagas.definition import Direction, SagaDefinition, plan
+from sagas.definition import Direction, SagaDefinition, Step, plan
 from sagas.errors import LeaseLost, OutOfStock, SagaConflict, StoreUnavailable
 from sagas.records import SagaRecord, SagaStatus
 from tests.unit.fakes import FakeClock, MemorySagaLog, Script
@@ -366,11 +368,11 @@ async def test_log_down_after_a_pause_past_the_pivot_does_not_stop_the_saga(
 
 
 def test_a_pivot_must_be_a_step_with_a_fact_check(script):
-    steps = script.definition().steps
+    definition = script.definition()
     with pytest.raises(ValueError, match="not a step"):
-        SagaDefinition("bad", steps, "nope")
+        replace(definition, name="bad", pivot="nope")
     with pytest.raises(ValueError, match="fact check"):
-        SagaDefinition("bad", steps, "a")
+        replace(definition, name="bad", pivot="a")
 
 
 class Dies(BaseException):
@@ -643,3 +645,46 @@ async def test_a_saga_undone_before_its_pivot_never_stands(engine, saga_log, scr
         await engine.run(script.definition(), {}, stands=stood.append)
 
     assert stood == []
+
+
+@dataclass(frozen=True)
+class Order:
+    item: str
+
+
+async def test_a_drive_decodes_the_stored_payload_once_and_every_step_takes_it(engine, saga_log):
+    """A run hands the steps the caller's typed payload; a resume decodes the stored one
+    once, whatever number of steps and checks it runs."""
+    decoded: list[dict[str, Any]] = []
+    took: list[Order] = []
+
+    def decode(stored) -> Order:
+        decoded.append(dict(stored))
+        return Order(stored["item"])
+
+    async def step(saga_id: str, order: Order) -> None:
+        took.append(order)
+
+    async def not_landed(saga_id: str, order: Order) -> bool:
+        took.append(order)
+        return False
+
+    definition = SagaDefinition(
+        "order",
+        (Step("a", step, step), Step("b", step, step, landed=not_landed), Step("c", step)),
+        pivot="b",
+        encode=lambda order: {"item": order.item},
+        decode=decode,
+    )
+    crashing = SagaEngine(saga_log, policy=RetryPolicy(retry_seconds=0), after_step=die_after("a"))
+    with pytest.raises(Dies):
+        await crashing.run(definition, Order("x"))
+    assert (decoded, took) == ([], [Order("x")])
+
+    record = await take_over(saga_log)
+    final = await engine.resume(definition, record)
+
+    assert record.payload == {"item": "x"}
+    assert final.status is SagaStatus.COMPENSATED
+    assert decoded == [{"item": "x"}]
+    assert took == [Order("x")] * 4  # a, then the check of b, the undo of b, the undo of a
