@@ -78,12 +78,13 @@ $$;
 -- each item inserts its hold (the partial unique index refuses a duplicate, also one
 -- earlier in the same batch), takes a unit while the locked stock lasts, or takes its
 -- hold back out; the stock row is written once per coupon at the end. Nothing refused
--- keeps a hold, and the whole batch commits or none of it. Holding the rows while it
--- inserts, a batch can still meet a transaction that took a hold first and wants a row
--- after (a release_unit of the same user's hold, a reserve_unit of a process without
--- batching) in a deadlock: PostgreSQL ends one, and each saga in it retries as after
--- any transient failure. (Inserting first would avoid that, but a replay or a duplicate
--- of a hold that then finds no stock would be answered as if the hold stood.)
+-- keeps a hold, and the whole batch commits or none of it. release_unit takes the
+-- coupon's row before a hold too, so the two never wait for each other in a cycle. A
+-- reserve_unit (a process without batching) inserts its hold before it takes the row,
+-- so beside a batch on the same coupon it can deadlock: PostgreSQL ends one after a
+-- second, and each saga in it retries as after any transient failure. (Inserting first
+-- here would avoid that, but a replay or a duplicate of a hold that then finds no stock
+-- would be answered as if the hold stood.)
 CREATE OR REPLACE FUNCTION reserve_units(p_saga_ids uuid[], p_coupons text[], p_users text[])
 RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
@@ -140,11 +141,15 @@ $$;
 -- never reserved, a 'released' tombstone is written, so a late reserve of the same saga
 -- (a worker paused past its lease) finds it and takes nothing. Returns true if a unit
 -- went back. A concurrent reserve of the same saga is waited for by ON CONFLICT.
+-- The coupon's row is taken first, as reserve_units takes it: a release that held the
+-- user's hold while it waited for the row would deadlock with a batch that holds the row
+-- and inserts the same user's next hold.
 CREATE OR REPLACE FUNCTION release_unit(p_saga_id uuid, p_coupon text, p_user text)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     v_coupon text;
 BEGIN
+    PERFORM FROM coupons WHERE name = p_coupon FOR UPDATE;
     INSERT INTO holds (saga_id, coupon_name, user_id, status)
     VALUES (p_saga_id, p_coupon, p_user, 'released')
     ON CONFLICT (saga_id) DO UPDATE SET status = 'released', updated_at = now()

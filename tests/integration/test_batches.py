@@ -24,6 +24,7 @@ from services.inventory import HoldRequest, PostgresInventory
 from services.redis_keys import RedisKeys
 from services.saga_log import LogWrite, RedisSagaLog
 from tests.support.invariants import assert_conserved
+from tests.support.waiting import wait_until_blocked_by
 
 NOON = datetime(2030, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
 
@@ -132,6 +133,33 @@ async def test_a_released_saga_in_a_batch_takes_nothing(pg, name, components):
 
     assert kinds(answers) == ["SagaConflict", "ok"]
     assert await live_holders(pg, name) == ["here"]
+    await assert_conserved(pg, name)
+
+
+async def test_a_release_queued_behind_a_batch_on_the_coupon_never_deadlocks_with_it(
+    pg, name, components
+):
+    """alice's earlier saga gives its unit back while a batch with alice's next claim
+    waits for the same coupon's row. The batch takes the row first; the release must not
+    hold alice's hold meanwhile, or each waits for the other until PostgreSQL's deadlock
+    check (a second) ends one of them with an error."""
+    inventory = components.inventory
+    await inventory.create_coupon(name, 2)
+    earlier, later = new_saga_id(), new_saga_id()
+    await inventory.reserve(earlier, name, "alice")
+
+    async with pg.acquire() as blocker, blocker.transaction():
+        await blocker.execute("SELECT 1 FROM coupons WHERE name = $1 FOR UPDATE", name)
+        blocker_pid = await blocker.fetchval("SELECT pg_backend_pid()")
+        batch = asyncio.ensure_future(inventory.reserve_many([HoldRequest(later, name, "alice")]))
+        await wait_until_blocked_by(pg, blocker_pid, batch)
+        release = asyncio.ensure_future(inventory.release(earlier, name, "alice"))
+        await wait_until_blocked_by(pg, blocker_pid, release, queued=2)
+
+    # In the order they queued: alice still held a unit when the batch ran.
+    assert kinds(await batch) == ["AlreadyClaimed"]
+    assert await release is True
+    assert await live_holders(pg, name) == []
     await assert_conserved(pg, name)
 
 
