@@ -16,7 +16,7 @@ import pytest
 from sagas.audit import Auditor, Drift
 from sagas.records import SagaRecord, SagaStatus
 from tests.support.invariants import assert_conserved, assert_invariants
-from tests.support.waiting import eventually, held_at_least, wait_until_blocked_by
+from tests.support.waiting import eventually, held_at_least, none_held, wait_until_blocked_by
 
 SETTLE_AFTER = 60.0
 
@@ -54,13 +54,19 @@ async def age(pg, saga_id: str) -> None:
     )
 
 
+async def claimed(service, pg, user: str, coupon: str) -> None:
+    """A claim whose saga has ended: the confirm after its answer is done too."""
+    await service.claim(user, coupon)
+    await eventually(lambda: none_held(pg, coupon))
+
+
 def drifts(report) -> list[tuple[Drift, str]]:
     return sorted((f.drift, f.user_id) for f in report.findings)
 
 
 async def test_a_clean_coupon_has_no_drift(auditor, service, pg, mongo, coupon):
-    await service.claim("alice", coupon)
-    await service.claim("bob", coupon)
+    await claimed(service, pg, "alice", coupon)
+    await claimed(service, pg, "bob", coupon)
 
     report = await auditor.audit(coupon)
 
@@ -110,7 +116,7 @@ async def test_repair_deletes_a_claim_whose_unit_was_given_back(
 
 
 async def test_repair_recreates_the_claim_of_a_confirmed_unit(auditor, service, pg, mongo, coupon):
-    await service.claim("alice", coupon)
+    await claimed(service, pg, "alice", coupon)
     await mongo.claims.delete_one({"coupon_name": coupon, "user_id": "alice"})
 
     repaired = await auditor.audit(coupon, repair=True)
@@ -124,7 +130,7 @@ async def test_repair_recreates_the_claim_of_a_confirmed_unit(auditor, service, 
 async def test_repair_recounts_stock_that_disagrees_with_the_holds(
     auditor, service, pg, mongo, coupon
 ):
-    await service.claim("alice", coupon)
+    await claimed(service, pg, "alice", coupon)
     await pg.execute("UPDATE coupons SET remaining_amount = 1 WHERE name = $1", coupon)
 
     repaired = await auditor.audit(coupon, repair=True)
@@ -140,8 +146,8 @@ async def test_a_recount_queued_behind_a_reserve_counts_that_reserves_hold(
 ):
     """The reserve commits while the recount waits for the row lock: its unit is taken and
     its hold is live, so the recount must see both, not a hold count from before the wait."""
-    await service.claim("alice", coupon)
-    await service.claim("bob", coupon)
+    await claimed(service, pg, "alice", coupon)
+    await claimed(service, pg, "bob", coupon)
     await pg.execute("UPDATE coupons SET remaining_amount = 2 WHERE name = $1", coupon)  # 3 right
 
     async with pg.acquire() as blocker, blocker.transaction():
@@ -188,6 +194,7 @@ async def test_repairs_racing_a_live_sale_keep_stock_conserved(
     finally:
         done.set()
         await sale
+    await eventually(lambda: none_held(pg, name))  # the last claims' confirms
     await assert_invariants(pg, mongo, name)
 
 

@@ -47,6 +47,12 @@ async def all_ended(pg: asyncpg.Pool, saga_log: SagaLog, coupon: str) -> bool:
     """
     if await sagas_in_flight(saga_log):
         return False
+    return await none_held(pg, coupon)
+
+
+async def none_held(pg: asyncpg.Pool, coupon: str) -> bool:
+    """No unit of the coupon is held: each saga that took one confirmed it or gave it back
+    (a claim is answered at its pivot, before its confirm)."""
     held = await pg.fetchval(
         "SELECT count(*) FROM holds WHERE coupon_name = $1 AND status = 'held'", coupon
     )
