@@ -9,6 +9,7 @@ import pytest
 from tests.support.api import claim, claim_all, create, details, metric, outcomes
 from tests.support.invariants import assert_invariants
 from tests.support.servers import gateway_process
+from tests.support.settings import changed
 
 
 @pytest.mark.parametrize(("claims", "stock"), [(50, 5), (1000, 100)])
@@ -106,7 +107,7 @@ async def test_after_a_sell_out_claims_are_answered_without_a_saga(
 ):
     """The sold-out memo: a holder still hears already_claimed, anyone else out_of_stock,
     and neither answer starts a saga or writes anything."""
-    remembering = settings.model_copy(update={"sold_out_memo_seconds": 600.0})
+    remembering = changed(settings, {"sold_out_memo_seconds": 600.0})
     # One worker: the memo is a process's own, and which worker takes a connection is
     # the kernel's choice.
     with gateway_process(remembering, tmp_path / "gateway.log", workers=1) as base:

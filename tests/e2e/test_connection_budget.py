@@ -25,6 +25,7 @@ from orchestrator.settings import Settings
 from tests.e2e import test_concurrency as concurrency
 from tests.e2e import test_contract as contract
 from tests.support.servers import gateway_process, process_group, run_to_exit
+from tests.support.settings import changed
 from tests.support.waiting import eventually
 
 WORKERS = 16
@@ -50,7 +51,7 @@ def stock_postgres() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def budget_settings(settings: Settings, stock_postgres: str) -> Settings:
-    return settings.model_copy(update={"database_url": f"{stock_postgres}/coupons"})
+    return changed(settings, {"database_url": f"{stock_postgres}/coupons"})
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +149,7 @@ def _errors(lines: list[str]) -> list[str]:
 
 
 async def test_a_budget_that_cannot_fit_refuses_to_start(budget_settings):
-    too_big = budget_settings.model_copy(update={"pg_max_connections": 500})
+    too_big = changed(budget_settings, {"pg_max_connections": 500})
 
     code, lines = await run_to_exit(too_big, workers=2)
 
@@ -169,9 +170,7 @@ async def test_a_wrong_database_or_role_is_one_line(budget_settings, stock_postg
     tag = uuid.uuid4().hex[:8]
     url = wrong.format(server=stock_postgres, host=stock_postgres.rpartition("@")[2], tag=tag)
 
-    code, lines = await run_to_exit(
-        budget_settings.model_copy(update={"database_url": url}), workers=2
-    )
+    code, lines = await run_to_exit(changed(budget_settings, {"database_url": url}), workers=2)
 
     assert code != 0
     (refusal,) = _errors(lines)

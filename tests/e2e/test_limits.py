@@ -15,11 +15,12 @@ from pydantic import SecretStr
 
 from tests.support.api import claim, create, metric
 from tests.support.servers import gateway_process, process_group
+from tests.support.settings import changed
 from tests.support.waiting import eventually
 
 
 def with_limits(settings, **limits):
-    return settings.model_copy(update=limits)
+    return changed(settings, limits)
 
 
 async def raw_request(
@@ -222,7 +223,7 @@ async def test_100_continue_within_the_limit_continues(settings, tmp_path, name)
 async def test_a_client_hanging_up_mid_body_is_a_499_and_one_info_line(http, settings, tmp_path):
     """Nothing failed on our side: no error log, no traceback, no 500 in the metrics."""
     log_path = tmp_path / "gw.log"
-    with gateway_process(settings.model_copy(update={"log_level": "info"}), log_path, 1) as base:
+    with gateway_process(changed(settings, {"log_level": "info"}), log_path, 1) as base:
         _, writer = await raw_request(base, slow_claim_head(base), b'{"user_id": ')
         writer.close()
         await writer.wait_closed()

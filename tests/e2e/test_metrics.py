@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.api import claim, create, metric
 from tests.support.servers import gateway_process
+from tests.support.settings import changed
 
 REASONS = ("out_of_stock", "already_claimed", "coupon_not_found")
 
@@ -33,7 +34,7 @@ def fresh_gateway(settings, service, tmp_path_factory):
     """A gateway that has served nothing yet; its sold-out memo keeps an entry for a
     minute, so the memo's answers do not depend on how fast this machine is."""
     log_path = tmp_path_factory.mktemp("fresh") / "gateway.log"
-    fresh = settings.model_copy(update={"sold_out_memo_seconds": 60.0})
+    fresh = changed(settings, {"sold_out_memo_seconds": 60.0})
     with gateway_process(fresh, log_path) as base:
         yield base
 

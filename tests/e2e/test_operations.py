@@ -10,6 +10,7 @@ import pytest
 from tests.support.apart import saga_log_apart
 from tests.support.api import claim, create, metric
 from tests.support.servers import gateway_process
+from tests.support.settings import changed
 from tests.support.waiting import eventually
 
 
@@ -19,7 +20,7 @@ async def own_gateway(settings, tmp_path) -> AsyncIterator[str]:
     its own sagas: its counters move by this test's requests alone."""
     async with saga_log_apart(settings) as apart:
         # Repeat claims each run their saga here (none answered from memory), to be counted.
-        every_repeat_a_saga = apart.settings.model_copy(update={"claimed_memo_entries": 0})
+        every_repeat_a_saga = changed(apart.settings, {"claimed_memo_entries": 0})
         with gateway_process(every_repeat_a_saga, tmp_path / "own.log") as base:
             yield base
 
@@ -88,7 +89,7 @@ async def test_requests_are_counted_by_route_pattern_and_status(http, own_gatewa
 
 async def test_request_ids_are_echoed_and_logged_with_the_saga(http, settings, tmp_path, name):
     log_path = tmp_path / "gateway.log"
-    with gateway_process(settings.model_copy(update={"log_level": "debug"}), log_path) as base:
+    with gateway_process(changed(settings, {"log_level": "debug"}), log_path) as base:
         await create(http, base, name, 1)
         async with http.post(
             f"{base}/api/coupons/claim",

@@ -8,6 +8,7 @@ import uuid
 import asyncpg
 
 from tests.support.cli import coupon_saga
+from tests.support.settings import changed
 
 
 async def test_the_replay_tool_names_a_missing_schema_and_makes_none(settings):
@@ -16,7 +17,7 @@ async def test_the_replay_tool_names_a_missing_schema_and_makes_none(settings):
     admin = await asyncpg.connect(f"{server}/postgres")
     await admin.execute(f'CREATE DATABASE "{database}"')
     try:
-        empty = settings.model_copy(update={"database_url": f"{server}/{database}"})
+        empty = changed(settings, {"database_url": f"{server}/{database}"})
 
         code, out, err = await coupon_saga(empty, "audit")
 

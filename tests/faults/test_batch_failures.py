@@ -18,6 +18,7 @@ from services.batching import Coalescer
 from tests.support.apart import forget_saga_log, own_keys
 from tests.support.invariants import assert_conserved
 from tests.support.proxy import CuttableProxy, through
+from tests.support.settings import changed
 from tests.support.waiting import eventually
 
 Answer = TypeVar("Answer")
@@ -117,9 +118,7 @@ async def test_mongodb_cut_under_a_record_batch_fails_each_saga_and_retries_sett
 
 async def test_redis_cut_under_a_log_batch_fails_each_write_and_retries_land(settings, redis_proxy):
     keys = own_keys()
-    apart = through(settings, redis_url=redis_proxy).model_copy(
-        update={"redis_key_prefix": keys.prefix}
-    )
+    apart = changed(through(settings, redis_url=redis_proxy), {"redis_key_prefix": keys.prefix})
     now = time.time()
     records = [
         SagaRecord(new_saga_id(), "claim", {}, SagaStatus.RUNNING, "reserve", now, now)

@@ -23,10 +23,11 @@ from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
 from tests.support.proxy import CuttableProxy, through
 from tests.support.servers import app_in_process
+from tests.support.settings import changed
 from tests.support.waiting import eventually, held_at_least, within
 
 # The default lease (60 s): only the driver's own background undo can meet the bound.
-HUNG_STORE = {"step_timeout_seconds": 0.5, "saga_retry_seconds": 1.0}
+HUNG_STORE = {"store_timeout_seconds": 0.25, "step_timeout_seconds": 0.5, "saga_retry_seconds": 1.0}
 HANG_GUARD_SECONDS = 30.0  # "bounded": far above the ~2 s the retries and undo take
 # README ("The claim saga"): a unit held for a 503 is given back within STEP_TIMEOUT_SECONDS
 # + 3 s of its store answering again.
@@ -106,7 +107,7 @@ async def test_mongodb_that_never_answers_is_a_503_then_the_unit_comes_back_at_o
     """Hung at record, for the last unit: the claim document may have landed, so the unit
     stays held while MongoDB does not answer; once it does, the unit is back within the
     bound (not after a lease), and the next claim gets it."""
-    hung = through(apart.settings, mongo_url=mongo_proxy).model_copy(update=HUNG_STORE)
+    hung = changed(through(apart.settings, mongo_url=mongo_proxy), HUNG_STORE)
     async with app_in_process(hung) as base:
         await create(http, base, name, 1)
 
@@ -134,7 +135,7 @@ async def test_postgresql_that_never_answers_at_reserve_takes_no_unit(
 ):
     """Hung at reserve: the reserve never reaches PostgreSQL; once it answers, recovery
     writes a released tombstone for the saga and the stock is untouched."""
-    hung = through(apart.settings, database_url=pg_proxy).model_copy(update=HUNG_STORE)
+    hung = changed(through(apart.settings, database_url=pg_proxy), HUNG_STORE)
     async with app_in_process(hung) as base:
         await create(http, base, name, 3)
 
@@ -159,7 +160,7 @@ async def test_a_claim_that_gets_no_saga_slot_in_time_is_a_503_that_took_nothing
     """One saga slot, held by a claim hung at MongoDB: the next claim waits its turn for
     SAGA_QUEUE_SECONDS, then gets a 503, and nothing was started for it."""
     one_slot = {**HUNG_STORE, "max_concurrent_sagas": 1, "saga_queue_seconds": 0.2}
-    hung = through(apart.settings, mongo_url=mongo_proxy).model_copy(update=one_slot)
+    hung = changed(through(apart.settings, mongo_url=mongo_proxy), one_slot)
     async with app_in_process(hung) as base:
         await create(http, base, name, 3)
         refused_before = await metric(http, base, "claim_admission_refused_total")

@@ -31,14 +31,15 @@ from tests.support.faulty_gateway import Fault
 from tests.support.invariants import assert_invariants
 from tests.support.logs import json_lines
 from tests.support.servers import gateway_process, kill_9
+from tests.support.settings import changed
 from tests.support.waiting import FAST_RECOVERY, all_ended, eventually, held_at_least
 
 
 @pytest.fixture(scope="module")
 def settings(settings: Settings, durable_stack: StackUrls) -> Settings:
     """The session's settings on the durable stores."""
-    return settings.model_copy(
-        update={"database_url": durable_stack.database_url, "mongo_url": durable_stack.mongo_url}
+    return changed(
+        settings, {"database_url": durable_stack.database_url, "mongo_url": durable_stack.mongo_url}
     )
 
 
@@ -89,7 +90,7 @@ async def test_a_saga_cut_by_kill_9_ends_on_restart(
     http, settings, pg, mongo, tmp_path, name, step, outcome, claimed_by, answered
 ):
     async with saga_log_apart(settings) as apart:
-        dying = apart.settings.model_copy(update=FAST_RECOVERY)
+        dying = changed(apart.settings, FAST_RECOVERY)
         killing = Fault.kill_after(step)
         with gateway_process(dying, tmp_path / "dying.log", workers=1, fault=killing) as base:
             await create(http, base, name, 2)
@@ -99,7 +100,7 @@ async def test_a_saga_cut_by_kill_9_ends_on_restart(
                 with pytest.raises(aiohttp.ClientError):
                     await claim(http, base, "victim", name)
 
-        restarted = apart.settings.model_copy(update=FAST_RECOVERY)
+        restarted = changed(apart.settings, FAST_RECOVERY)
         with gateway_process(restarted, tmp_path / "restarted.log", workers=1) as base:
             record = await finished_saga(pg, apart.saga_log, name, "victim")
             assert record.status is outcome, record.error
@@ -119,7 +120,7 @@ async def test_kill_9_under_load_then_recovery_keeps_every_invariant(
     attempts = [(user, name) for user in users * 2]
     random.Random(7).shuffle(attempts)
     async with saga_log_apart(settings) as apart:
-        fast = apart.settings.model_copy(update=FAST_RECOVERY)
+        fast = changed(apart.settings, FAST_RECOVERY)
         with gateway_process(fast, tmp_path / "a.log") as base:
             await create(http, base, name, stock)
             results = asyncio.ensure_future(claim_all_tolerant(http, base, attempts))

@@ -14,6 +14,7 @@ from tests.support.api import claim, create
 from tests.support.cli import coupon_saga
 from tests.support.proxy import through
 from tests.support.servers import gateway_process
+from tests.support.settings import changed
 
 
 @pytest.fixture
@@ -37,9 +38,10 @@ async def test_the_replay_tool_is_a_small_client_that_waits_for_no_schema_lock(
     settings, open_reserve, pg_proxy, mongo_proxy, redis_proxy, name
 ):
     """Counted on the way to each server: at most two connections a store."""
-    counted = through(
-        settings, database_url=pg_proxy, mongo_url=mongo_proxy, redis_url=redis_proxy
-    ).model_copy(update={"store_timeout_seconds": 5.0})
+    counted = changed(
+        through(settings, database_url=pg_proxy, mongo_url=mongo_proxy, redis_url=redis_proxy),
+        {"store_timeout_seconds": 5.0},
+    )
 
     code, _, err = await coupon_saga(counted, "audit", "--coupon", name)
     assert (code, err) == (0, "")

@@ -14,6 +14,7 @@ from tests.support.api import metric
 from tests.support.logs import json_lines
 from tests.support.proxy import ProxyInThread
 from tests.support.servers import gateway_process
+from tests.support.settings import changed
 from tests.support.waiting import eventually
 
 WORKERS = 2
@@ -35,13 +36,14 @@ async def test_a_postgresql_outage_is_two_lines_per_process_without_a_traceback(
 ):
     log_path = tmp_path / "gateway.log"
     async with saga_log_apart(settings) as apart:
-        gateway_settings = apart.settings.model_copy(
-            update={
+        gateway_settings = changed(
+            apart.settings,
+            {
                 "recovery_interval_seconds": 0.2,  # a recovery round (that fails) 5x a second
                 "database_url": pg_cut_off.proxy.url_through(settings.database_url),
                 "log_level": "info",
                 "pg_pool_size": 2,
-            }
+            },
         )
         before_the_cut = await outage_and_back(http, gateway_settings, pg_cut_off, log_path)
     lines = json_lines(log_path)[before_the_cut:]

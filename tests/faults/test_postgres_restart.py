@@ -27,6 +27,7 @@ from tests.support.api import create, metric
 from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
 from tests.support.servers import gateway_process
+from tests.support.settings import changed
 from tests.support.waiting import FAST_RECOVERY, all_ended, eventually, held_at_least
 
 RESTARTS = 3
@@ -85,8 +86,8 @@ async def test_postgresql_restarted_mid_sale_gives_no_500(
 ):
     coupons = [f"{name}_{n}" for n in range(RESTARTS)]
     async with saga_log_apart(settings) as apart:
-        gateway_settings = apart.settings.model_copy(
-            update={**RESTART, "database_url": f"{own_postgres.url}/coupons"}
+        gateway_settings = changed(
+            apart.settings, {**RESTART, "database_url": f"{own_postgres.url}/coupons"}
         )
         with gateway_process(gateway_settings, tmp_path / "gateway.log") as base:
             answers = []

@@ -24,6 +24,7 @@ from services.saga_log import RedisSagaLog
 from tests.support.api import claim, claim_all, create
 from tests.support.invariants import assert_invariants, read_facts
 from tests.support.servers import app_in_process
+from tests.support.settings import changed
 from tests.support.waiting import FAST_RECOVERY, all_ended, eventually
 
 ROOM_BYTES = 2_000_000  # maxmemory: what Redis holds when the test starts, plus this
@@ -55,9 +56,7 @@ async def full_redis(own_redis: Server) -> AsyncIterator[aioredis.Redis]:
 def on_own_redis(settings: Settings, server: Server, **changes: object) -> Settings:
     """The settings with the saga log on the test's Redis. Its gateway settles nobody's
     abandoned holds: every test's holds live in the one PostgreSQL."""
-    return settings.model_copy(
-        update={"redis_url": server.url, "hold_settle_seconds": 3600.0, **changes}
-    )
+    return changed(settings, {"redis_url": server.url, "hold_settle_seconds": 3600.0, **changes})
 
 
 def fill_until_refused(client: redis.Redis) -> int:

@@ -22,6 +22,7 @@ from tests.support.cli import coupon_saga
 from tests.support.faulty_gateway import Fault
 from tests.support.invariants import assert_invariants
 from tests.support.servers import gateway_process, kill_9
+from tests.support.settings import changed
 from tests.support.waiting import all_ended, eventually, held_at_least
 
 SETTLE_SECONDS = 3.0  # longer than a lease plus a step's worst case, as in production
@@ -71,9 +72,9 @@ async def test_audit_repair_converges_after_redis_loses_its_data(
     async with saga_log_apart(settings) as apart:
         # The gateway itself settles abandoned holds only after an hour: the audit does it.
         answered = await crash_then_lose_redis(
-            http, apart, apart.settings.model_copy(update=FAST), pg, tmp_path, name
+            http, apart, changed(apart.settings, FAST), pg, tmp_path, name
         )
-        auditing = apart.settings.model_copy(update={**FAST, "hold_settle_seconds": SETTLE_SECONDS})
+        auditing = changed(apart.settings, {**FAST, "hold_settle_seconds": SETTLE_SECONDS})
         found = {}
 
         async def every_hold_past_the_settle_time() -> bool:
@@ -105,7 +106,7 @@ async def test_a_restarted_gateway_settles_abandoned_holds_by_itself(
 ):
     """Reconciliation without an operator: every gateway's recovery round does it too."""
     async with saga_log_apart(settings) as apart:
-        settling = apart.settings.model_copy(update={**FAST, "hold_settle_seconds": SETTLE_SECONDS})
+        settling = changed(apart.settings, {**FAST, "hold_settle_seconds": SETTLE_SECONDS})
         answered = await crash_then_lose_redis(http, apart, settling, pg, tmp_path, name)
         assert await pg.fetchval(HELD, name)
 
@@ -123,7 +124,7 @@ async def test_redis_flushed_under_a_live_gateway_loses_no_unit(
     http, settings, pg, mongo, tmp_path, name
 ):
     async with saga_log_apart(settings) as apart:
-        settling = apart.settings.model_copy(update={**FAST, "hold_settle_seconds": SETTLE_SECONDS})
+        settling = changed(apart.settings, {**FAST, "hold_settle_seconds": SETTLE_SECONDS})
         with gateway_process(settling, tmp_path / "gateway.log") as base:
             burst = await start_sale(http, base, name)
             await eventually(lambda: held_at_least(pg, name, 60))

@@ -19,6 +19,7 @@ from tests.support.faulty_gateway import Fault
 from tests.support.invariants import assert_invariants
 from tests.support.proxy import through
 from tests.support.servers import gateway_process, gateway_processes, kill_9
+from tests.support.settings import changed
 from tests.support.waiting import eventually
 
 # Gateways that look for stuck sagas only at their start: these gateways all start
@@ -96,7 +97,7 @@ async def test_resume_finishes_a_saga_parked_past_its_pivot(
 async def stuck_after_reserve(http, apart: Apart, tmp_path, name: str, users: list[str]) -> None:
     """Each user's claim dies with its gateway right after reserve; nobody recovers it.
     Returns once every one of them is stuck (its lease ran out)."""
-    dying = apart.settings.model_copy(update=STUCK_FAST)
+    dying = changed(apart.settings, STUCK_FAST)
     logs = [tmp_path / f"{user}.log" for user in users]
     with gateway_processes(dying, logs, workers=1, fault=Fault.kill_after("reserve")) as bases:
         await create(http, bases[0], name, 5)
@@ -159,9 +160,7 @@ async def test_a_saga_under_a_live_lease_is_refused_with_when_its_lease_ends(
     takeover until the lease runs out; then `resume` undoes it."""
     await service.create(name, 5)
     async with saga_log_apart(settings) as apart:
-        cli_settings = apart.settings.model_copy(
-            update={**STUCK_FAST, "saga_lease_seconds": LIVE_LEASE}
-        )
+        cli_settings = changed(apart.settings, {**STUCK_FAST, "saga_lease_seconds": LIVE_LEASE})
         saga_id = await refusals_under_a_live_lease(http, cli_settings, apart, tmp_path, name)
 
         async def lapsed() -> bool:

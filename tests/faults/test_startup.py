@@ -12,6 +12,7 @@ import pytest
 from sagas.errors import StoreUnavailable
 from tests.support.proxy import through
 from tests.support.servers import app_in_process
+from tests.support.settings import changed
 from tests.support.waiting import eventually
 
 
@@ -22,9 +23,7 @@ def waiting_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 async def test_the_gateway_comes_up_once_a_late_store_does(http, settings, pg_proxy, caplog):
     caplog.set_level(logging.INFO, logger="orchestrator.bootstrap")
     await pg_proxy.cut()
-    late = through(settings, database_url=pg_proxy).model_copy(
-        update={"startup_wait_seconds": 60.0}
-    )
+    late = changed(through(settings, database_url=pg_proxy), {"startup_wait_seconds": 60.0})
     async with contextlib.AsyncExitStack() as stack:
         starting = asyncio.ensure_future(stack.enter_async_context(app_in_process(late)))
 
@@ -44,9 +43,7 @@ async def test_the_gateway_comes_up_once_a_late_store_does(http, settings, pg_pr
 
 async def test_the_gateway_gives_up_naming_the_store(settings, pg_proxy, caplog):
     await pg_proxy.cut()
-    never = through(settings, database_url=pg_proxy).model_copy(
-        update={"startup_wait_seconds": 1.0}
-    )
+    never = changed(through(settings, database_url=pg_proxy), {"startup_wait_seconds": 1.0})
     with pytest.raises(StoreUnavailable, match="postgresql"):
         async with app_in_process(never):
             pass

@@ -30,6 +30,7 @@ from tests.support.api import create
 from tests.support.cli import coupon_saga
 from tests.support.invariants import CouponFacts, assert_invariants
 from tests.support.servers import gateway_process
+from tests.support.settings import changed
 from tests.support.waiting import (
     FAST_RECOVERY,
     all_ended,
@@ -160,7 +161,7 @@ async def test_ferretdb_killed_mid_burst_and_started_again(http, settings, pg, t
         saga_log_apart(settings) as apart,
         ferretdb_apart(settings.database_url, tmp_path) as ferretdb,
     ):
-        gateway_settings = apart.settings.model_copy(update={**OUTAGE, "mongo_url": ferretdb.url})
+        gateway_settings = changed(apart.settings, {**OUTAGE, "mongo_url": ferretdb.url})
         with gateway_process(gateway_settings, tmp_path / "gateway.log") as base:
             await create(http, base, name, STOCK)
             burst = await sale_through_an_outage(http, base, pg, apart, ferretdb, name)

@@ -23,6 +23,7 @@ from tests.support.faulty_gateway import Fault
 from tests.support.invariants import assert_invariants
 from tests.support.proxy import ProxyInThread
 from tests.support.servers import gateway_process, gateway_processes, kill_9, process_group
+from tests.support.settings import changed
 from tests.support.waiting import (
     FAST_RECOVERY,
     all_ended,
@@ -93,7 +94,7 @@ async def test_two_gateways_recovering_at_once_never_drive_a_saga_twice(
     async with saga_log_apart(settings) as apart:
         with far_redis as proxied:
             far = {"redis_url": proxied.proxy.url_through(settings.redis_url)}
-            fast = apart.settings.model_copy(update=FAST_RECOVERY | far)
+            fast = changed(apart.settings, FAST_RECOVERY | far)
             logs = [tmp_path / "b.log", tmp_path / "c.log"]
             with gateway_processes(fast, logs) as recovering:
                 recoverers = [process_group(base) for base in recovering]
@@ -140,7 +141,7 @@ async def claim_while_frozen(http, apart: Apart, tmp_path, coupon: str, step: st
     Returns A's answer, the saga's record and history once it ended, the process group of
     its last recoverer and B's, and A's log.
     """
-    fast = apart.settings.model_copy(update=FAST_RECOVERY)
+    fast = changed(apart.settings, FAST_RECOVERY)
     freezing = Fault.stall_after(step, STALL_SECONDS)
     with (
         gateway_process(fast, tmp_path / "b.log", workers=1) as b,

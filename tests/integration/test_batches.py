@@ -24,6 +24,7 @@ from services.inventory import HoldRequest, PostgresInventory
 from services.redis_keys import RedisKeys
 from services.saga_log import LogWrite, RedisSagaLog
 from tests.support.invariants import assert_conserved
+from tests.support.settings import changed
 from tests.support.waiting import wait_until_blocked_by
 
 NOON = datetime(2030, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -47,11 +48,11 @@ async def live_holders(pg, coupon: str) -> list[str]:
 
 
 async def test_store_batching_chooses_the_adapters(settings):
-    async with open_components(settings.model_copy(update={"store_batching": False})) as alone:
+    async with open_components(changed(settings, {"store_batching": False})) as alone:
         assert type(alone.inventory) is PostgresInventory
         assert type(alone.claims) is MongoClaims
         assert type(alone.saga_log) is RedisSagaLog
-    async with open_components(settings.model_copy(update={"store_batching": True})) as shared:
+    async with open_components(changed(settings, {"store_batching": True})) as shared:
         assert type(shared.inventory) is BatchedInventory
         assert type(shared.claims) is BatchedClaims
         assert type(shared.saga_log) is BatchedSagaLog

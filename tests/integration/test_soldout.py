@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 from orchestrator.bootstrap import open_components
 from orchestrator.claims.soldout import SoldOutMemo
 from services.inventory import PostgresInventory
+from tests.support.settings import changed
 
 SECONDS = 1.0
 
@@ -122,7 +123,7 @@ async def test_zero_seconds_turns_it_off(inventory, clock, name):
 async def test_a_claim_that_waited_its_turn_meets_a_sell_out_without_a_saga(settings, name):
     """One saga slot: the winner's saga, then a loser's that teaches the memo; the claim
     queued behind them is answered from memory when its turn comes."""
-    one_slot = settings.model_copy(update={"max_concurrent_sagas": 1})
+    one_slot = changed(settings, {"max_concurrent_sagas": 1})
     async with open_components(one_slot) as components:
         coupons = components.coupons
         await coupons.create(name, 1)

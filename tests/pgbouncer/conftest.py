@@ -18,6 +18,7 @@ from devstack.stack import StackUrls
 from orchestrator.claims.coupons import CouponService
 from orchestrator.settings import Settings
 from tests.support.servers import gateway_process
+from tests.support.settings import changed
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +29,7 @@ def pgbouncer(stack: StackUrls) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def pooled_settings(settings: Settings, pgbouncer: Server) -> Settings:
-    return settings.model_copy(update={"database_url": pgbouncer.url, "pg_pooler": "transaction"})
+    return changed(settings, {"database_url": pgbouncer.url, "pg_pooler": "transaction"})
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from orchestrator.bootstrap import postgres_pool
 from orchestrator.settings import Settings
 from sagas.errors import StoreUnavailable
 from services.failures import unavailable_on_failure
+from tests.support.settings import changed
 
 # Answers with the server process it ran on.
 _WHERE_AM_I = "SELECT pg_backend_pid() WHERE $1::boolean"
@@ -46,12 +47,13 @@ async def _hold_server(stack: AsyncExitStack, pool: asyncpg.Pool, pid: int) -> N
 async def pool_behind(
     settings: Settings, bouncer: Server, request: pytest.FixtureRequest
 ) -> AsyncIterator[asyncpg.Pool]:
-    behind = settings.model_copy(
-        update={
+    behind = changed(
+        settings,
+        {
             "database_url": bouncer.url,
             "pg_pool_size": _SERVERS + 1,
             "pg_pooler": request.param,
-        }
+        },
     )
     async with postgres_pool(behind) as pool:
         yield pool

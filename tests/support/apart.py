@@ -24,6 +24,7 @@ from orchestrator.bootstrap import redis_client, redis_saga_log
 from orchestrator.settings import Settings
 from services.redis_keys import RedisKeys
 from services.saga_log import RedisSagaLog
+from tests.support.settings import changed
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,7 @@ async def saga_log_apart(settings: Settings) -> AsyncIterator[Apart]:
     PostgreSQL, and a gateway reading another saga log would take them all for abandoned.
     """
     keys = own_keys()
-    apart = settings.model_copy(
-        update={"redis_key_prefix": keys.prefix, "hold_settle_seconds": 3600.0}
-    )
+    apart = changed(settings, {"redis_key_prefix": keys.prefix, "hold_settle_seconds": 3600.0})
     async with redis_client(apart) as client:
         yield Apart(apart, redis_saga_log(apart, client), client, keys)
         await forget_saga_log(client, keys)

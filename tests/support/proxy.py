@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from orchestrator.settings import Settings
+from tests.support.settings import changed
 
 
 class CuttableProxy:
@@ -140,7 +141,7 @@ def through(settings: Settings, **proxies: CuttableProxy) -> Settings:
     changes: dict[str, object] = {"store_timeout_seconds": 1.0}
     for field, proxy in proxies.items():
         changes[field] = proxy.url_through(getattr(settings, field))
-    return settings.model_copy(update=changes)
+    return changed(settings, changes)
 
 
 class ProxyInThread:

@@ -21,6 +21,7 @@ from orchestrator.process.budget import (
     worker_share,
 )
 from orchestrator.settings import Settings
+from tests.support.settings import changed
 
 DEFAULTS = Settings(_env_file=None)
 
@@ -48,9 +49,9 @@ def test_the_worker_count_follows_cpu_affinity(tmp_path):
 
 
 def test_workers_0_means_one_per_usable_cpu(tmp_path):
-    auto = DEFAULTS.model_copy(update={"workers": 0})
+    auto = changed(DEFAULTS, {"workers": 0})
     assert worker_count(auto, tmp_path) == min(len(os.sched_getaffinity(0)), 8)
-    assert worker_count(auto.model_copy(update={"workers": 5}), tmp_path) == 5
+    assert worker_count(changed(auto, {"workers": 5}), tmp_path) == 5
 
 
 def test_a_cgroup_v2_quota_is_read_from_cpu_max(tmp_path):
@@ -97,7 +98,7 @@ def test_sixteen_workers_share_the_default_budget():
 
 
 def test_a_budget_too_small_for_the_workers_names_the_setting():
-    small = DEFAULTS.model_copy(update={"pg_max_connections": 10})
+    small = changed(DEFAULTS, {"pg_max_connections": 10})
     with pytest.raises(BudgetTooSmall, match=r"PG_MAX_CONNECTIONS=10 .* 16 workers"):
         worker_share(small, 16)
 
