@@ -54,7 +54,7 @@ class ClaimSteps:
         """Hold one unit for this saga. Key: saga_id (a replay finds its hold and succeeds).
 
         Keeps conservation: the hold and the decrement commit together, and a duplicate
-        (same user, live hold) is refused before the stock row is touched.
+        (same user, live hold) is refused by the unique index and takes nothing.
         """
         await self._inventory.reserve(saga_id, claim.coupon_name, claim.user_id)
 

@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS coupons (
 -- @table holds
 -- One row per claim saga. No foreign key to coupons on purpose: its FOR KEY SHARE lock
 -- on the hot coupon row would turn every reserve into a MultiXact on that row.
--- reserve_unit() checks that the coupon exists; coupons are never deleted.
+-- reserve_units() checks that the coupon exists; coupons are never deleted.
 CREATE TABLE IF NOT EXISTS holds (
     saga_id     uuid        PRIMARY KEY,
     coupon_name text        NOT NULL,
@@ -26,65 +26,25 @@ CREATE TABLE IF NOT EXISTS holds (
 
 -- @index holds_one_live_per_user
 -- The semantic lock: one live hold per user and coupon. A second attempt by the same user
--- is refused here, before it touches the stock row.
+-- is refused here, and takes nothing from the stock.
 CREATE UNIQUE INDEX IF NOT EXISTS holds_one_live_per_user
     ON holds (coupon_name, user_id) WHERE status <> 'released';
 
 -- @index holds_held_by_age
 CREATE INDEX IF NOT EXISTS holds_held_by_age ON holds (updated_at) WHERE status = 'held';
 
--- @function reserve_unit
--- Reserve one unit for a saga in one round trip and one transaction.
--- Returns 'reserved' (also on a replay of the same saga), 'already_claimed',
--- 'out_of_stock', 'coupon_not_found' or 'released' (this saga was compensated already).
-CREATE OR REPLACE FUNCTION reserve_unit(p_saga_id uuid, p_coupon text, p_user text)
-RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    v_status text;
-BEGIN
-    PERFORM 1 FROM coupons WHERE name = p_coupon;
-    IF NOT FOUND THEN
-        RETURN 'coupon_not_found';
-    END IF;
-
-    INSERT INTO holds (saga_id, coupon_name, user_id, status)
-    VALUES (p_saga_id, p_coupon, p_user, 'held')
-    ON CONFLICT DO NOTHING;
-    IF NOT FOUND THEN
-        SELECT status INTO v_status FROM holds WHERE saga_id = p_saga_id;
-        IF NOT FOUND THEN
-            RETURN 'already_claimed';
-        END IF;
-        RETURN CASE v_status WHEN 'released' THEN 'released' ELSE 'reserved' END;
-    END IF;
-
-    -- The guarded UPDATE takes the row lock; under READ COMMITTED a waiter re-checks
-    -- remaining_amount > 0 against the newest row version once the lock is free.
-    UPDATE coupons SET remaining_amount = remaining_amount - 1
-    WHERE name = p_coupon AND remaining_amount > 0;
-    IF NOT FOUND THEN
-        DELETE FROM holds WHERE saga_id = p_saga_id;
-        RETURN 'out_of_stock';
-    END IF;
-    RETURN 'reserved';
-END;
-$$;
-
 -- @function reserve_units
--- reserve_unit for many sagas in one round trip and one transaction: each item's outcome,
--- in the order given, is the one reserve_unit would answer for it run alone in that
--- order. The coupons' rows are locked first, in name order, so two batches never wait
--- for each other in a cycle and no other batch holds an uncommitted hold on them; then
--- each item inserts its hold (the partial unique index refuses a duplicate, also one
--- earlier in the same batch), takes a unit while the locked stock lasts, or takes its
--- hold back out; the stock row is written once per coupon at the end. Nothing refused
--- keeps a hold, and the whole batch commits or none of it. release_unit takes the
--- coupon's row before a hold too, so the two never wait for each other in a cycle. A
--- reserve_unit (a process without batching) inserts its hold before it takes the row,
--- so beside a batch on the same coupon it can deadlock: PostgreSQL ends one after a
--- second, and each saga in it retries as after any transient failure. (Inserting first
--- here would avoid that, but a replay or a duplicate of a hold that then finds no stock
--- would be answered as if the hold stood.)
+-- Reserve one unit for each saga given, in one round trip and one transaction. Each
+-- saga's outcome, in the order given: 'reserved' (also on a replay of the same saga),
+-- 'already_claimed', 'out_of_stock', 'coupon_not_found' or 'released' (this saga was
+-- compensated already).
+--
+-- The lock order, the same in every function here that touches a coupon's stock: the
+-- coupons' rows first (in name order, so two batches never wait for each other in a
+-- cycle), then holds. Then each item inserts its hold (the partial unique index refuses
+-- a duplicate, also one earlier in the same batch), takes a unit while the locked stock
+-- lasts, or takes its hold back out; the stock row is written once per coupon at the
+-- end. Nothing refused keeps a hold, and the whole batch commits or none of it.
 CREATE OR REPLACE FUNCTION reserve_units(p_saga_ids uuid[], p_coupons text[], p_users text[])
 RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
@@ -136,12 +96,22 @@ BEGIN
 END;
 $$;
 
+-- @function reserve_unit
+-- reserve_units for one saga: a gateway without batching (STORE_BATCHING=false), and the
+-- pool's warm-up. The same rules and lock order, so it never deadlocks with a batch.
+CREATE OR REPLACE FUNCTION reserve_unit(p_saga_id uuid, p_coupon text, p_user text)
+RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN (reserve_units(ARRAY[p_saga_id], ARRAY[p_coupon], ARRAY[p_user]))[1];
+END;
+$$;
+
 -- @function release_unit
 -- Release a saga's hold and give its unit back, only if it is still held. If the saga
 -- never reserved, a 'released' tombstone is written, so a late reserve of the same saga
 -- (a worker paused past its lease) finds it and takes nothing. Returns true if a unit
 -- went back. A concurrent reserve of the same saga is waited for by ON CONFLICT.
--- The coupon's row is taken first, as reserve_units takes it: a release that held the
+-- The coupon's row is taken first (reserve_units' lock order): a release that held the
 -- user's hold while it waited for the row would deadlock with a batch that holds the row
 -- and inserts the same user's next hold.
 CREATE OR REPLACE FUNCTION release_unit(p_saga_id uuid, p_coupon text, p_user text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 import pytest
@@ -137,30 +138,59 @@ async def test_a_released_saga_in_a_batch_takes_nothing(pg, name, components):
     await assert_conserved(pg, name)
 
 
+async def queued_behind_a_batch(pg, coupon: str, batch: Awaitable, then: Awaitable) -> tuple:
+    """Run `batch`, then `then`, both queued (in that order) for the coupon's row while
+    another transaction holds it; return what each gave. A call that held a hold while it
+    waited for the row would meet the batch in a deadlock, and PostgreSQL's deadlock check
+    (a second) would end one of them with an error."""
+    async with pg.acquire() as blocker, blocker.transaction():
+        await blocker.execute("SELECT 1 FROM coupons WHERE name = $1 FOR UPDATE", coupon)
+        blocker_pid = await blocker.fetchval("SELECT pg_backend_pid()")
+        first = asyncio.ensure_future(batch)
+        await wait_until_blocked_by(pg, blocker_pid, first)
+        second = asyncio.ensure_future(then)
+        await wait_until_blocked_by(pg, blocker_pid, second, queued=2)
+    return await first, await second
+
+
 async def test_a_release_queued_behind_a_batch_on_the_coupon_never_deadlocks_with_it(
     pg, name, components
 ):
-    """alice's earlier saga gives its unit back while a batch with alice's next claim
-    waits for the same coupon's row. The batch takes the row first; the release must not
-    hold alice's hold meanwhile, or each waits for the other until PostgreSQL's deadlock
-    check (a second) ends one of them with an error."""
+    """alice's earlier saga gives its unit back while a batch with her next claim waits."""
     inventory = components.inventory
     await inventory.create_coupon(name, 2)
     earlier, later = new_saga_id(), new_saga_id()
     await inventory.reserve(earlier, name, "alice")
 
-    async with pg.acquire() as blocker, blocker.transaction():
-        await blocker.execute("SELECT 1 FROM coupons WHERE name = $1 FOR UPDATE", name)
-        blocker_pid = await blocker.fetchval("SELECT pg_backend_pid()")
-        batch = asyncio.ensure_future(inventory.reserve_many([HoldRequest(later, name, "alice")]))
-        await wait_until_blocked_by(pg, blocker_pid, batch)
-        release = asyncio.ensure_future(inventory.release(earlier, name, "alice"))
-        await wait_until_blocked_by(pg, blocker_pid, release, queued=2)
+    batch, released = await queued_behind_a_batch(
+        pg,
+        name,
+        inventory.reserve_many([HoldRequest(later, name, "alice")]),
+        inventory.release(earlier, name, "alice"),
+    )
 
     # In the order they queued: alice still held a unit when the batch ran.
-    assert kinds(await batch) == ["AlreadyClaimed"]
-    assert await release is True
+    assert (kinds(batch), released) == (["AlreadyClaimed"], True)
     assert await live_holders(pg, name) == []
+    await assert_conserved(pg, name)
+
+
+async def test_a_reserve_without_batching_queued_behind_a_batch_never_deadlocks_with_it(
+    pg, name, components
+):
+    """bob claims through a batch and, at once, through a gateway without batching."""
+    inventory = components.inventory
+    await inventory.create_coupon(name, 2)
+
+    batch, alone = await queued_behind_a_batch(
+        pg,
+        name,
+        inventory.reserve_many([HoldRequest(new_saga_id(), name, "bob")]),
+        pg.fetchval("SELECT reserve_unit($1::uuid, $2, 'bob')", new_saga_id(), name),
+    )
+
+    assert (kinds(batch), alone) == (["ok"], "already_claimed")
+    assert await live_holders(pg, name) == ["bob"]
     await assert_conserved(pg, name)
 
 
