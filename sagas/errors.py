@@ -31,9 +31,12 @@ class StoreUnavailable(Exception):
     """
 
     def __init__(self, store: str, *, maybe_applied: bool = True) -> None:
-        super().__init__(f"{store} is unavailable")
+        super().__init__(store)  # args rebuild it: a batch hands each caller a copy
         self.store = store
         self.maybe_applied = maybe_applied
+
+    def __str__(self) -> str:
+        return f"{self.store} is unavailable"
 
 
 def may_have_applied(error: BaseException) -> bool:
@@ -64,6 +67,9 @@ class StoreNotSetUp(Exception):
     few connections for the budget): waiting will not help; `advice` says what to do."""
 
     def __init__(self, store: str, advice: str) -> None:
-        super().__init__(f"{store}: {advice}")
+        super().__init__(store, advice)  # args rebuild it: a batch hands each caller a copy
         self.store = store
         self.advice = advice
+
+    def __str__(self) -> str:
+        return f"{self.store}: {self.advice}"

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from sagas.errors import StoreUnavailable
+from sagas.errors import OutOfStock, StoreNotSetUp, StoreUnavailable
 from services.batching import Coalescer
 
 
@@ -112,6 +112,33 @@ async def test_a_failed_batch_gives_each_caller_its_own_copy_of_the_error():
     errors[0].maybe_applied = True  # the engine marks its own error
     errors[0].add_note("mine")
     assert errors[1].maybe_applied is False and not getattr(errors[1], "__notes__", [])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        StoreUnavailable("mongodb", maybe_applied=False),
+        StoreNotSetUp("postgresql", "create it (createdb)"),
+        OutOfStock("PROMO"),
+    ],
+    ids=type,
+)
+async def test_each_callers_copy_of_a_batch_error_reads_as_the_error_itself(error):
+    """Its type, words and attributes: an operator reads the same line in the saga's
+    history, and the error table maps it to the same answer."""
+    send = Gated()
+    coalescer = Coalescer(send)
+    tasks = await started(coalescer.submit(1), coalescer.submit(2))
+    send.fail_with = error
+    for batch in range(2):
+        await send.sent(batch + 1)
+        send.open(batch)
+
+    copies = await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert [(type(e), str(e), vars(e)) for e in copies] == [
+        (type(error), str(error), vars(error))
+    ] * 2
 
 
 async def test_the_cap_splits_a_queue_into_batches_in_arrival_order():
