@@ -83,15 +83,16 @@ class StoreCalls:
     async def one_try(self, what: str) -> AsyncIterator[None]:
         """One store call, bounded by the step timeout. A call cut short by it is a store
         that did not answer, whatever the driver raised on being cancelled (PyMongo can
-        raise a RuntimeError from its server selection)."""
+        raise a RuntimeError from its server selection, or its own "operation
+        cancelled"): the saga's history says it timed out."""
+        seconds = self.policy.step_timeout_seconds
         try:
-            async with asyncio.timeout(self.policy.step_timeout_seconds) as limit:
+            async with asyncio.timeout(seconds) as limit:
                 yield
-        except StoreUnavailable:
-            raise
         except Exception as error:
             if isinstance(error, TimeoutError) or limit.expired():
-                raise StoreUnavailable(what) from error
+                no_answer = TimeoutError(f"no answer within the step timeout, {seconds:g}s")
+                raise StoreUnavailable(what) from no_answer
             raise
 
     async def pivot_landed(self, definition: SagaDefinition[Any], record: SagaRecord) -> bool:

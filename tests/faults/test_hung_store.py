@@ -63,9 +63,10 @@ async def claim_while_hung(http, base: str, proxy: CuttableProxy, coupon: str):
 
 def timeouts(history: list[SagaEvent]) -> list[tuple[str, str]]:
     """How the driver gave up before its 503: (step, phase) of its first failure and first
-    failed undo that were timeouts (the background's tries come after)."""
+    failed undo that were timeouts, the step's own or the driver's (the background's tries
+    come after)."""
     ends = ("failed", "compensation_failed")
-    seen = [(e.step, e.phase.value) for e in history if "TimeoutError" in e.error]
+    seen = [(e.step, e.phase.value) for e in history if "Timeout" in e.error]
     return [event for event in seen if event[1] in ends][:2]
 
 

@@ -13,7 +13,7 @@ from orchestrator.saga.engine import SagaEngine
 from orchestrator.saga.retry_policy import RetryPolicy
 from sagas.definition import Direction, SagaDefinition, Step, plan
 from sagas.errors import LeaseLost, OutOfStock, SagaConflict, StoreUnavailable
-from sagas.records import SagaRecord, SagaStatus
+from sagas.records import Phase, SagaRecord, SagaStatus
 from tests.unit.fakes import FakeClock, MemorySagaLog, Script
 
 LEASE = 10.0
@@ -590,6 +590,31 @@ async def test_a_try_cut_by_its_timeout_is_a_store_that_did_not_answer(saga_log,
         await engine.run(script.definition(), {})
 
     assert script.calls == ["do a", "do b", "undo b", "undo a"]
+
+
+async def test_a_try_cut_by_its_timeout_is_told_as_one_whatever_the_driver_said(saga_log, script):
+    """PyMongo answers a cancelled call with its own "operation cancelled", which reads
+    as the store being away: the history says the step's time ran out."""
+
+    async def answer_the_cancellation_as_the_driver(saga_id: str) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise StoreUnavailable("mongodb") from RuntimeError("operation cancelled")
+
+    script.meanwhile["do b"] = answer_the_cancellation_as_the_driver
+    engine = SagaEngine(saga_log, policy=RetryPolicy(retry_seconds=0, step_timeout_seconds=0.01))
+
+    with pytest.raises(StoreUnavailable):
+        await engine.run(script.definition(), {})
+
+    (events,) = saga_log.events.values()
+    (failed,) = [event for event in events if event.phase is Phase.FAILED]
+    assert (failed.step, failed.error) == (
+        "b",
+        "StoreUnavailable: b is unavailable (TimeoutError: no answer within the step "
+        "timeout, 0.01s)",
+    )
 
 
 async def test_a_saga_stands_once_its_pivot_landed_before_its_last_steps(engine, saga_log, script):
