@@ -13,6 +13,8 @@ from typing import Any
 import asyncpg
 from pymongo.asynchronous.database import AsyncDatabase
 
+from tests.support.waiting import eventually, none_held
+
 
 @dataclass(frozen=True)
 class CouponFacts:
@@ -57,7 +59,13 @@ async def assert_conserved(pg: asyncpg.Pool, coupon: str) -> None:
 async def assert_invariants(
     pg: asyncpg.Pool, mongo: AsyncDatabase[dict[str, Any]], coupon: str
 ) -> CouponFacts:
-    """Invariants 1-4 for a coupon with no saga in flight. Returns the facts for more checks."""
+    """Invariants 1-4 for a coupon whose claims have all been answered. Returns the facts
+    for more checks.
+
+    A claim is answered at its pivot and its confirm follows (README, "When the 200
+    comes"), so invariant 4 holds once the sagas have ended: this first waits, within
+    bounds, for no unit of the coupon to be held."""
+    await eventually(lambda: none_held(pg, coupon))
     facts = await read_facts(pg, mongo, coupon)
     claim_users = Counter(facts.claims.values())
     live_users = Counter(user for user, _ in facts.live_holds.values())
