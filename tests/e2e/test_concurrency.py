@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
@@ -10,6 +11,18 @@ from tests.support.api import claim, claim_all, create, details, metric, outcome
 from tests.support.invariants import assert_invariants
 from tests.support.servers import gateway_process
 from tests.support.settings import changed
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["batched", "one-call-at-a-time"])
+def gateway(request, gateway, settings, tmp_path_factory) -> Iterator[str]:
+    """Each attack on the session's gateway (stores batched, the default), then on one
+    that sends each saga's store calls by themselves (STORE_BATCHING=false)."""
+    if request.param:
+        yield gateway
+        return
+    alone = changed(settings, {"store_batching": False})
+    with gateway_process(alone, tmp_path_factory.mktemp("unbatched") / "gateway.log") as base:
+        yield base
 
 
 @pytest.mark.parametrize(("claims", "stock"), [(50, 5), (1000, 100)])
