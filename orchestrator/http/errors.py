@@ -22,6 +22,7 @@ from sagas.errors import (
     CouponNotFound,
     LeaseLost,
     OutOfStock,
+    StoreNotSetUp,
     StoreUnavailable,
 )
 
@@ -178,6 +179,9 @@ ERRORS: dict[type[BaseException], ErrorAnswer] = {
         headers=RETRY_AFTER,
     ),
     StoreUnavailable: _UNAVAILABLE,
+    # A store that refuses us (a role's rights, a password): nothing was taken, and the
+    # line logged says what an operator must change.
+    StoreNotSetUp: replace(_UNAVAILABLE, log_level=logging.ERROR),
     LeaseLost: _UNAVAILABLE,
     NotReady: ErrorAnswer(
         503, "unavailable", "Not ready.", headers=RETRY_AFTER, from_error=_not_ready
