@@ -25,7 +25,13 @@ _TRANSIENT: dict[str, tuple[type[BaseException], ...]] = {
         asyncpg.InterfaceError,
         asyncpg.CannotConnectNowError,
         asyncpg.TooManyConnectionsError,
-        asyncpg.OperatorInterventionError,  # admin shutdown, crash shutdown
+        asyncpg.OperatorInterventionError,  # admin shutdown, crash shutdown, a cancel
+        asyncpg.InsufficientResourcesError,  # disk full, out of memory, too many connections
+        asyncpg.PostgresSystemError,  # an I/O error on the server
+        # The old primary of a failover, a replica now: the next connection may reach the
+        # new one.
+        asyncpg.ReadOnlySQLTransactionError,
+        asyncpg.LockNotAvailableError,  # an operator's lock_timeout
         asyncpg.DeadlockDetectedError,
         asyncpg.SerializationError,
         # A named statement on another server connection: behind a transaction pooler
@@ -51,6 +57,7 @@ _TRANSIENT: dict[str, tuple[type[BaseException], ...]] = {
         # At maxmemory under noeviction Redis refuses every write (scripts too) until
         # memory frees: the log is unavailable, not broken.
         redis.exceptions.OutOfMemoryError,
+        redis.exceptions.ReadOnlyError,  # a replica now, after a failover
     ),
 }
 
@@ -67,6 +74,8 @@ def _setup_advice(error: BaseException) -> str | None:
         return f"{error}: fix the user or password in MONGO_URL, or grant the user access"
     if isinstance(error, redis.exceptions.AuthenticationError):
         return f"{error}: fix the user or password in REDIS_URL"
+    if isinstance(error, redis.exceptions.NoPermissionError):
+        return f"{error}: let the user in REDIS_URL run the service's commands (ACL SETUSER)"
     return None
 
 
@@ -121,11 +130,19 @@ def _never_sent(error: BaseException) -> bool:
     return False
 
 
+# Redis refusing writes because its last snapshot failed (stop-writes-on-bgsave-error):
+# a disk that may come back. redis-py has no class of its own for it; the code leads the
+# message (a pipeline that raises puts "... caused error: " before it).
+_CANNOT_PERSIST = re.compile(r"(?:^|error: )MISCONF\b")
+
+
 def _is_transient(store: str, error: BaseException) -> bool:
     if isinstance(error, _TRANSIENT[store]):
         return True
     if store == "postgresql" and _on_dead_connection(error):
         return True
+    if store == "redis" and isinstance(error, redis.exceptions.ResponseError):
+        return bool(_CANNOT_PERSIST.search(str(error)))
     if store == "mongodb" and _pymongo_wait_cut_short(error):
         return True
     # PyMongo marks client-side operation timeouts (timeoutMS) on the error itself.

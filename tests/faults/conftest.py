@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from devstack.servers import Server, start_redis
 from devstack.stack import StackUrls, running_stack
 from orchestrator.settings import Settings
 from tests.support.proxy import CuttableProxy
@@ -44,3 +45,13 @@ def durable_stack(stack: StackUrls) -> Iterator[StackUrls]:
     MongoDB on it; the session's Redis."""
     with running_stack({"REDIS_URL": stack.redis_url}, durable=True) as urls:
         yield urls
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[Server]:
+    """A Redis of the test's own, for tests that fill it, turn it read-only and the like."""
+    server = start_redis(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -10,13 +10,13 @@ Each test runs a Redis of its own, so filling it disturbs nobody else.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis
 import redis.asyncio as aioredis
 
-from devstack.servers import Server, start_redis
+from devstack.servers import Server
 from orchestrator.settings import Settings
 from sagas.records import SagaStatus
 from services.redis_keys import RedisKeys
@@ -31,15 +31,6 @@ ROOM_BYTES = 2_000_000  # maxmemory: what Redis holds when the test starts, plus
 FILLER = "x" * 10_000
 REFUSED_RETENTION = 30
 REFUSED_BYTES_BOUND = 1_536  # per refused claim (it used to be ~6 KB, for 7 days)
-
-
-@pytest.fixture
-def own_redis(tmp_path) -> Iterator[Server]:
-    server = start_redis(tmp_path)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -29,6 +29,28 @@ def test_transient_mongodb_errors_become_store_unavailable(error):
         raise error
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.DiskFullError("could not extend file"),
+        asyncpg.OutOfMemoryError("out of memory"),
+        asyncpg.PostgresIOError("could not read block"),
+        asyncpg.LockNotAvailableError("canceling statement due to lock timeout"),
+        asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_a_postgresql_server_in_trouble_is_unavailable(error):
+    """Its own trouble (disk, memory, I/O) or an operator's limits: not our bug."""
+    with pytest.raises(StoreUnavailable, match="postgresql"), unavailable_on_failure("postgresql"):
+        raise error
+
+
+def test_a_redis_response_error_other_than_a_failed_snapshot_stays_what_it_is():
+    with pytest.raises(redis.exceptions.ResponseError), unavailable_on_failure("redis"):
+        raise redis.exceptions.ResponseError("WRONGTYPE Operation against a key")
+
+
 def test_a_programming_error_stays_what_it_is():
     with pytest.raises(KeyError), unavailable_on_failure("mongodb"):
         raise KeyError("user_id")
