@@ -6,7 +6,7 @@ PINS := requirements.lock pyproject.toml
 RUNTIME := $(VENV)/.installed-runtime
 EVERYTHING := $(VENV)/.installed-everything
 
-.PHONY: help deps test test-busy lint stack run lock
+.PHONY: help deps test test-busy test-named-stores lint stack run lock
 
 help: ## this list
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,6 +19,9 @@ test: lint ## everything: lint, then the whole suite on throw-away stores
 
 test-busy: $(EVERYTHING) ## the fault and end-to-end tiers while stress-ng keeps one core busy
 	stress-ng --cpu 1 --timeout 3600 --quiet & trap 'kill $$!' EXIT; $(PY) -m pytest tests/faults tests/e2e
+
+test-named-stores: $(EVERYTHING) ## the suite on stores named by *_URL, PostgreSQL asking for a password (the hosted CI's path)
+	$(PY) -m devstack --password named-stores -- $(PY) -m pytest
 
 lint: $(EVERYTHING) ## ruff, mypy, the deploy files' checks and pip-audit
 	$(PY) -m ruff check .

@@ -46,15 +46,28 @@ def _reachable_by_others(path: Path) -> bool:
     return all(p.stat().st_mode & stat.S_IXOTH for p in path.resolve().parents)
 
 
-def _initdb(initdb: str, data: Path, log_path: Path, user: str | None, durable: bool) -> None:
+def _initdb(
+    initdb: str, data: Path, log_path: Path, user: str | None, durable: bool, password: str | None
+) -> None:
     data.mkdir(exist_ok=True)
     if user:
         shutil.chown(data, user, user)
-    argv = [initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
+    argv = [initdb, "-D", str(data), "-U", "postgres", "-E", "UTF8"]
     argv += ["--locale=C", *([] if durable else ["--no-sync"])]
+    password_file = data.parent / "postgres-password"
+    if password is None:
+        argv += ["-A", "trust"]
+    else:
+        password_file.write_text(password)
+        if user:
+            shutil.chown(password_file, user, user)
+        argv += ["-A", "scram-sha-256", f"--pwfile={password_file}"]
     init = spawn("initdb", argv, log_path, user=user)
-    if init.wait() != 0:
-        raise StackError(f"initdb failed; its log: {log_path}\n{log_path.read_text()[-2000:]}")
+    try:
+        if init.wait() != 0:
+            raise StackError(f"initdb failed; its log: {log_path}\n{log_path.read_text()[-2000:]}")
+    finally:
+        password_file.unlink(missing_ok=True)
 
 
 def start_postgres(
@@ -65,8 +78,10 @@ def start_postgres(
     keep: bool = False,
     durable: bool = False,
     max_connections: int = 400,
+    password: str | None = None,
 ) -> Server:
     """PostgreSQL with trust auth on loopback only, and `databases` created if missing.
+    With `password`, the user postgres must give it (scram-sha-256), as on most servers.
 
     Tuned for throw-away data by default: without fsync (and with commits acknowledged
     before their WAL is written) a crash of PostgreSQL or of the machine can lose commits
@@ -89,7 +104,7 @@ def start_postgres(
         )
     log_path = root / "postgres.log"
     if not (data / "PG_VERSION").exists():
-        _initdb(initdb, data, log_path, user, durable)
+        _initdb(initdb, data, log_path, user, durable, password)
     port = port or free_port()
     settings = {
         "listen_addresses": "127.0.0.1",
@@ -104,13 +119,15 @@ def start_postgres(
     argv = [postgres, "-D", str(data)] + [f"-c{key}={value}" for key, value in settings.items()]
     # SIGINT is PostgreSQL's fast shutdown: it does not wait for clients to hang up.
     process = spawn("postgres", argv, log_path, user=user, stop_signal=signal.SIGINT)
+    login = "postgres" if password is None else f"postgres:{password}"
     server = Server(
-        "postgres", f"postgresql://postgres@127.0.0.1:{port}", process, log_path, signal.SIGINT
+        "postgres", f"postgresql://{login}@127.0.0.1:{port}", process, log_path, signal.SIGINT
     )
+    psql_env = os.environ if password is None else {**os.environ, "PGPASSWORD": password}
 
     def psql_run(sql: str) -> subprocess.CompletedProcess[bytes]:
         argv = [psql, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres"]
-        return subprocess.run([*argv, "-Atqc", sql], capture_output=True)
+        return subprocess.run([*argv, "-Atqc", sql], capture_output=True, env=psql_env)
 
     try:
         wait_until("postgres", lambda: psql_run("SELECT 1").returncode == 0, process, log_path)

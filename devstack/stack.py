@@ -51,12 +51,14 @@ def running_stack(
     home: ThrowAwayHome | KeptHome | None = None,
     *,
     durable: bool = False,
+    password: str | None = None,
 ) -> Iterator[StackUrls]:
     """Yield store URLs: those given in `environ`, the rest started here and stopped after.
 
     `home` (default: a temp dir, deleted after) holds the started servers' data and ports.
     `durable`: a PostgreSQL started here keeps every commit it acknowledged through a
-    crash (see `start_postgres`); by default it does not, for speed.
+    crash (see `start_postgres`); by default it does not, for speed. `password`: a
+    PostgreSQL started here asks for it (the URLs carry it).
     """
     env = os.environ if environ is None else environ
     home = home or ThrowAwayHome()
@@ -73,6 +75,7 @@ def running_stack(
                 port=home.port("postgres"),
                 keep=home.keep,
                 durable=durable,
+                password=password,
             )
             servers.append(postgres)
         if not database_url:

@@ -23,6 +23,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from devstack.processes import accepts_tcp
 from devstack.servers import free_port
 from tests.support.api import claim, create, details
 from tests.support.processes import (
@@ -190,3 +191,42 @@ def test_make_stack_servers_hear_their_stop_signal(tmp_path):
         if stack.poll() is None:
             stack.kill()
             stack.wait()
+
+
+PROBE = """
+import asyncio, os, sys
+from urllib.parse import urlsplit
+import asyncpg
+
+async def main():
+    url = os.environ["DATABASE_URL"]
+    await (await asyncpg.connect(url)).close()
+    try:
+        await asyncpg.connect(url.replace(":" + sys.argv[1] + "@", "@"))
+    except asyncpg.InvalidPasswordError:
+        print("refused without the password")
+    print(urlsplit(url).port)
+
+asyncio.run(main())
+sys.exit(7)
+"""
+
+
+def test_make_stack_runs_a_command_on_stores_asking_for_a_password(tmp_path):
+    """`python -m devstack --password P -- COMMAND`: the command gets the stores' URLs (a
+    PostgreSQL that refuses a login without P), its exit code, and the stores stop after."""
+    environ = {k: v for k, v in os.environ.items() if k not in URL_SETTINGS}
+    password = uuid.uuid4().hex
+    probe = [sys.executable, "-c", PROBE, password]
+    ran = subprocess.run(
+        [sys.executable, "-m", "devstack", "--password", password, "--", *probe],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert ran.returncode == 7, ran.stderr
+    said, port = ran.stdout.splitlines()
+    assert said == "refused without the password"
+    assert not accepts_tcp(int(port))()  # stopped with the stack
