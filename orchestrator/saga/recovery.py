@@ -20,6 +20,10 @@ from sagas.records import Phase, SagaEvent, SagaRecord, SagaStatus
 
 log = logging.getLogger(__name__)
 
+# Stuck sagas one round drives at once: one waiting on a slow store holds the others back
+# no more, and a round takes few of the pooled connections the claims use.
+SIDE_BY_SIDE = 8
+
 
 @dataclass(frozen=True)
 class Recovered:
@@ -74,7 +78,26 @@ class Recoverer:
         self._max_recoveries = max_recoveries
 
     async def recover_stuck(self, limit: int = 100) -> list[Recovered]:
-        return [await self.recover(saga_id) for saga_id in await self._log.stuck(limit)]
+        """Drive the stuck sagas, SIDE_BY_SIDE at a time. Once one recovery fails (a store
+        is away), no other starts: the rest wait for the next round, and the failure is
+        raised when those under way have ended."""
+        slots = asyncio.Semaphore(SIDE_BY_SIDE)
+        failed: list[Exception] = []
+
+        async def one(saga_id: str) -> Recovered | None:
+            async with slots:
+                if failed:
+                    return None
+                try:
+                    return await self.recover(saga_id)
+                except Exception as error:
+                    failed.append(error)
+                    return None
+
+        recovered = await asyncio.gather(*map(one, await self._log.stuck(limit)))
+        if failed:
+            raise failed[0]
+        return [result for result in recovered if result is not None]
 
     async def recover(self, saga_id: str, *, parked: bool = False) -> Recovered:
         """Take the saga over and resume it. `parked`: also a failed one (an operator's call)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+
 import pytest
 from prometheus_client import REGISTRY
 
@@ -87,3 +90,71 @@ async def test_a_saga_whose_lease_is_live_is_skipped_not_driven():
     assert result.skipped and not result.ended_well
     assert (result.status, result.shown_status) == (None, "skipped")
     assert script.calls.count("undo a") == 1  # only the dead driver's try
+
+
+async def parked_forward(saga_log: MemorySagaLog, script: Script, count: int) -> list[str]:
+    """`count` sagas whose pivot landed and whose last step's store was away: stuck."""
+    script.down("do c")
+    driver = SagaEngine(saga_log, policy=RetryPolicy(retry_seconds=0))
+    sagas = [await driver.run(script.definition(), {}) for _ in range(count)]
+    script.up("do c")
+    for saga in sagas:
+        saga_log.records[saga.saga_id] = replace(saga, status=SagaStatus.RUNNING)
+        saga_log.lapsed.add(saga.saga_id)
+    return [saga.saga_id for saga in sagas]
+
+
+async def test_a_round_drives_its_stuck_sagas_side_by_side():
+    """One saga waiting on a slow store does not hold the others back: the round
+    finishes them while it waits."""
+    saga_log, script = MemorySagaLog(), Script()
+    stuck = await parked_forward(saga_log, script, 3)
+    slow: list[str] = []
+    others_done = asyncio.Event()
+
+    async def wait_for_the_others(saga_id: str) -> None:
+        slow.append(saga_id)  # the first saga to reach its last step
+        await others_done.wait()
+
+    save = saga_log.save
+
+    async def save_and_watch(record, events) -> None:
+        await save(record, events)
+        completed = [r for r in saga_log.records.values() if r.status is SagaStatus.COMPLETED]
+        if len(completed) == 2:
+            others_done.set()
+
+    saga_log.save = save_and_watch  # type: ignore[method-assign]
+    script.meanwhile["do c"] = wait_for_the_others
+    driver = recoverer(saga_log, script, max_recoveries=3)
+
+    async with asyncio.timeout(10):  # one saga at a time, the slow one would wait forever
+        results = await driver.recover_stuck()
+
+    assert sorted(r.saga_id for r in results) == sorted(stuck)
+    assert {r.status for r in results} == {SagaStatus.COMPLETED}
+    assert len(slow) == 1
+
+
+class LogAwayFor(MemorySagaLog):
+    """A saga log that cannot be reached about one saga (as if it went away then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.away_for: str | None = None
+
+    async def acquire(self, saga_id: str, owner: str, *, parked: bool):
+        if saga_id == self.away_for:
+            raise StoreUnavailable("redis")
+        return await super().acquire(saga_id, owner, parked=parked)
+
+
+async def test_once_a_recovery_finds_a_store_away_the_round_starts_no_other():
+    saga_log, script = LogAwayFor(), Script()
+    stuck = await parked_forward(saga_log, script, 10)
+    saga_log.away_for = (await saga_log.stuck(None))[0]  # the first the round takes
+
+    with pytest.raises(StoreUnavailable):
+        await recoverer(saga_log, script, max_recoveries=3).recover_stuck()
+
+    assert sorted(await saga_log.stuck(None)) == sorted(stuck)  # all left for the next round
