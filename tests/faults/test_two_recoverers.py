@@ -35,7 +35,7 @@ from tests.support.waiting import (
 # dying gateway then has many sagas in flight at the kill (a fast local path ends them
 # within a millisecond or two), and a recovery takes a few of these delays, so the other
 # gateway's round (every 0.2 s) comes while the first is still working through them.
-REDIS_DELAY_SECONDS = 0.03
+REDIS_DELAY_SECONDS = 0.06
 
 # A is killed once this many of its sagas are in flight (each worker holds up to its pool's
 # worth): enough for both recoverers to find some left when their rounds come.
