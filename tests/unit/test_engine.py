@@ -579,7 +579,7 @@ async def test_a_try_cut_by_its_timeout_is_a_store_that_did_not_answer(saga_log,
 
     async def garble_the_cancellation(saga_id: str) -> None:
         try:
-            await asyncio.sleep(10)
+            await asyncio.Event().wait()  # a store that never answers
         except asyncio.CancelledError:
             raise RuntimeError("Lock is not acquired") from None
 
@@ -598,7 +598,7 @@ async def test_a_try_cut_by_its_timeout_is_told_as_one_whatever_the_driver_said(
 
     async def answer_the_cancellation_as_the_driver(saga_id: str) -> None:
         try:
-            await asyncio.sleep(10)
+            await asyncio.Event().wait()  # a store that never answers
         except asyncio.CancelledError:
             raise StoreUnavailable("mongodb") from RuntimeError("operation cancelled")
 
