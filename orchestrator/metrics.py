@@ -112,6 +112,11 @@ ADMISSION_REFUSED = Counter(
     "claim_admission_refused_total",
     "Claims refused with 503 after waiting SAGA_QUEUE_SECONDS for a saga slot.",
 )
+CLAIMS_REFUSED_STORE_AWAY = Counter(
+    "claims_refused_store_away_total",
+    "Claims refused with 503 before taking anything, because a claim's saga had just "
+    "failed for a store away and the stores did not all answer since.",
+)
 SOLD_OUT_MEMO_HITS = Counter(
     "sold_out_memo_hits_total",
     "Claims answered from the sold-out memo (no saga, no store write), by answer.",
@@ -142,9 +147,10 @@ BUILD_INFO = Gauge(
 
 STORES = ("postgresql", "mongodb", "redis")
 REFUSAL_REASONS = ("out_of_stock", "already_claimed", "coupon_not_found")
+REPEAT_ANSWERS = (*REFUSAL_REASONS, "in_doubt")
 MEMO_ANSWERS = ("out_of_stock", "already_claimed")
 # What recovery can leave a saga in (see Recoverer.recover).
-RECOVERED_STATUSES = ("completed", "compensated", "compensating", "failed")
+RECOVERED_STATUSES = ("completed", "compensated", "compensating", "running", "failed")
 
 
 def start_at_zero(definitions: Iterable[SagaDefinition[Any]]) -> None:
@@ -165,7 +171,7 @@ def start_at_zero(definitions: Iterable[SagaDefinition[Any]]) -> None:
                 STEP_RETRIES.labels(saga, f"undo {step.name}")
     for answer in MEMO_ANSWERS:
         SOLD_OUT_MEMO_HITS.labels(answer)
-    for answer in REFUSAL_REASONS:
+    for answer in REPEAT_ANSWERS:
         REPEAT_CLAIMS_ANSWERED.labels(answer)
     BUILD_INFO.labels(version()).set(1)
 
@@ -178,7 +184,12 @@ def version() -> str:
 
 
 def reason(error: BaseException) -> str:
-    """A business rejection as the contract's error code: OutOfStock -> out_of_stock."""
+    """An answer given without a saga, or a business rejection, as a label: OutOfStock ->
+    out_of_stock; a kind of one (ClaimInFlight, an AlreadyClaimed) as the one it is."""
+    for kind in type(error).__mro__:
+        label = re.sub(r"(?<!^)(?=[A-Z])", "_", kind.__name__).lower()
+        if label in REPEAT_ANSWERS:
+            return label
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()
 
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
-from sagas.records import SagaRecord
+from sagas.records import SagaRecord, SagaStatus
 
 P = TypeVar("P")  # a saga's payload, as its steps take it
 
@@ -83,6 +83,19 @@ class SagaDefinition(Generic[P]):
         undone (a saga compensating since before its pivot landed stays compensating)."""
         return self.pivot in record.done and not record.compensating
 
+    def verdict(self, record: SagaRecord | None) -> Verdict:
+        """What a saga's record says of its outcome, for a driver that lost the saga and
+        must answer for it: it stands once past its pivot (or parked there); it was undone
+        once finished otherwise; until then (undecided, or still being undone, its
+        effects still in the stores) it is open. A record that is gone tells nothing."""
+        if record is None:
+            return Verdict.OPEN
+        if self.past_pivot(record) or record.status is SagaStatus.COMPLETED:
+            return Verdict.STANDS
+        if record.status.finished:
+            return Verdict.UNDONE
+        return Verdict.OPEN
+
     def steps_left(self, record: SagaRecord) -> tuple[Step[P], ...]:
         """The steps going forward still has to run, in order."""
         return tuple(step for step in self.steps if step.name not in record.done)
@@ -110,6 +123,12 @@ class SagaDefinition(Generic[P]):
         return Resumption(
             Direction.BY_THE_PIVOT, forward=self.after_pivot, undo=self.through_pivot[::-1]
         )
+
+
+class Verdict(enum.StrEnum):
+    STANDS = "stands"
+    UNDONE = "undone"
+    OPEN = "open"
 
 
 class Direction(enum.StrEnum):

@@ -19,6 +19,19 @@ class AlreadyClaimed(DomainError):
     pass
 
 
+class ClaimInFlight(AlreadyClaimed):
+    """The user's unit of the coupon is held by another saga of theirs, not settled yet
+    (`holder`): already claimed, unless that saga is being undone."""
+
+    def __init__(self, coupon_name: str, holder: str) -> None:
+        super().__init__(coupon_name, holder)  # args rebuild it: a batch hands each caller a copy
+        self.coupon_name = coupon_name
+        self.holder = holder
+
+    def __str__(self) -> str:
+        return f"{self.coupon_name}: held by saga {self.holder}, in flight"
+
+
 class OutOfStock(DomainError):
     pass
 
@@ -52,6 +65,20 @@ def describe(error: BaseException) -> str:
     if isinstance(error, StoreUnavailable) and error.__cause__ is not None:
         text += f" ({type(error.__cause__).__name__}: {error.__cause__})"
     return text
+
+
+class InDoubt(Exception):
+    """A saga did not settle while its caller waited: it may yet stand, or be undone (its
+    effects may be in the stores meanwhile). A store or the saga log is away, or another
+    driver took the saga over and has not decided yet; asking again later tells."""
+
+    def __init__(self, saga_id: str, why: str) -> None:
+        super().__init__(saga_id, why)  # args rebuild it
+        self.saga_id = saga_id
+        self.why = why
+
+    def __str__(self) -> str:
+        return f"saga {self.saga_id} is not settled: {self.why}"
 
 
 class LeaseLost(Exception):

@@ -69,12 +69,14 @@ class Inventory(Protocol):
 
     async def confirm(self, saga_id: str) -> None: ...
 
-    async def holds_unit(self, coupon_name: str, user_id: str) -> bool:
-        """Whether the user has a live (held or confirmed) unit of the coupon."""
+    async def hold_status(self, coupon_name: str, user_id: str) -> HoldStatus | None:
+        """The status of the user's live (held or confirmed) unit of the coupon, if any."""
 
-    async def holders_if_sold_out(self, coupon_name: str, limit: int) -> list[str] | None:
+    async def holders_if_sold_out(
+        self, coupon_name: str, limit: int
+    ) -> dict[str, HoldStatus] | None:
         """None if the coupon has stock left (or does not exist); else, read at the same
-        instant, the users with a live unit of it, up to `limit` + 1 of them."""
+        instant, the users with a live unit of it and its status, up to `limit` + 1."""
 
     async def coupon_names(self) -> list[str]: ...
 
@@ -110,8 +112,16 @@ Where = Callable[[SagaRecord], bool]  # which sagas a listing keeps
 class SagaLog(Protocol):
     async def create(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None: ...
 
-    async def save(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
-        """Raises LeaseLost if the stored epoch is not the record's (or the record is gone)."""
+    async def save(
+        self,
+        record: SagaRecord,
+        events: Sequence[SagaEvent],
+        *,
+        lease_seconds: float | None = None,
+    ) -> None:
+        """Raises LeaseLost if the stored epoch is not the record's (or the record is gone).
+        A saga in flight keeps its lease for `lease_seconds` from now (None: the log's own
+        lease); a shorter one hands it to recovery sooner."""
 
     async def refused(self, record: SagaRecord) -> None:
         """End a saga that changed no store: only its record is kept, for a short retention,

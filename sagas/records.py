@@ -35,13 +35,23 @@ class Phase(enum.StrEnum):
     COMPENSATED = "compensated"
     COMPENSATION_FAILED = "compensation_failed"
     GAVE_UP = "gave_up"  # recovery stopped after too many takeovers: parked, nothing tried
+    # Past its pivot, a step's store stayed away through the driver's tries: the saga stays
+    # in flight and recovery takes it up again, soon (its lease is shortened to a backoff).
+    DEFERRED = "deferred"
     FINISHED = "finished"
 
 
 # Each try at a store call (an action or an undo) leaves exactly one of these: a retry,
 # or the outcome of its last try. The engine resets a record's `attempts` at each step.
 _TRY_ENDS = frozenset(
-    {Phase.RETRYING, Phase.SUCCEEDED, Phase.FAILED, Phase.COMPENSATED, Phase.COMPENSATION_FAILED}
+    {
+        Phase.RETRYING,
+        Phase.SUCCEEDED,
+        Phase.FAILED,
+        Phase.COMPENSATED,
+        Phase.COMPENSATION_FAILED,
+        Phase.DEFERRED,
+    }
 )
 
 
@@ -51,6 +61,9 @@ class SagaEvent:
     step: str
     phase: Phase
     error: str = ""
+    # The tries this event stands for: a long run of retries writes an event for only
+    # some of them (store_calls.py), each counting those since the last one written.
+    tries: int = 1
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,10 @@ class SagaRecord:
     compensating: bool = False
     # Fencing token: raised by every takeover; a save carrying an older one is refused.
     epoch: int = 1
-    recoveries: int = 0
+    recoveries: int = 0  # takeovers, by any recoverer
+    # Times a driver left the saga to recovery because a store stayed away: the takeovers
+    # these explain are no sign of a saga that kills its drivers (recovery.py).
+    deferrals: int = 0
     # The payload as the steps take it, decoded once per drive (`SagaDefinition.bind`);
     # never stored: the log keeps `payload`.
     arguments: Any = field(default=None, compare=False, repr=False)
@@ -95,4 +111,4 @@ class Lease:
 
 def tries(events: Sequence[SagaEvent]) -> int:
     """The store calls a saga has tried, over all its steps, drivers and takeovers."""
-    return sum(1 for event in events if event.phase in _TRY_ENDS)
+    return sum(event.tries for event in events if event.phase in _TRY_ENDS)

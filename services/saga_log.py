@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import orjson
@@ -39,7 +39,7 @@ end
 redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[8])))
 -- Capped, so a saga that keeps retrying cannot grow its history without bound.
 for _, event in ipairs(cjson.decode(ARGV[9])) do
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', unpack(event))
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 200, '*', unpack(event))
 end
 local now = redis.call('TIME')
 local clock = tonumber(now[1]) + tonumber(now[2]) / 1000000
@@ -142,8 +142,15 @@ class RedisSagaLog:
             )
         )
 
-    async def save(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
-        await self._apply(LogWrite("save", record, tuple(events), _index(record), self._retention))
+    async def save(
+        self,
+        record: SagaRecord,
+        events: Sequence[SagaEvent],
+        *,
+        lease_seconds: float | None = None,
+    ) -> None:
+        write = LogWrite("save", record, tuple(events), _index(record), self._retention)
+        await self._apply(write if lease_seconds is None else replace(write, lease=lease_seconds))
 
     async def refused(self, record: SagaRecord) -> None:
         await self._apply(LogWrite("save", record, (), "refused", self._refused_retention))
@@ -189,7 +196,7 @@ class RedisSagaLog:
             record.saga_id,
             write.mode,
             record.epoch,
-            self._lease,
+            self._lease if write.lease is None else write.lease,
             write.retention_seconds,
             write.index,
             repr(record.updated_at),
@@ -370,6 +377,7 @@ class LogWrite:
     retention_seconds: int
     more_fields: tuple[str, ...] = ()
     lost: str = ""  # LeaseLost's message when the fence refuses it
+    lease: float | None = None  # seconds; None: the log's own
 
     def __post_init__(self) -> None:
         if not self.lost:
@@ -420,6 +428,7 @@ def _encode(record: SagaRecord) -> list[str]:
         "done": ",".join(record.done),
         "compensating": "1" if record.compensating else "0",
         "epoch": str(record.epoch),
+        "deferrals": str(record.deferrals),
     }
     return [part for pair in fields.items() for part in pair]
 
@@ -439,6 +448,7 @@ def _decode(saga_id: str, fields: dict[str, str]) -> SagaRecord:
         compensating=fields.get("compensating") == "1",
         epoch=int(fields.get("epoch", 1)),
         recoveries=int(fields.get("recoveries", 0)),
+        deferrals=int(fields.get("deferrals", 0)),
     )
 
 
@@ -452,10 +462,16 @@ def _encode_event(event: SagaEvent) -> list[str]:
         event.phase.value,
         "error",
         event.error,
+        "tries",
+        str(event.tries),
     ]
 
 
 def _decode_event(fields: dict[str, str]) -> SagaEvent:
     return SagaEvent(
-        float(fields["at"]), fields["step"], Phase(fields["phase"]), fields.get("error", "")
+        float(fields["at"]),
+        fields["step"],
+        Phase(fields["phase"]),
+        fields.get("error", ""),
+        int(fields.get("tries", 1)),
     )

@@ -10,11 +10,14 @@ direction: forward if the pivot landed, otherwise back through every step before
 
 A store call is retried for up to `retry_seconds` while its store is away. A failure up
 to the pivot undoes the completed steps in reverse and re-raises the original error; an
-undo that cannot finish is retried in the background until it does. After the pivot the
-saga only moves forward; a step that still fails is checked against its store (did it
-take effect after all?) and only then parked as failed for an operator.
+undo that cannot finish is retried in the background until it does, and the caller hears
+that the saga is in doubt (InDoubt), not that nothing was taken. After the pivot the saga
+only moves forward; a step that still fails is checked against its store (did it take
+effect after all?); if its store stayed away the saga is left to recovery, which takes it
+up again after a backoff, and only a step refused for good parks it for an operator.
 Every write is fenced by the saga's epoch: a driver that lost its lease is refused at its
-next write and acts no more, so one saga never has two drivers acting on it.
+next write and acts no more, so one saga never has two drivers acting on it. A driver
+that lost its saga answers its caller from what the new driver makes of it (`_became`).
 
 Where each rule lives: whether a saga is past its pivot, what resuming it does, and what
 undoing it undoes, in `SagaDefinition.past_pivot`, `.resumption` and `.to_undo`
@@ -22,8 +25,9 @@ undoing it undoes, in `SagaDefinition.past_pivot`, `.resumption` and `.to_undo`
 write after a pause in `Journal` (journal.py); retries and timeouts of one store call in
 `StoreCalls` (store_calls.py); undoing, and retrying an undo in the background, in
 `Compensation` (compensation.py); the payload as the log keeps it, decoded once per drive
-for the steps, in `SagaDefinition.bind`. Here: a failure before the pivot in `_fail`, after it
-in `_forward` and `_park`; a lost lease in `_lease_lost`.
+for the steps, in `SagaDefinition.bind`; what a lost saga became, in `SagaDefinition.verdict`.
+Here: a failure before the pivot in `_fail`, after it in `_forward`, `_defer` and `_park`; a
+lost lease in `_lease_lost` and `_became`.
 """
 
 from __future__ import annotations
@@ -42,8 +46,10 @@ from orchestrator.saga.compensation import Compensation
 from orchestrator.saga.journal import Journal
 from orchestrator.saga.retry_policy import DEFAULT_POLICY, RetryPolicy
 from orchestrator.saga.store_calls import StoreCalls
-from sagas.definition import Direction, P, SagaDefinition, Step
+from sagas.definition import Direction, P, SagaDefinition, Step, Verdict
 from sagas.errors import (
+    DomainError,
+    InDoubt,
     LeaseLost,
     SagaConflict,
     StoreUnavailable,
@@ -67,10 +73,13 @@ def new_saga_id() -> str:
 @dataclass(frozen=True)
 class Outcome:
     """How one drive of a saga ended: its last record and, if it was undone before its
-    pivot, the error that made it undo (`run` raises it; `resume` reports the record)."""
+    pivot (or is in doubt), the error its caller gets (`run` raises it; `resume` reports
+    the record). `lost`: another driver has the saga now, and what it becomes is the
+    answer (`run` waits for it; `resume` stops)."""
 
     record: SagaRecord
     failure: Exception | None = None
+    lost: bool = False
 
 
 class SagaEngine:
@@ -97,11 +106,18 @@ class SagaEngine:
         self._log = saga_log
         self._clock = clock
         self._monotonic = monotonic
+        self._sleep = sleep
+        self._lease_seconds = lease_seconds
         self._checkpoint_after = lease_seconds / 2
         self._after_step = after_step
         self._calls = StoreCalls(policy, clock=clock, monotonic=monotonic, sleep=sleep)
         self._compensation = Compensation(
-            saga_log, self._calls, clock=clock, sleep=sleep, new_journal=self._journal
+            saga_log,
+            self._calls,
+            clock=clock,
+            sleep=sleep,
+            new_journal=self._journal,
+            lease_seconds=lease_seconds,
         )
 
     async def close(self) -> None:
@@ -129,8 +145,11 @@ class SagaEngine:
         took effect while this driver surely held the lease, so no other driver can undo
         it. The steps after the pivot only go forward (`_stand`).
         """
-        record = await self._start(definition, payload, saga_id or new_saga_id())
-        outcome = await self._drive(definition, record, Direction.FORWARD, stands)
+        journal = self._journal()
+        record = await self._start(definition, payload, saga_id or new_saga_id(), journal)
+        outcome = await self._drive(definition, record, Direction.FORWARD, stands, journal)
+        if outcome.lost:
+            outcome = await self._became(definition, outcome)
         if outcome.failure is not None:
             raise outcome.failure
         return outcome.record
@@ -140,7 +159,15 @@ class SagaEngine:
         `definition.resumption(record)` decides, and return its last record."""
         SAGA_ID.set(record.saga_id)
         direction = definition.resumption(record).direction
-        return (await self._drive(definition, definition.bind(record), direction)).record
+        record = definition.bind(record)
+        try:
+            outcome = await self._drive(definition, record, direction)
+        except StoreUnavailable as error:  # the pivot's fact could not be read
+            await self._left_to_recovery(record, record.step, error, self._journal())
+            raise
+        if outcome.lost:
+            raise LeaseLost(f"saga {record.saga_id} is driven by someone else now")
+        return outcome.record
 
     async def compensate(self, definition: SagaDefinition[Any], record: SagaRecord) -> SagaRecord:
         """Undo a saga on an operator's word; refused once its pivot has taken effect."""
@@ -161,7 +188,9 @@ class SagaEngine:
             self._log, monotonic=self._monotonic, checkpoint_after=self._checkpoint_after
         )
 
-    async def _start(self, definition: SagaDefinition[P], payload: P, saga_id: str) -> SagaRecord:
+    async def _start(
+        self, definition: SagaDefinition[P], payload: P, saga_id: str, journal: Journal
+    ) -> SagaRecord:
         """Write the intent: the saga in flight at its first step, before any side effect."""
         now = self._clock()
         first = definition.steps[0]
@@ -176,7 +205,7 @@ class SagaEngine:
             updated_at=now,
             arguments=payload,
         )
-        await self._log.create(record, [SagaEvent(now, first.name, Phase.STARTED)])
+        await journal.create(record, SagaEvent(now, first.name, Phase.STARTED))
         metrics.SAGAS_STARTED.labels(definition.name).inc()
         return record
 
@@ -186,10 +215,11 @@ class SagaEngine:
         record: SagaRecord,
         direction: Direction,
         stands: Stands | None = None,
+        journal: Journal | None = None,
     ) -> Outcome:
         """Drive a saga to its end in `direction`. By the pivot: its fact decides, and a
         saga whose pivot did not land is undone through the pivot."""
-        journal = self._journal()
+        journal = journal or self._journal()
         match direction:
             case Direction.NOTHING:
                 return Outcome(record)
@@ -201,7 +231,10 @@ class SagaEngine:
                     return Outcome(await self._compensation.undo(definition, record, None, journal))
                 at = self._clock()
                 record = record.moved(at, step=definition.pivot, done=definition.through_pivot)
-                await journal.flush(record, SagaEvent(at, definition.pivot, Phase.RECOVERED))
+                try:
+                    await journal.flush(record, SagaEvent(at, definition.pivot, Phase.RECOVERED))
+                except LeaseLost as lost:
+                    return self._lease_lost(record, lost)
         return await self._forward(definition, record, journal, stands)
 
     def _up_to_pivot(self, definition: SagaDefinition[Any], record: SagaRecord) -> SagaRecord:
@@ -228,11 +261,13 @@ class SagaEngine:
             try:
                 record = await self._calls.attempt(record, step.name, step.action, journal)
             except LeaseLost as lost:
-                return await self._lease_lost(definition, record, lost, trying=step.name)
+                return self._lease_lost(record, lost)
             except Exception as error:
                 if not definition.past_pivot(record):
                     return await self._fail(definition, record, error, journal, failed=step)
                 if not await self._calls.landed(step, record):
+                    if isinstance(error, StoreUnavailable):
+                        return await self._defer(definition, record, step, error, journal)
                     return await self._park(definition, record, step, error, journal)
                 log.warning(
                     "saga %s: %s took effect, its answer was lost (%s)",
@@ -273,21 +308,39 @@ class SagaEngine:
         taken it over (and found the pivot not landed, and gone backward) meanwhile.
 
         If the last write renewed the lease less than half a lease ago, none can. Else a
-        fenced write says so; a log that is away says nothing, and the caller hears at the
-        saga's end, as without `stands`. None: go on.
+        fenced write must say so first; while the log is away nothing can be known, and
+        after the retries the drive stops there, in doubt: the saga stays in flight, and
+        whoever takes it up next decides by the pivot's fact. None: go on.
         """
         if stands is None or step.name != definition.pivot:
             return None
         if not journal.lease_held():
             try:
-                await journal.flush(record)
+                await self._write_through(record, journal)
             except LeaseLost as lost:
-                return await self._lease_lost(definition, record, lost)
+                return self._lease_lost(record, lost)
             except StoreUnavailable as error:
-                log.warning("saga %s: log write failed (%s)", record.saga_id, error)
-                return None
+                log.warning("saga %s: cannot tell whether it stands (%s)", record.saga_id, error)
+                in_doubt = InDoubt(record.saga_id, "the saga log is unavailable")
+                in_doubt.__cause__ = error
+                return Outcome(record, in_doubt)
         stands(record)
         return None
+
+    async def _write_through(self, record: SagaRecord, journal: Journal) -> None:
+        """A fenced write the drive cannot go on without, retried while the log is away."""
+        give_up_at = self._monotonic() + self._calls.policy.retry_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await journal.flush(record)
+                return
+            except StoreUnavailable:
+                pause = self._calls.policy.backoff.delay(attempt)
+                if self._monotonic() + pause >= give_up_at:
+                    raise
+                await self._sleep(pause)
 
     async def _checkpoint(
         self, definition: SagaDefinition[Any], record: SagaRecord, journal: Journal
@@ -296,7 +349,7 @@ class SagaEngine:
         try:
             await journal.checkpoint_if_due(record)
         except LeaseLost as lost:
-            return await self._lease_lost(definition, record, lost)
+            return self._lease_lost(record, lost)
         except StoreUnavailable as error:
             if not definition.past_pivot(record):
                 # Without a live lease the next step must not run: undo what is done.
@@ -315,6 +368,41 @@ class SagaEngine:
         finished = SagaEvent(at, record.step, Phase.FINISHED)
         return await self._end_past_pivot(definition, record, journal, finished)
 
+    async def _defer(
+        self,
+        definition: SagaDefinition[Any],
+        record: SagaRecord,
+        step: Step[Any],
+        error: Exception,
+        journal: Journal,
+    ) -> Outcome:
+        """Past the pivot, a step's store stayed away through every try: the claim stands,
+        and the saga stays in flight for recovery to drive forward, after a backoff that
+        grows with each deferral (never longer than a lease). No operator is needed."""
+        try:
+            record = await self._left_to_recovery(record, step.name, error, journal)
+        except LeaseLost as lost:
+            return self._lease_lost(record, lost)
+        return Outcome(record)
+
+    async def _left_to_recovery(
+        self, record: SagaRecord, step: str, error: Exception, journal: Journal
+    ) -> SagaRecord:
+        """The saga stays in flight, its lease cut to the deferral's backoff."""
+        at = self._clock()
+        record = record.moved(at, step=step, error=describe(error), deferrals=record.deferrals + 1)
+        retry_in = self._calls.policy.deferral_seconds(record.deferrals, self._lease_seconds)
+        log.warning(
+            "saga %s: %s left to recovery, in %.1fs: %s",
+            record.saga_id,
+            step,
+            retry_in,
+            describe(error),
+        )
+        deferred = SagaEvent(at, step, Phase.DEFERRED, describe(error))
+        await journal.flush(record, deferred, best_effort=True, lease_seconds=retry_in)
+        return record
+
     async def _park(
         self,
         definition: SagaDefinition[Any],
@@ -323,7 +411,8 @@ class SagaEngine:
         error: Exception,
         journal: Journal,
     ) -> Outcome:
-        """Past the pivot and out of attempts: the claim stands, an operator finishes it."""
+        """Past the pivot, a step refused for good (not a store away): the claim stands,
+        an operator finishes the saga."""
         at = self._clock()
         record = record.moved(at, status=SagaStatus.FAILED, step=step.name, error=describe(error))
         log.error("saga %s parked as failed at %s: %s", record.saga_id, step.name, describe(error))
@@ -338,61 +427,53 @@ class SagaEngine:
         try:
             await journal.flush(record, last, best_effort=True)
         except LeaseLost as lost:
-            return await self._lease_lost(definition, record, lost)
+            return self._lease_lost(record, lost)
         metrics.saga_ended(record, self._clock())
         return Outcome(record)
 
     # --- a lost lease -----------------------------------------------------------------
 
-    async def _lease_lost(
-        self,
-        definition: SagaDefinition[Any],
-        record: SagaRecord,
-        lost: LeaseLost,
-        *,
-        trying: str | None = None,
+    def _lease_lost(
+        self, record: SagaRecord, lost: LeaseLost, failure: Exception | None = None
     ) -> Outcome:
-        """A write going forward was refused: another driver has the saga, and this one
-        acts no more. `trying`: the step whose action was in flight.
+        """A write was refused: another driver has the saga, and this one acts no more.
+        What the saga becomes is the new driver's to decide, from the facts."""
+        log.warning("saga %s: %s; it is no longer ours to drive", record.saga_id, lost)
+        return Outcome(record, failure or lost, lost=True)
 
-        Before its pivot could have landed this driver just stops (LeaseLost). Once it
-        could have, the new driver carries the saga forward from the facts, unless it
-        looked before our pivot landed and went backward (`_undo_late_pivot`). Past the
-        pivot the claim stands: the drive ends with the record as this driver left it.
+    async def _became(self, definition: SagaDefinition[Any], lost: Outcome) -> Outcome:
+        """A caller's answer for a saga its driver lost: what the new driver makes of it.
+
+        The new driver reads the pivot's fact and writes which way it goes: forward (the
+        claim stands, whatever this driver last saw fail) or back (undone: the failure
+        this driver met if a store's, else LeaseLost). The log is read, backing off, for up to
+        `retry_seconds`; a saga still open after that (undecided, still being undone, or
+        its record gone) is in doubt.
         """
-        past = definition.past_pivot(record)
-        if past or trying == definition.pivot:
-            await self._undo_late_pivot(definition, record)
-        if past:
-            return Outcome(record)
-        raise lost
-
-    async def _undo_late_pivot(self, definition: SagaDefinition[Any], record: SagaRecord) -> None:
-        """Our pivot may have landed after another driver took the saga over.
-
-        If that driver went backward, our pivot's effect is an orphan: undo it and raise
-        LeaseLost, so the client is not told it succeeded. Otherwise the new driver (or,
-        if the record is gone, the hold settlement) carries the saga forward.
-        """
-        current = await self._log.load(record.saga_id)
-        if current is None or not current.compensating:
-            return
-        step = definition.step(definition.pivot)
-        log.warning(
-            "saga %s: taken over and compensated; undoing our late %s", record.saga_id, step.name
-        )
-        if step.compensation is not None:
+        saga_id = lost.record.saga_id
+        give_up_at = self._monotonic() + self._calls.policy.retry_seconds
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                async with self._calls.one_try(f"undo {step.name}"):
-                    await step.compensation(record.saga_id, record.arguments)
-            except Exception as error:  # the audit finds what is left
-                log.error(
-                    "saga %s: undo of late %s failed: %s",
-                    record.saga_id,
-                    step.name,
-                    describe(error),
-                )
-        raise LeaseLost(f"saga {record.saga_id} was compensated by another driver")
+                current = await self._log.load(saga_id)
+            except StoreUnavailable:
+                current = None
+            match definition.verdict(current):
+                case Verdict.STANDS:
+                    assert current is not None
+                    return Outcome(definition.bind(current))
+                case Verdict.UNDONE:  # a store's failure, or the takeover, is the answer
+                    assert current is not None
+                    failure = lost.failure
+                    if not isinstance(failure, StoreUnavailable):
+                        failure = LeaseLost(f"saga {saga_id} was undone by another driver")
+                    return Outcome(current, failure)
+            pause = self._calls.policy.backoff.delay(attempt)
+            if self._monotonic() + pause >= give_up_at:
+                why = "it was taken over, and its new driver has not settled it yet"
+                return Outcome(lost.record, InDoubt(saga_id, why))
+            await self._sleep(pause)
 
     # --- a failure before the pivot ----------------------------------------------------
 
@@ -407,10 +488,13 @@ class SagaEngine:
     ) -> Outcome:
         """A failure up to the pivot: undo what is done, and end with `error`.
 
-        `error` reaches the client as itself: a business answer the stores gave (out of
-        stock) stays that answer even if the saga's record is lost or taken over meanwhile
-        (the new driver, or the settlement of abandoned holds, finishes the undo). An undo
-        that cannot finish now is retried in the background at once, not after a lease.
+        A business answer the stores gave (out of stock) reaches the client as itself, even
+        if the saga's record is lost or taken over meanwhile (the new driver, or the
+        settlement of abandoned holds, finishes the undo): it is true whatever the undo
+        becomes. Any other failure is the answer only once the undo is done; a saga taken
+        over meanwhile is answered by what its new driver makes of it, and one whose undo
+        cannot finish now is in doubt (its undo is retried in the background at once, not
+        after a lease).
         """
         try:
             record = await self._compensation.undo(
@@ -418,8 +502,14 @@ class SagaEngine:
             )
         except LeaseLost as lost:
             error.add_note(f"compensation left to recovery: {lost}")
-            log.warning("saga %s: compensation left to recovery: %s", record.saga_id, lost)
-            return Outcome(record, error)
+            if isinstance(error, DomainError):
+                log.warning("saga %s: compensation left to recovery: %s", record.saga_id, lost)
+                return Outcome(record, error)
+            return self._lease_lost(record, lost, failure=error)
         if record.status is SagaStatus.COMPENSATING:
             self._compensation.keep_on(definition, record)
+            if not isinstance(error, DomainError):
+                in_doubt = InDoubt(record.saga_id, f"{describe(error)}; its undo is not finished")
+                in_doubt.__cause__ = error
+                return Outcome(record, in_doubt)
         return Outcome(record, error)

@@ -28,6 +28,12 @@ class Journal:
         self._pending: list[SagaEvent] = []
         self._written_at = monotonic()
 
+    async def create(self, record: SagaRecord, *events: SagaEvent) -> None:
+        """Write a new saga's intent: its first lease starts with this write."""
+        sent_at = self._monotonic()
+        await self._log.create(record, events)
+        self._written_at = sent_at
+
     def note(self, event: SagaEvent) -> None:
         """An event for the next write."""
         self._pending.append(event)
@@ -44,17 +50,25 @@ class Journal:
             await self.flush(record, best_effort=False)
 
     async def flush(
-        self, record: SagaRecord, *events: SagaEvent, best_effort: bool = False
+        self,
+        record: SagaRecord,
+        *events: SagaEvent,
+        best_effort: bool = False,
+        lease_seconds: float | None = None,
     ) -> None:
         """Write the record with the pending events and `events`.
 
         `best_effort`: a log that is away is shrugged off (the saga goes on; recovery reads
         the facts, not the history) and these events are given up. Otherwise
         StoreUnavailable propagates and the events wait for the next write.
+        `lease_seconds`: the lease from now, if not the log's own (a saga left to recovery).
         """
         batch, self._pending = [*self._pending, *events], []
+        # The lease runs from when the log wrote, which is before its answer reached us:
+        # counted from the answer, a write answered late would seem to renew it for longer.
+        sent_at = self._monotonic()
         try:
-            await self._log.save(record, batch)
+            await self._log.save(record, batch, lease_seconds=lease_seconds)
         except StoreUnavailable as error:
             if not best_effort:
                 self._pending = batch
@@ -63,4 +77,4 @@ class Journal:
                 "saga %s: log write failed (%s); left for recovery", record.saga_id, describe(error)
             )
             return
-        self._written_at = self._monotonic()
+        self._written_at = sent_at

@@ -106,7 +106,7 @@ class Recoverer:
             if record is None:
                 return Recovered.skipped_saga(saga_id)
             try:
-                if not parked and record.recoveries > self._max_recoveries:
+                if not parked and record.recoveries - record.deferrals > self._max_recoveries:
                     record = await self._give_up(record)
                 else:
                     record = await self._engine.resume(self.definitions[record.name], record)
@@ -125,8 +125,13 @@ class Recoverer:
         return Recovered.of(record)
 
     async def _give_up(self, record: SagaRecord) -> SagaRecord:
+        """Taken over more than `max_recoveries` times without a driver ever leaving it to
+        recovery for a store away: its drivers die or stall on it. Parked, nothing tried."""
         at = record.updated_at
-        error = f"recovery failed {record.recoveries - 1} times; parked for an operator"
+        error = (
+            f"taken over {record.recoveries - record.deferrals - 1} times by recoveries "
+            "that did not end; parked for an operator"
+        )
         record = record.moved(at, status=SagaStatus.FAILED, error=f"{record.error}; {error}")
         await self._log.save(record, [SagaEvent(at, record.step, Phase.GAVE_UP, error)])
         metrics.saga_ended(record, at)

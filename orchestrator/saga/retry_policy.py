@@ -26,6 +26,14 @@ class RetryPolicy:
     # their own calls.
     store_timeout_seconds: float = 5.0
 
+    def deferral_seconds(self, deferrals: int, lease_seconds: float) -> float:
+        """How long a saga left to recovery (its store stayed away through the retries)
+        waits before a recoverer takes it up: a retry window, doubled at each deferral,
+        never longer than a lease (what the saga of a crashed driver waits)."""
+        window = max(self.retry_seconds, self.backoff.cap_seconds)
+        doubled = window * 2.0 ** min(max(deferrals - 1, 0), 16)
+        return min(lease_seconds, doubled)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
         return cls(

@@ -35,16 +35,24 @@ class StoreCalls:
         self._sleep = sleep
 
     async def attempt(
-        self, record: SagaRecord, what: str, call: Action[Any], journal: Journal
+        self,
+        record: SagaRecord,
+        what: str,
+        call: Action[Any],
+        journal: Journal,
+        *,
+        retry_seconds: float | None = None,
     ) -> SagaRecord:
-        """One store call, retried while the store is away for up to `retry_seconds`, each
-        try bounded by a timeout.
+        """One store call, retried while the store is away for up to `retry_seconds` (the
+        policy's unless given; math.inf: until it answers), each try bounded by a timeout.
 
         A timed-out or dropped call may have taken effect; so may the whole series if any
         try may have, and the error that ends it says so.
         """
         maybe_applied = False
-        give_up_at = self._monotonic() + self.policy.retry_seconds
+        patience = self.policy.retry_seconds if retry_seconds is None else retry_seconds
+        give_up_at = self._monotonic() + patience
+        retries = _RetryEvents(what, self._clock)
         attempt = 0
         while True:
             attempt += 1
@@ -52,32 +60,41 @@ class StoreCalls:
             try:
                 async with self.one_try(what):
                     await call(record.saga_id, record.arguments)
-                return record
             except StoreUnavailable as error:
                 maybe_applied = error.maybe_applied = maybe_applied or error.maybe_applied
                 pause = self.policy.backoff.delay(attempt)
                 if self._monotonic() + pause >= give_up_at:
+                    retries.close(journal)
                     raise
-                await self._retrying(record, what, attempt, error, journal)
+                await self._retrying(record, attempt, error, retries, journal)
                 await self._sleep(pause)
+            else:
+                retries.close(journal)
+                return record
 
     async def _retrying(
-        self, record: SagaRecord, what: str, attempt: int, error: Exception, journal: Journal
+        self,
+        record: SagaRecord,
+        attempt: int,
+        error: Exception,
+        retries: _RetryEvents,
+        journal: Journal,
     ) -> None:
-        """Say a try failed and another follows: in the log (with the pending events), and
-        one line per series at warning (an outage must not flood the logs)."""
+        """Say a try failed and another follows: in the log (the record, which renews the
+        lease, and now and then an event), and one line per series at warning (an outage
+        must not flood the logs)."""
         log.log(
             logging.WARNING if attempt == 1 else logging.DEBUG,
             "saga %s: %s attempt %d failed, retrying for up to %.1fs: %s",
             record.saga_id,
-            what,
+            retries.what,
             attempt,
             self.policy.retry_seconds,
             describe(error),
         )
-        retry = SagaEvent(self._clock(), what, Phase.RETRYING, describe(error))
-        await journal.flush(record, retry, best_effort=True)
-        metrics.STEP_RETRIES.labels(record.name, what).inc()
+        event = retries.failed(attempt, describe(error))
+        await journal.flush(record, *event, best_effort=True)
+        metrics.STEP_RETRIES.labels(record.name, retries.what).inc()
 
     @contextlib.asynccontextmanager
     async def one_try(self, what: str) -> AsyncIterator[None]:
@@ -112,3 +129,32 @@ class StoreCalls:
         except Exception as error:
             log.warning("saga %s: cannot check %s: %s", record.saga_id, step.name, describe(error))
             return False
+
+
+class _RetryEvents:
+    """The events one series of retries leaves: one at the 1st, 2nd, 4th, 8th... failed
+    try, each counting the tries since the last, and one at the end for the rest; so a
+    store away for an hour costs a saga a dozen events, and every try is still counted."""
+
+    def __init__(self, what: str, clock: Callable[[], float]) -> None:
+        self.what = what
+        self._clock = clock
+        self._unwritten = 0  # failed tries no event counts yet
+        self._last_error = ""
+
+    def failed(self, attempt: int, error: str) -> tuple[SagaEvent, ...]:
+        """The event to write for this failed try, if it is one that gets one."""
+        self._unwritten += 1
+        self._last_error = error
+        if attempt & (attempt - 1):  # not a power of two
+            return ()
+        return (self._event(),)
+
+    def close(self, journal: Journal) -> None:
+        """The series ended: the tries no event counted yet ride the next write."""
+        if self._unwritten:
+            journal.note(self._event())
+
+    def _event(self) -> SagaEvent:
+        tries, self._unwritten = self._unwritten, 0
+        return SagaEvent(self._clock(), self.what, Phase.RETRYING, self._last_error, tries)

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from sagas.definition import SagaDefinition, Step
-from sagas.errors import LeaseLost, StoreUnavailable
+from sagas.errors import LeaseLost, SagaConflict, StoreUnavailable
 from sagas.ports import Where
 from sagas.records import Lease, SagaEvent, SagaRecord, SagaStatus
 
@@ -21,27 +21,40 @@ class MemorySagaLog:
         self.fail_from_write: int | None = None  # 1-based: this write and later ones fail
         self.lapsed: set[str] = set()  # sagas whose lease a test declares run out
         self.refused_ids: set[str] = set()  # sagas ended as refused: no history kept
+        self.lease_seconds: dict[str, float | None] = {}  # each saga's last lease asked for
 
     async def create(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
+        self._reach()
         if record.saga_id in self.records:
             raise LeaseLost(record.saga_id)
         await self._write(record, events)
 
-    async def save(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
+    async def save(
+        self,
+        record: SagaRecord,
+        events: Sequence[SagaEvent],
+        *,
+        lease_seconds: float | None = None,
+    ) -> None:
+        self._reach()
         stored = self.records.get(record.saga_id)
         if stored is None or stored.epoch != record.epoch:
             raise LeaseLost(record.saga_id)
         await self._write(record, events)
+        self.lease_seconds[record.saga_id] = lease_seconds
 
     async def refused(self, record: SagaRecord) -> None:
         await self.save(record, [])
         self.events.pop(record.saga_id, None)
         self.refused_ids.add(record.saga_id)
 
-    async def _write(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
+    def _reach(self) -> None:
+        """Each write reaches the log, or finds it away, before its fence is checked."""
         self.writes += 1
         if self.fail_from_write is not None and self.writes >= self.fail_from_write:
             raise StoreUnavailable("redis")
+
+    async def _write(self, record: SagaRecord, events: Sequence[SagaEvent]) -> None:
         # Kept as a real log keeps it: the stored payload, not the driver's decoded one.
         self.records[record.saga_id] = replace(record, arguments=None)
         self.events.setdefault(record.saga_id, []).extend(events)
@@ -124,6 +137,7 @@ class Script:
         self.away: dict[str, bool] = {}  # call -> whether a failed try may have applied
         self.answers_lost: set[str] = set()  # calls that take effect, then fail anyway
         self.b_landed = False
+        self.b_erased = False  # undone: a tombstone refuses a late "do b" (as MongoClaims)
         self.c_landed = False
         # Run inside a call, once: what another process does while this call is in flight.
         self.meanwhile: dict[str, Callable[[str], Awaitable[None]]] = {}
@@ -159,8 +173,12 @@ class Script:
                 raise self.failures[call].pop(0)
             if call in self.away:
                 raise StoreUnavailable("store", maybe_applied=self.away[call])
+            if call == "do b" and self.b_erased:
+                raise SagaConflict("b was undone already")
             if call == "do b":
                 self.b_landed = True
+            if call == "undo b":
+                self.b_erased, self.b_landed = True, False
             if call == "do c":
                 self.c_landed = True
             if call in self.answers_lost:

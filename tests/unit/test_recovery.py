@@ -63,20 +63,40 @@ async def test_an_undo_that_comes_back_is_finished_by_recovery():
     assert recovered_total("compensated") - recovered_before == 1
 
 
-async def test_an_undo_that_keeps_failing_is_parked_after_the_last_recovery():
+async def test_an_undo_whose_store_stays_away_is_never_parked():
+    """A store away is no decision for an operator: recovery retries the undo, its gaps
+    growing, however many recoveries it takes."""
     saga_log, script = MemorySagaLog(), Script()
     saga_id = await failed_undo(saga_log, script)
     driver = recoverer(saga_log, script, max_recoveries=2)
-    failed_before = failed_total()
 
-    statuses = []
-    for _ in range(3):
+    statuses, leases = [], []
+    for _ in range(5):
         saga_log.lapsed.add(saga_id)
         (result,) = await driver.recover_stuck()
         statuses.append(result.status)
+        leases.append(saga_log.lease_seconds[saga_id])
 
-    assert statuses == ["compensating", "compensating", "failed"]
-    assert script.calls.count("undo a") == 3  # the run, then two recoveries; none after
+    assert statuses == [SagaStatus.COMPENSATING] * 5
+    assert saga_log.only().deferrals == 6  # the first driver's, then each recovery's
+    assert leases == sorted(leases) and leases[0] < leases[-1]  # backing off
+
+
+async def test_a_saga_whose_drivers_keep_dying_is_parked_after_the_last_recovery():
+    """Taken over again and again with no driver ever stepping aside: each died or
+    stalled on it. After max_recoveries of those, an operator decides."""
+    saga_log, script = MemorySagaLog(), Script()
+    saga_id = await failed_undo(saga_log, script)  # one deferral: its first driver's
+    for _ in range(3):  # recoverers that died holding it
+        saga_log.lapsed.add(saga_id)
+        assert await saga_log.acquire(saga_id, "died", parked=False) is not None
+    failed_before = failed_total()
+
+    saga_log.lapsed.add(saga_id)
+    (result,) = await recoverer(saga_log, script, max_recoveries=2).recover_stuck()
+
+    assert result.status is SagaStatus.FAILED
+    assert script.calls.count("undo a") == 1  # the first driver's; none after
     assert "parked for an operator" in saga_log.only().error
     assert failed_total() - failed_before == 1
 
@@ -118,8 +138,8 @@ async def test_a_round_drives_its_stuck_sagas_side_by_side():
 
     save = saga_log.save
 
-    async def save_and_watch(record, events) -> None:
-        await save(record, events)
+    async def save_and_watch(record, events, **options) -> None:
+        await save(record, events, **options)
         completed = [r for r in saga_log.records.values() if r.status is SagaStatus.COMPLETED]
         if len(completed) == 2:
             others_done.set()
