@@ -20,8 +20,9 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from orchestrator import metrics
 from orchestrator.claims.admission import Admission
-from orchestrator.claims.coupons import CouponService
+from orchestrator.claims.coupons import CouponService, still_open
 from orchestrator.claims.duplicates import RepeatClaims
+from orchestrator.claims.outages import StoresAway
 from orchestrator.claims.soldout import SoldOutMemo
 from orchestrator.metrics import MongoPoolMetrics
 from orchestrator.saga.engine import AfterStep, SagaEngine, describe
@@ -40,6 +41,9 @@ from services.redis_keys import RedisKeys
 from services.saga_log import RedisSagaLog
 
 log = logging.getLogger(__name__)
+
+# While claims are refused for a store away, how often the stores are asked again.
+STORES_AWAY_PROBE_SECONDS = 1.0
 
 
 async def wait_for(store: str, attempt: Callable[[], Awaitable[None]], seconds: float) -> None:
@@ -176,6 +180,31 @@ class Stores:
     mongo: AsyncMongoClient[dict[str, Any]]
     redis: aioredis.Redis
 
+    async def answering(self, timeout_seconds: float) -> dict[str, bool]:
+        """Each store by name, True if it answered a trivial request in time; all three
+        asked at once."""
+        # Each store call is made inside its own probe: one made before a cancellation
+        # reaches it would be left never awaited.
+        probes: dict[str, Callable[[], Awaitable[object]]] = {
+            "postgresql": lambda: self.pg_pool.fetchval("SELECT 1"),
+            "mongodb": lambda: self.mongo.admin.command("ping"),
+            "redis": lambda: self.redis.ping(),
+        }
+
+        async def answers(probe: Callable[[], Awaitable[object]]) -> bool:
+            try:
+                async with asyncio.timeout(timeout_seconds):
+                    await probe()
+                return True
+            except Exception:  # whatever the driver raises, the store did not answer
+                return False
+
+        found = await asyncio.gather(*(answers(probe) for probe in probes.values()))
+        return dict(zip(probes, found, strict=True))
+
+    async def not_answering(self, timeout_seconds: float) -> list[str]:
+        return [store for store, up in (await self.answering(timeout_seconds)).items() if not up]
+
 
 @dataclass(frozen=True)
 class Components:
@@ -256,7 +285,15 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
     )
     sold_out = SoldOutMemo(inventory, settings.sold_out_memo_seconds)
     admission = Admission(settings.max_concurrent_sagas, settings.saga_queue_seconds)
-    repeats = RepeatClaims(settings.claimed_memo_entries, settings.sold_out_memo_seconds)
+    repeats = RepeatClaims(
+        settings.claimed_memo_entries,
+        settings.sold_out_memo_seconds,
+        still_open=still_open(saga_log, claim),
+    )
+    stores_away = StoresAway(
+        lambda: stores.not_answering(policy.store_timeout_seconds),
+        probe_seconds=min(STORES_AWAY_PROBE_SECONDS, policy.store_timeout_seconds),
+    )
     coupons = CouponService(
         inventory,
         claims,
@@ -265,6 +302,8 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
         sold_out,
         admission,
         repeats,
+        stores_away,
+        saga_log,
         finish_seconds=policy.retry_seconds + policy.step_timeout_seconds,
     )
     return Components(coupons, recoverer, auditor, inventory, claims, saga_log, engine)

@@ -10,7 +10,14 @@ from typing import Any
 
 import asyncpg
 
-from sagas.errors import AlreadyClaimed, CouponExists, CouponNotFound, OutOfStock, SagaConflict
+from sagas.errors import (
+    AlreadyClaimed,
+    ClaimInFlight,
+    CouponExists,
+    CouponNotFound,
+    OutOfStock,
+    SagaConflict,
+)
 from sagas.ports import CouponStock, Hold, HoldStatus, StockSnapshot
 from services.failures import unavailable_on_failure
 
@@ -22,6 +29,8 @@ _RESERVE_REJECTIONS: dict[str, type[Exception]] = {
 
 _RESERVE = "SELECT reserve_unit($1::uuid, $2, $3)"
 _RESERVE_MANY = "SELECT reserve_units($1::uuid[], $2::text[], $3::text[])"
+# The user's unit is held by this saga, still in flight: 'in_flight:<saga id>'.
+_IN_FLIGHT = "in_flight:"
 # The nil uuid: uuid4 never makes it, so no saga has it.
 _NO_SAGA = "00000000-0000-0000-0000-000000000000"
 
@@ -66,11 +75,16 @@ RETURNING remaining_amount
 """
 
 
+# Both aggregates take the same rows in the same order: user i has status i.
 _HOLDERS_IF_SOLD_OUT = """
-SELECT remaining_amount,
-       ARRAY(SELECT user_id FROM holds
-             WHERE coupon_name = coupons.name AND status <> 'released' LIMIT $2) AS holders
-FROM coupons WHERE name = $1
+SELECT coupons.remaining_amount, live.users, live.statuses
+FROM coupons CROSS JOIN LATERAL (
+    SELECT coalesce(array_agg(user_id), '{}') AS users,
+           coalesce(array_agg(status), '{}') AS statuses
+    FROM (SELECT user_id, status FROM holds
+          WHERE coupon_name = coupons.name AND status <> 'released' LIMIT $2) AS holders
+) AS live
+WHERE coupons.name = $1
 """
 
 
@@ -194,25 +208,26 @@ class PostgresInventory:
             for saga_id in saga_ids
         ]
 
-    async def holds_unit(self, coupon_name: str, user_id: str) -> bool:
+    async def hold_status(self, coupon_name: str, user_id: str) -> HoldStatus | None:
         """One read of the one-live-hold index: no lock, no write."""
         with unavailable_on_failure("postgresql"):
-            return bool(
-                await self._pool.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM holds WHERE coupon_name = $1 "
-                    "AND user_id = $2 AND status <> 'released')",
-                    coupon_name,
-                    user_id,
-                )
+            status = await self._pool.fetchval(
+                "SELECT status FROM holds WHERE coupon_name = $1 AND user_id = $2 "
+                "AND status <> 'released'",
+                coupon_name,
+                user_id,
             )
+        return None if status is None else HoldStatus(status)
 
-    async def holders_if_sold_out(self, coupon_name: str, limit: int) -> list[str] | None:
+    async def holders_if_sold_out(
+        self, coupon_name: str, limit: int
+    ) -> dict[str, HoldStatus] | None:
         """One statement, so the stock and the holders are one snapshot."""
         with unavailable_on_failure("postgresql"):
             row = await self._pool.fetchrow(_HOLDERS_IF_SOLD_OUT, coupon_name, limit + 1)
         if row is None or row["remaining_amount"] > 0:
             return None
-        return list(row["holders"])
+        return dict(zip(row["users"], map(HoldStatus, row["statuses"]), strict=True))
 
     async def coupon_names(self) -> list[str]:
         with unavailable_on_failure("postgresql"):
@@ -279,6 +294,8 @@ def _reserve_refusal(outcome: str, saga_id: str, coupon_name: str) -> Exception 
         return None
     if outcome == "released":
         return SagaConflict(f"saga {saga_id} was compensated; its hold is released")
+    if outcome.startswith(_IN_FLIGHT):
+        return ClaimInFlight(coupon_name, outcome.removeprefix(_IN_FLIGHT))
     return _RESERVE_REJECTIONS[outcome](coupon_name)
 
 

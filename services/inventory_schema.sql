@@ -36,8 +36,9 @@ CREATE INDEX IF NOT EXISTS holds_held_by_age ON holds (updated_at) WHERE status 
 -- @function reserve_units
 -- Reserve one unit for each saga given, in one round trip and one transaction. Each
 -- saga's outcome, in the order given: 'reserved' (also on a replay of the same saga),
--- 'already_claimed', 'out_of_stock', 'coupon_not_found' or 'released' (this saga was
--- compensated already).
+-- 'already_claimed' (the user's unit of the coupon is confirmed), 'in_flight:<saga id>'
+-- (it is held by that saga, not confirmed yet), 'out_of_stock', 'coupon_not_found' or
+-- 'released' (this saga was compensated already).
 --
 -- The lock order, the same in every function here that touches a coupon's stock: the
 -- coupons' rows first (in name order, so two batches never wait for each other in a
@@ -54,6 +55,7 @@ DECLARE
     v_outcomes text[] := '{}';
     v_at int;
     v_status text;
+    v_holder uuid;
 BEGIN
     SELECT coalesce(array_agg(name ORDER BY name), '{}'),
            coalesce(array_agg(remaining_amount ORDER BY name), '{}')
@@ -75,7 +77,12 @@ BEGIN
         IF NOT FOUND THEN
             SELECT status INTO v_status FROM holds WHERE saga_id = p_saga_ids[i];
             IF NOT FOUND THEN
-                v_outcomes := v_outcomes || 'already_claimed'::text;
+                SELECT saga_id, status INTO v_holder, v_status FROM holds
+                WHERE coupon_name = p_coupons[i] AND user_id = p_users[i]
+                  AND status <> 'released';
+                v_outcomes := v_outcomes || CASE v_status
+                    WHEN 'held' THEN 'in_flight:' || v_holder::text
+                    ELSE 'already_claimed' END;
             ELSE
                 v_outcomes := v_outcomes
                     || CASE v_status WHEN 'released' THEN 'released' ELSE 'reserved' END;

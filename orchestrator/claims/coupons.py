@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from orchestrator.claims.admission import Admission
 from orchestrator.claims.duplicates import Lead, RepeatClaims
+from orchestrator.claims.outages import StoresAway
 from orchestrator.claims.soldout import SoldOutMemo
 from orchestrator.logs import SAGA_ID
 from orchestrator.metrics import REPEAT_CLAIMS_ANSWERED, SOLD_OUT_MEMO_HITS, reason
 from orchestrator.saga.engine import SagaEngine, Stands, new_saga_id
 from sagas.claim import ClaimPayload
-from sagas.definition import SagaDefinition
-from sagas.errors import AlreadyClaimed, CouponNotFound, OutOfStock
-from sagas.ports import Claimed, ClaimLedger, CouponStock, Inventory
+from sagas.definition import SagaDefinition, Verdict
+from sagas.errors import (
+    AlreadyClaimed,
+    ClaimInFlight,
+    CouponNotFound,
+    InDoubt,
+    OutOfStock,
+    StoreUnavailable,
+)
+from sagas.ports import Claimed, ClaimLedger, CouponStock, Inventory, SagaLog
 from sagas.records import SagaRecord
 from sagas.timestamps import to_the_millisecond
 
@@ -51,6 +61,22 @@ async def read_details(inventory: Inventory, claims: ClaimLedger, name: str) -> 
     return CouponDetails(stock, list(claimants.values()))
 
 
+def still_open(
+    saga_log: SagaLog, definition: SagaDefinition[Any]
+) -> Callable[[str], Awaitable[bool]]:
+    """Whether a saga answered in doubt is still unsettled, by its record: also when the
+    log cannot tell; not once its record is gone (a claim then finds out for itself)."""
+
+    async def check(saga_id: str) -> bool:
+        try:
+            record = await saga_log.load(saga_id)
+        except StoreUnavailable:
+            return True
+        return record is not None and definition.verdict(record) is Verdict.OPEN
+
+    return check
+
+
 class CouponService:
     def __init__(
         self,
@@ -61,14 +87,19 @@ class CouponService:
         sold_out: SoldOutMemo,
         admission: Admission,
         repeats: RepeatClaims,
+        stores_away: StoresAway,
+        saga_log: SagaLog,
         *,
         finish_seconds: float,
     ) -> None:
         """`finish_seconds`: how long `close` lets sagas already answered finish their
-        last steps (a confirm's tries); those still running are left to recovery."""
+        last steps (a confirm's tries); those still running are left to recovery.
+        `saga_log`: read to tell whether another saga of the user's is being undone."""
         self._inventory = inventory
         self._claims = claims
         self._engine = engine
+        self._stores_away = stores_away
+        self._saga_log = saga_log
         self._claim_saga = claim
         self._sold_out = sold_out
         self._admission = admission
@@ -91,8 +122,10 @@ class CouponService:
             return await self._claim(user_id, coupon_name, lead)
 
     async def _claim(self, user_id: str, coupon_name: str, lead: Lead | None) -> Claimed:
+        self._stores_away.refuse_if_away()
         await self._admission.enter()
-        try:  # it may have sold out while this claim waited its turn
+        try:  # it may have sold out, or a store gone, while this claim waited its turn
+            self._stores_away.refuse_if_away()
             await self._refuse_if_sold_out(user_id, coupon_name)
         except BaseException:
             self._admission.leave()  # no saga will hold the slot
@@ -118,6 +151,7 @@ class CouponService:
     async def close(self) -> None:
         """Let the sagas already answered finish, for up to `finish_seconds`; stop the
         rest before the stores close under them (recovery finishes them)."""
+        await self._stores_away.close()
         if not self._running:
             return
         _, unfinished = await asyncio.wait(self._running, timeout=self._finish_seconds)
@@ -132,14 +166,30 @@ class CouponService:
             # Within the slot, so the claims admitted next already find the memo taught.
             await self._sold_out.learn(payload.coupon_name)
             raise
+        except ClaimInFlight as in_flight:
+            raise await self._in_flight(in_flight) from None
+        except (StoreUnavailable, InDoubt) as error:
+            self._stores_away.saw(error)
+            raise
+
+    async def _in_flight(self, in_flight: ClaimInFlight) -> Exception:
+        """The answer to a claim whose user's unit is held by another saga of theirs: a
+        claim in flight is already claimed, unless that saga is being undone (its store
+        was away): then the user's claim is in doubt until the undo is done."""
+        try:
+            holder = await self._saga_log.load(in_flight.holder)
+        except StoreUnavailable:
+            holder = None  # nothing known against "in flight"
+        if holder is not None and holder.status.in_flight and holder.compensating:
+            return InDoubt(in_flight.holder, "another claim of this user's is being undone")
+        return AlreadyClaimed(in_flight.coupon_name)
 
     async def _refuse_if_sold_out(self, user_id: str, coupon_name: str) -> None:
-        """Answer from the sold-out memo when it knows the coupon: no saga, no write."""
+        """Answer from the sold-out memo when it knows the answer: no saga, no write."""
         sold_out = await self._sold_out.get(coupon_name)
         if sold_out is None:
             return
-        if await sold_out.holds(self._inventory, coupon_name, user_id):
-            SOLD_OUT_MEMO_HITS.labels("already_claimed").inc()
-            raise AlreadyClaimed(coupon_name)
-        SOLD_OUT_MEMO_HITS.labels("out_of_stock").inc()
-        raise OutOfStock(coupon_name)
+        answer = await sold_out.answer(self._inventory, coupon_name, user_id)
+        if answer is not None:
+            SOLD_OUT_MEMO_HITS.labels(reason(answer)).inc()
+            raise answer

@@ -4,8 +4,11 @@ During a flash sale most claims arrive after the stock is gone, and each would o
 cost a saga (two Redis writes, a reserve that inserts and deletes a hold under the hot
 row's lock). A process that finds a coupon sold out reads, in one statement, its stock
 and the users holding its units, and answers claims from memory: `already_claimed` to a
-holder, `out_of_stock` to anyone else. An entry past half its age is read again by the
-next claim that meets it (one claim at a time; the others keep the entry meanwhile).
+user whose unit is confirmed, `out_of_stock` to anyone without a unit. A user whose unit
+is held by a saga still in flight gets no answer from memory: that saga may yet be
+undone, and the claim's own saga finds out (coupons.py). An entry past half its age is
+read again by the next claim that meets it (one claim at a time; the others keep the
+entry meanwhile).
 
 The guarantee: every answer from memory rests on a read of PostgreSQL at most
 SOLD_OUT_MEMO_SECONDS old, so a unit given back by a compensation is claimable again
@@ -16,12 +19,12 @@ process keeps, only "sold out" is remembered and each claim reads the hold index
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from orchestrator.metrics import SOLD_OUT_MEMO_RENEWALS
-from sagas.errors import StoreUnavailable
-from sagas.ports import Inventory
+from sagas.errors import AlreadyClaimed, DomainError, OutOfStock, StoreUnavailable
+from sagas.ports import HoldStatus, Inventory
 
 MAX_HOLDERS_KEPT = 10_000  # per coupon
 _MAX_KEPT = 200_000  # holders over all coupons; past it the memo starts over
@@ -30,12 +33,21 @@ _MAX_KEPT = 200_000  # holders over all coupons; past it the memo starts over
 @dataclass(frozen=True)
 class SoldOut:
     read_at: float
-    holders: frozenset[str] | None  # None: too many to keep
+    holders: Mapping[str, HoldStatus] | None  # each live unit's user and status; None: too many
 
-    async def holds(self, inventory: Inventory, coupon_name: str, user_id: str) -> bool:
+    async def answer(
+        self, inventory: Inventory, coupon_name: str, user_id: str
+    ) -> DomainError | None:
+        """The memo's answer to this user's claim; None: a saga of theirs is in flight."""
         if self.holders is not None:
-            return user_id in self.holders
-        return await inventory.holds_unit(coupon_name, user_id)
+            status = self.holders.get(user_id)
+        else:
+            status = await inventory.hold_status(coupon_name, user_id)
+        if status is None:
+            return OutOfStock(coupon_name)
+        if status is HoldStatus.CONFIRMED:
+            return AlreadyClaimed(coupon_name)
+        return None
 
 
 class SoldOutMemo:
@@ -89,7 +101,7 @@ class SoldOutMemo:
         self._forget(coupon_name)
         if holders is None:
             return  # stock again (or no such coupon)
-        kept = frozenset(holders) if len(holders) <= self._max_holders else None
+        kept = holders if len(holders) <= self._max_holders else None
         if self._kept + len(kept or ()) > _MAX_KEPT:
             self._entries.clear()
             self._kept = 0

@@ -20,6 +20,7 @@ from sagas.errors import (
     AlreadyClaimed,
     CouponExists,
     CouponNotFound,
+    InDoubt,
     LeaseLost,
     OutOfStock,
     StoreNotSetUp,
@@ -183,6 +184,17 @@ ERRORS: dict[type[BaseException], ErrorAnswer] = {
     # line logged says what an operator must change.
     StoreNotSetUp: replace(_UNAVAILABLE, log_level=logging.ERROR),
     LeaseLost: _UNAVAILABLE,
+    # A claim whose saga did not settle while the client waited: unlike the 503s above,
+    # this one does not say that nothing was taken.
+    InDoubt: ErrorAnswer(
+        503,
+        "unavailable",
+        "The claim is not settled yet: it may still stand or be undone. Ask again "
+        "shortly; a repeat gets the settled answer.",
+        headers=RETRY_AFTER,
+        extra={"outcome": "in_doubt"},
+        log_level=logging.WARNING,
+    ),
     NotReady: ErrorAnswer(
         503, "unavailable", "Not ready.", headers=RETRY_AFTER, from_error=_not_ready
     ),

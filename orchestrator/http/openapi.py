@@ -32,6 +32,7 @@ from sagas.errors import (
     AlreadyClaimed,
     CouponExists,
     CouponNotFound,
+    InDoubt,
     OutOfStock,
     StoreUnavailable,
 )
@@ -72,7 +73,12 @@ def _errors(*kinds: type[BaseException]) -> dict[str, Any]:
         by_status.setdefault(str(answer.status), []).append(answer)
     responses: dict[str, Any] = {}
     for http_status, answers in by_status.items():
-        examples = {a.code: {"value": {"error": a.code, "message": a.message}} for a in answers}
+        examples = {
+            "_".join((a.code, *map(str, a.extra.values()))): {
+                "value": {"error": a.code, "message": a.message, **a.extra}
+            }
+            for a in answers
+        }
         response = _json(ErrorResponse, " or ".join(f"`{a.code}`" for a in answers))
         response["content"]["application/json"]["examples"] = examples
         headers = {name for answer in answers for name in answer.headers}
@@ -144,7 +150,7 @@ def _claim_coupon() -> dict[str, Any]:
                 "Claimed",
                 headers={"X-Saga-Id": {**_SAGA_ID, "required": True}},
             ),
-            **_errors(*_BAD_BODY, CouponNotFound, AlreadyClaimed, OutOfStock),
+            **_errors(*_BAD_BODY, CouponNotFound, AlreadyClaimed, OutOfStock, InDoubt),
         },
     }
 

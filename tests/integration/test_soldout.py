@@ -11,10 +11,13 @@ from prometheus_client import REGISTRY
 
 from orchestrator.bootstrap import open_components
 from orchestrator.claims.soldout import SoldOutMemo
+from sagas.errors import AlreadyClaimed, OutOfStock
+from sagas.ports import HoldStatus
 from services.inventory import PostgresInventory
 from tests.support.settings import changed
 
 SECONDS = 1.0
+HELD = HoldStatus.HELD
 
 
 class Clock:
@@ -40,26 +43,32 @@ def memo(inventory, clock) -> SoldOutMemo:
     return SoldOutMemo(inventory, SECONDS, clock)
 
 
-async def sell_out(inventory: PostgresInventory, coupon: str, users: list[str]) -> dict[str, str]:
-    """A coupon with one unit per user, all held; returns each user's saga id."""
+async def sell_out(
+    inventory: PostgresInventory, coupon: str, users: list[str], confirmed: int = 0
+) -> dict[str, str]:
+    """A coupon with one unit per user, the first `confirmed` confirmed and the rest held
+    by their sagas; returns each user's saga id."""
     await inventory.create_coupon(coupon, len(users))
     sagas = {user: str(uuid.uuid4()) for user in users}
     for user, saga_id in sagas.items():
         await inventory.reserve(saga_id, coupon, user)
+    for saga_id in list(sagas.values())[:confirmed]:
+        await inventory.confirm(saga_id)
     return sagas
 
 
 async def test_a_sold_out_coupon_is_answered_from_memory_for_its_seconds_only(
     inventory, memo, clock, name
 ):
-    await sell_out(inventory, name, ["ann", "bob"])
+    await sell_out(inventory, name, ["ann", "bob"], confirmed=1)
     assert await memo.get(name) is None  # not learned yet
 
     await memo.learn(name)
     entry = await memo.get(name)
-    assert entry is not None and entry.holders == {"ann", "bob"}
-    assert await entry.holds(inventory, name, "ann")
-    assert not await entry.holds(inventory, name, "cid")
+    assert entry is not None and entry.holders == {"ann": HoldStatus.CONFIRMED, "bob": HELD}
+    assert isinstance(await entry.answer(inventory, name, "ann"), AlreadyClaimed)
+    assert await entry.answer(inventory, name, "bob") is None  # in flight: its saga tells
+    assert isinstance(await entry.answer(inventory, name, "cid"), OutOfStock)
 
     clock.now += SECONDS
     assert await memo.get(name) is None
@@ -103,14 +112,15 @@ async def test_an_entry_still_sold_out_is_renewed_with_its_new_holders(
 
 async def test_past_the_holders_it_keeps_it_asks_the_hold_index(inventory, clock, name):
     memo = SoldOutMemo(inventory, SECONDS, clock, max_holders=2)
-    await sell_out(inventory, name, ["ann", "bob", "cid"])
+    await sell_out(inventory, name, ["ann", "bob", "cid"], confirmed=2)
 
     await memo.learn(name)
 
     entry = await memo.get(name)
     assert entry is not None and entry.holders is None
-    assert await entry.holds(inventory, name, "cid")
-    assert not await entry.holds(inventory, name, "dan")
+    assert isinstance(await entry.answer(inventory, name, "ann"), AlreadyClaimed)
+    assert await entry.answer(inventory, name, "cid") is None
+    assert isinstance(await entry.answer(inventory, name, "dan"), OutOfStock)
 
 
 async def test_zero_seconds_turns_it_off(inventory, clock, name):

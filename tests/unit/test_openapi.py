@@ -59,7 +59,7 @@ def test_the_claim_lists_every_outcome_of_the_contract():
         "409": {"already_claimed", "out_of_stock"},
         "413": {"payload_too_large"},
         "417": {"expectation_failed"},
-        "503": {"unavailable"},
+        "503": {"unavailable", "unavailable_in_doubt"},
     }
     assert "Retry-After" in responses["503"]["headers"]
 
