@@ -199,8 +199,12 @@ class Stores:
             except Exception:  # whatever the driver raises, the store did not answer
                 return False
 
-        found = await asyncio.gather(*(answers(probe) for probe in probes.values()))
-        return dict(zip(probes, found, strict=True))
+        found = dict(zip(probes, await asyncio.gather(*map(answers, probes.values())), strict=True))
+        if not found["postgresql"]:
+            # After a restart every pooled connection is dead, and would fail one call
+            # each before the pool replaced it: replace them all at their next checkout.
+            await self.pg_pool.expire_connections()
+        return found
 
     async def not_answering(self, timeout_seconds: float) -> list[str]:
         return [store for store, up in (await self.answering(timeout_seconds)).items() if not up]

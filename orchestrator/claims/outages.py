@@ -4,8 +4,9 @@ A claim's saga that failed for a store away (after its retries) is the sign. Eve
 let in after it would take a unit it cannot record, answer 503 and leave an undo behind:
 during one long outage that held thousands of units and grew memory without bound. So
 from that moment this process refuses new claims with a 503 that took nothing, and
-probes the stores, at once and then every `probe_seconds`; once all three answer, claims
-are let in again.
+probes the stores, at once and then backing off up to every `probe_seconds`; once all
+three answer, claims are let in again. (The first probes after a restart meet the pool's
+dead connections, each of which fails once: probed quickly, they are soon replaced.)
 Claims answered from memory (a repeat, a sold-out coupon) are not affected: they need no
 store.
 """
@@ -18,6 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from orchestrator.metrics import CLAIMS_REFUSED_STORE_AWAY
+from orchestrator.saga.backoff import Backoff
 from sagas.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -56,9 +58,10 @@ class StoresAway:
                 await self._probing
 
     async def _until_back(self) -> None:
-        while True:
-            if not await self._probe():
-                break
-            await asyncio.sleep(self._probe_seconds)
+        backoff = Backoff(base_seconds=0.05, cap_seconds=self._probe_seconds)
+        tries = 0
+        while await self._probe():
+            tries += 1
+            await asyncio.sleep(backoff.delay(tries))
         self._away = None
         log.warning("claims let in again: every store answers")

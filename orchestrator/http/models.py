@@ -131,10 +131,3 @@ class ErrorResponse(BaseModel):
     message: str = Field(
         description="One human sentence.", examples=["This coupon has no stock left."]
     )
-    outcome: str | None = Field(
-        None,
-        description="Only on a claim's 503 whose saga did not settle in time: `in_doubt`, "
-        "the claim may yet stand or be undone; ask again later. Absent on a 503 that "
-        "took nothing.",
-        examples=["in_doubt"],
-    )

@@ -79,13 +79,19 @@ def _errors(*kinds: type[BaseException]) -> dict[str, Any]:
             }
             for a in answers
         }
-        response = _json(ErrorResponse, " or ".join(f"`{a.code}`" for a in answers))
+        response = _json(ErrorResponse, " or ".join(map(_described, answers)))
         response["content"]["application/json"]["examples"] = examples
         headers = {name for answer in answers for name in answer.headers}
         if headers:
             response["headers"] = {name: {"schema": {"type": "string"}} for name in sorted(headers)}
         responses[http_status] = response
     return responses
+
+
+def _described(answer: ErrorAnswer) -> str:
+    """An answer's code, and the fields it adds to the error body."""
+    added = ", ".join(f"`{name}: {value}`" for name, value in answer.extra.items())
+    return f"`{answer.code}`" + (f" with {added}" if added else "")
 
 
 _BAD_BODY = (
