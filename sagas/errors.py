@@ -54,7 +54,7 @@ class StoreUnavailable(Exception):
 
 def may_have_applied(error: BaseException) -> bool:
     """Whether a failed action may still have changed its store (so it must be undone)."""
-    if isinstance(error, DomainError):
+    if isinstance(error, (DomainError, StoreNotSetUp)):  # the store said no
         return False
     return not isinstance(error, StoreUnavailable) or error.maybe_applied
 

@@ -114,6 +114,7 @@ def shown(record: SagaRecord, events: Sequence[SagaEvent], lease: Lease | None) 
         "step": record.step,
         "attempts": tries(events),
         "takeovers": record.recoveries,
+        "deferrals": record.deferrals,
         "epoch": record.epoch,
         "lease": lease_json(lease),
         "error": record.error,
@@ -127,6 +128,7 @@ def shown(record: SagaRecord, events: Sequence[SagaEvent], lease: Lease | None) 
                 "step": e.step,
                 "phase": e.phase.value,
                 "error": e.error,
+                "tries": e.tries,
             }
             for e in events
         ],
@@ -138,8 +140,14 @@ def show_text(record: SagaRecord, events: Sequence[SagaEvent], lease: Lease | No
     timeline = fields.pop("events")
     fields["lease"] = lease_text(lease)
     head = [f"{key + ':':12} {_text(value)}".rstrip() for key, value in fields.items()]
-    rows = [[e["at"], e["step"], e["phase"], e["error"]] for e in timeline]
+    rows = [[e["at"], e["step"], _phase_text(e), e["error"]] for e in timeline]
     return "\n".join([*head, "", table(["AT", "STEP", "PHASE", "ERROR"], rows)])
+
+
+def _phase_text(event: Mapping[str, Any]) -> str:
+    """An event's phase, with the tries it counts when it stands for more than one."""
+    tries = event["tries"]
+    return event["phase"] if tries == 1 else f"{event['phase']} x{tries}"
 
 
 def _text(value: Any) -> str:

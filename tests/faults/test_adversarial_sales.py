@@ -1,6 +1,7 @@
 """Issue 21's adversarial runs: a sale under short timings (the settings accept them) while
-a worker is paused past its lease, FerretDB is killed and started again, or PostgreSQL is
-killed -9 and started again.
+a worker is paused past its lease, FerretDB is killed and started again, PostgreSQL is
+killed -9 and started again, or one of two gateways loses Redis while the other keeps it
+(its sagas are taken over by a gateway it cannot hear from).
 
 Every answer is checked against the stores once every saga has ended: no 500, no 200
 for a claim that does not stand, no 503 "nothing taken" for a claim that took a unit or
@@ -31,6 +32,7 @@ from tests.support.api import create
 from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
 from tests.support.processes import descendants
+from tests.support.proxy import ProxyInThread
 from tests.support.sale import Sale, false_answers, resident_bytes, tally
 from tests.support.servers import gateway_process, process_group
 from tests.support.settings import changed
@@ -220,5 +222,48 @@ async def test_postgresql_killed_and_started_again(
             await check_the_sale(sale, own_pg, mongo, apart, name, "PostgreSQL killed -9")
             after = (resident_bytes(process_group(base)), await redis_used(apart.redis))
             print(memory_row(before, after))
+        code, out, _ = await coupon_saga(gateway, "audit", "--coupon", name)
+        assert code == 0, out
+
+
+async def test_redis_cut_from_one_gateway_only(http, settings, pg, mongo, tmp_path, name):
+    async with saga_log_apart(settings) as apart:
+        gateway = changed(apart.settings, SHORT)
+        cut_off = ProxyInThread(gateway.redis_url)
+        try:
+            cut_off_gateway = changed(
+                gateway, {"redis_url": cut_off.proxy.url_through(gateway.redis_url)}
+            )
+            with (
+                gateway_process(cut_off_gateway, tmp_path / "cut-off.log") as lonely,
+                gateway_process(gateway, tmp_path / "connected.log") as connected,
+            ):
+                await create(http, connected, name, STOCK)
+                sale = Sale(
+                    http,
+                    [lonely, connected],
+                    name,
+                    users=USERS,
+                    concurrency=CONCURRENCY,
+                    held_back=HELD_BACK,
+                )
+                selling = asyncio.ensure_future(sale.run())
+                await eventually(lambda: sale.answered(FAULT_AT))
+
+                await asyncio.to_thread(cut_off.cut)
+                cut_at = len(sale.told)
+
+                async def taken_over_by_the_other() -> bool:
+                    sagas = await apart.saga_log.find(None, None)
+                    return any(saga.recoveries > 0 for saga in sagas)
+
+                await eventually(lambda: sale.told_503(CONCURRENCY // 4, since=cut_at))
+                await eventually(taken_over_by_the_other)
+                await asyncio.to_thread(cut_off.restore)
+                sale.healed.set()
+                await selling
+                await check_the_sale(sale, pg, mongo, apart, name, "Redis cut from one gateway")
+        finally:
+            cut_off.close()
         code, out, _ = await coupon_saga(gateway, "audit", "--coupon", name)
         assert code == 0, out

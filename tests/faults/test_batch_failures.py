@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from orchestrator.bootstrap import mongo_client, postgres_pool, redis_client
-from sagas.errors import AlreadyClaimed, OutOfStock, StoreUnavailable
+from sagas.errors import AlreadyClaimed, ClaimInFlight, OutOfStock, StoreUnavailable
 from sagas.records import SagaRecord, SagaStatus
 from services.batched import BatchedClaims, BatchedInventory, BatchedSagaLog
 from services.batching import Coalescer
@@ -86,7 +86,7 @@ async def test_postgresql_cut_under_a_reserve_batch_fails_each_saga_and_retries_
         )
 
     reserved = [saga for saga, result in zip(sagas, retried, strict=True) if result is None]
-    assert {type(r) for r in retried if r is not None} <= {AlreadyClaimed, OutOfStock}
+    assert {type(r) for r in retried if r is not None} <= {ClaimInFlight, OutOfStock}
     assert len(reserved) == 4
     assert len({user for _, user in reserved}) == 4
     await assert_conserved(pg, name)
