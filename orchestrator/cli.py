@@ -1,7 +1,7 @@
 """`coupon-saga`: the operators' tool to find, inspect and re-drive sagas, and audit the stores.
 
 Exit codes: 0 fine, 1 problems found (a saga missing, failed sagas listed, a saga refused),
-2 usage error, 3 a store unreachable or the settings wrong.
+2 usage error, 3 a store unreachable or the settings wrong, 141 the output's reader gone.
 """
 
 # The verbs work on the ports (sagas/replay_verbs.py); this module reads the command line
