@@ -1,7 +1,7 @@
 """`coupon-saga`: the operators' tool to find, inspect and re-drive sagas, and audit the stores.
 
 Exit codes: 0 fine, 1 problems found (a saga missing, failed sagas listed, a saga refused),
-2 usage error, 3 a store unreachable or the settings wrong.
+2 usage error, 3 a store unreachable or the settings wrong, 141 the output's reader gone.
 """
 
 # The verbs work on the ports (sagas/replay_verbs.py); this module reads the command line
@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -218,8 +220,27 @@ async def _saga_log_only(settings: Settings) -> AsyncIterator[SagaLog]:
         yield redis_saga_log(settings, client)
 
 
+# What a shell reports for a command SIGPIPE ended (`coupon-saga show ID | head`).
+# Python ignores SIGPIPE, and must: the tool's store connections would die of it too.
+READER_GONE = 128 + signal.SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        try:
+            code = _answer(argv)
+        finally:
+            sys.stdout.flush()  # here, so a reader gone away is caught below, not at exit
+    except BrokenPipeError:
+        # Nothing more can reach the reader; point stdout at /dev/null so the
+        # interpreter's own flush at exit has nothing left to fail on.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(READER_GONE)
+    sys.exit(code)
+
+
+def _answer(argv: list[str]) -> int:
     try:
         args = _parser().parse_args(argv)
         # The answer says what went wrong, once; the service's own log lines only on -v.
@@ -227,10 +248,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             level=logging.INFO if args.verbose else logging.CRITICAL + 1,
             format="%(levelname)s %(name)s: %(message)s",
         )
-        sys.exit(asyncio.run(_run(args)))
+        return asyncio.run(_run(args))
     except ToolError as error:
         print_error(error.kind, error.message, error.details, json_out="--json" in argv)
-        sys.exit(error.code)
+        return error.code
 
 
 if __name__ == "__main__":

@@ -8,10 +8,8 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from multiprocessing.sharedctypes import Synchronized
 from typing import TYPE_CHECKING
 
@@ -28,6 +26,7 @@ from orchestrator.process.listening import (
     check_can_listen,
     is_bind_error,
 )
+from orchestrator.process.metrics_dir import metrics_directory
 from orchestrator.process.shutdown import stop_gracefully_on_sigterm
 from orchestrator.settings import Settings, SettingsError, load_settings, misspelt_in_env_file
 from sagas.errors import StoreNotSetUp, StoreUnavailable
@@ -197,14 +196,11 @@ def main(argv: list[str] | None = None, *, after_step: AfterStep | None = None) 
         return
     # Metrics shared by the workers: prometheus_client reads this when it is first imported,
     # so nothing this module imports may import it (orchestrator.metrics comes with the app).
-    owned = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
-    if owned:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coupon-metrics-")
-    try:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # the operator's, to keep and to clean
+        sys.exit(_run_workers(_checked_start(settings, count), count, after_step))
+    with metrics_directory() as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
         code = _run_workers(_checked_start(settings, count), count, after_step)
-    finally:
-        if owned:
-            shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     sys.exit(code)
 
 

@@ -16,6 +16,7 @@ import pymongo.errors
 import redis.exceptions
 
 from sagas.errors import StoreNotSetUp, StoreUnavailable
+from services.live_connections import session_ended_by_server
 
 _TRANSIENT: dict[str, tuple[type[BaseException], ...]] = {
     "postgresql": (
@@ -87,22 +88,6 @@ _REFUSED = (
 )
 
 
-# asyncpg's protocol refusing to start an operation on a connection whose last one never
-# finished: the server ended the session under it (a fast shutdown or a restart sends a
-# FATAL error, then closes) and the pool handed the connection out before it saw the close.
-# Raised before anything is written, so nothing reached the server. Matched narrowly: any
-# other InternalClientError is a bug in the driver or in us, and stays a 500.
-_DEAD_CONNECTION = re.compile(
-    r"cannot switch to state \d+; another operation \(\d+\) is in progress"
-)
-
-
-def _on_dead_connection(error: BaseException) -> bool:
-    return isinstance(error, asyncpg.InternalClientError) and bool(
-        _DEAD_CONNECTION.fullmatch(str(error))
-    )
-
-
 def _pymongo_wait_cut_short(error: BaseException) -> bool:
     """PyMongo's asyncio condition (waiting for a server or a pooled connection) raising
     this when a timeout cut the wait short at the wrong moment: seen while FerretDB was
@@ -124,7 +109,7 @@ def _never_sent(error: BaseException) -> bool:
         )
     cause: BaseException | None = error
     while cause is not None:
-        if _on_dead_connection(cause) or isinstance(cause, _REFUSED):
+        if session_ended_by_server(cause) or isinstance(cause, _REFUSED):
             return True
         cause = cause.__cause__ or cause.__context__
     return False
@@ -139,7 +124,12 @@ _CANNOT_PERSIST = re.compile(r"(?:^|error: )MISCONF\b")
 def _is_transient(store: str, error: BaseException) -> bool:
     if isinstance(error, _TRANSIENT[store]):
         return True
-    if store == "postgresql" and _on_dead_connection(error):
+    # A statement asyncpg refused on a connection whose session PostgreSQL had already
+    # ended: nothing was sent. The inventory runs it again on another connection
+    # (services/live_connections.py); it gets here only when the server ends sessions as
+    # fast as the pool opens them, or from a call made on the pool directly (the start-up
+    # checks). Any other InternalClientError is a bug in the driver or in us: a 500.
+    if store == "postgresql" and session_ended_by_server(error):
         return True
     if store == "redis" and isinstance(error, redis.exceptions.ResponseError):
         return bool(_CANNOT_PERSIST.search(str(error)))

@@ -20,6 +20,7 @@ from sagas.errors import (
 )
 from sagas.ports import CouponStock, Hold, HoldStatus, StockSnapshot
 from services.failures import unavailable_on_failure
+from services.live_connections import LiveConnections
 
 _RESERVE_REJECTIONS: dict[str, type[Exception]] = {
     "already_claimed": AlreadyClaimed,
@@ -119,10 +120,13 @@ class PostgresInventory:
     READ COMMITTED is enough: the stock changes only through guarded UPDATEs that take
     the row lock and re-check their condition, and holds are serialised per user by the
     partial unique index.
+
+    Each call runs on a connection whose session the server has not already ended
+    (services/live_connections.py).
     """
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+        self._connections = LiveConnections(pool)
 
     async def warm_up(self) -> None:
         """Run the claim path's statements once on every pooled connection, touching no
@@ -131,19 +135,19 @@ class PostgresInventory:
         transaction pooler nothing stays prepared; this then opens the pooler's server
         connections."""
 
-        async def on_one_connection() -> None:
-            async with self._pool.acquire() as connection:
-                await connection.fetchval(_RESERVE, _NO_SAGA, "", "")
-                await connection.fetchval(_CONFIRM, _NO_SAGA)
-                await connection.fetchval(_RESERVE_MANY, [_NO_SAGA], [""], [""])
-                await connection.fetchval(_CONFIRM_MANY, [_NO_SAGA])
+        async def prepare(connection: asyncpg.Connection) -> None:
+            await connection.fetchval(_RESERVE, _NO_SAGA, "", "")
+            await connection.fetchval(_CONFIRM, _NO_SAGA)
+            await connection.fetchval(_RESERVE_MANY, [_NO_SAGA], [""], [""])
+            await connection.fetchval(_CONFIRM_MANY, [_NO_SAGA])
 
+        connections = self._connections.pool.get_max_size()
         with unavailable_on_failure("postgresql"):
-            await asyncio.gather(*(on_one_connection() for _ in range(self._pool.get_max_size())))
+            await asyncio.gather(*(self._connections.run(prepare) for _ in range(connections)))
 
     async def create_coupon(self, name: str, amount: int) -> CouponStock:
         with unavailable_on_failure("postgresql"):
-            created = await self._pool.fetchval(
+            created = await self._connections.fetchval(
                 "INSERT INTO coupons (name, amount, remaining_amount) VALUES ($1, $2, $2) "
                 "ON CONFLICT (name) DO NOTHING RETURNING true",
                 name,
@@ -155,14 +159,14 @@ class PostgresInventory:
 
     async def get_coupon(self, name: str) -> CouponStock | None:
         with unavailable_on_failure("postgresql"):
-            row = await self._pool.fetchrow(
+            row = await self._connections.fetchrow(
                 "SELECT name, amount, remaining_amount FROM coupons WHERE name = $1", name
             )
         return None if row is None else _stock(row)
 
     async def reserve(self, saga_id: str, coupon_name: str, user_id: str) -> None:
         with unavailable_on_failure("postgresql"):
-            outcome = await self._pool.fetchval(_RESERVE, saga_id, coupon_name, user_id)
+            outcome = await self._connections.fetchval(_RESERVE, saga_id, coupon_name, user_id)
         if refusal := _reserve_refusal(outcome, saga_id, coupon_name):
             raise refusal
 
@@ -171,7 +175,7 @@ class PostgresInventory:
         None for a hold reserved, or the error `reserve` would have raised for it. A
         failure of the call itself raises, for all of them."""
         with unavailable_on_failure("postgresql"):
-            outcomes = await self._pool.fetchval(
+            outcomes = await self._connections.fetchval(
                 _RESERVE_MANY,
                 [hold.saga_id for hold in holds],
                 [hold.coupon_name for hold in holds],
@@ -186,14 +190,14 @@ class PostgresInventory:
         """True if this call gave the unit back; False if nothing was held for the saga."""
         with unavailable_on_failure("postgresql"):
             return bool(
-                await self._pool.fetchval(
+                await self._connections.fetchval(
                     "SELECT release_unit($1::uuid, $2, $3)", saga_id, coupon_name, user_id
                 )
             )
 
     async def confirm(self, saga_id: str) -> None:
         with unavailable_on_failure("postgresql"):
-            status = await self._pool.fetchval(_CONFIRM, saga_id)
+            status = await self._connections.fetchval(_CONFIRM, saga_id)
         if status != HoldStatus.CONFIRMED:
             raise _nothing_to_confirm(saga_id)
 
@@ -201,7 +205,7 @@ class PostgresInventory:
         """`confirm` for each saga, in one statement: None for a saga confirmed, or the
         error `confirm` would have raised for it."""
         with unavailable_on_failure("postgresql"):
-            rows = await self._pool.fetch(_CONFIRM_MANY, list(saga_ids))
+            rows = await self._connections.fetch(_CONFIRM_MANY, list(saga_ids))
         confirmed = {uuid.UUID(row["saga_id"]) for row in rows}
         return [
             None if uuid.UUID(saga_id) in confirmed else _nothing_to_confirm(saga_id)
@@ -211,7 +215,7 @@ class PostgresInventory:
     async def hold_status(self, coupon_name: str, user_id: str) -> HoldStatus | None:
         """One read of the one-live-hold index: no lock, no write."""
         with unavailable_on_failure("postgresql"):
-            status = await self._pool.fetchval(
+            status = await self._connections.fetchval(
                 "SELECT status FROM holds WHERE coupon_name = $1 AND user_id = $2 "
                 "AND status <> 'released'",
                 coupon_name,
@@ -224,23 +228,21 @@ class PostgresInventory:
     ) -> dict[str, HoldStatus] | None:
         """One statement, so the stock and the holders are one snapshot."""
         with unavailable_on_failure("postgresql"):
-            row = await self._pool.fetchrow(_HOLDERS_IF_SOLD_OUT, coupon_name, limit + 1)
+            row = await self._connections.fetchrow(_HOLDERS_IF_SOLD_OUT, coupon_name, limit + 1)
         if row is None or row["remaining_amount"] > 0:
             return None
         return dict(zip(row["users"], map(HoldStatus, row["statuses"]), strict=True))
 
     async def coupon_names(self) -> list[str]:
         with unavailable_on_failure("postgresql"):
-            rows = await self._pool.fetch("SELECT name FROM coupons ORDER BY name")
+            rows = await self._connections.fetch("SELECT name FROM coupons ORDER BY name")
         return [row["name"] for row in rows]
 
     async def snapshot(self, coupon_name: str) -> StockSnapshot | None:
         """The stock row and its holds from one REPEATABLE READ snapshot: never torn."""
-        with unavailable_on_failure("postgresql"):
-            async with (
-                self._pool.acquire() as connection,
-                connection.transaction(isolation="repeatable_read", readonly=True),
-            ):
+
+        async def read(connection: asyncpg.Connection) -> tuple[Any, list[Any]]:
+            async with connection.transaction(isolation="repeatable_read", readonly=True):
                 row = await connection.fetchrow(
                     "SELECT name, amount, remaining_amount FROM coupons WHERE name = $1",
                     coupon_name,
@@ -248,20 +250,24 @@ class PostgresInventory:
                 holds = await connection.fetch(
                     f"SELECT {_HOLD_COLUMNS} FROM holds WHERE coupon_name = $1", coupon_name
                 )
+            return row, holds
+
+        with unavailable_on_failure("postgresql"):
+            row, holds = await self._connections.run(read)
         if row is None:
             return None
         return StockSnapshot(_stock(row), [_hold(hold) for hold in holds])
 
     async def hold(self, saga_id: str) -> Hold | None:
         with unavailable_on_failure("postgresql"):
-            row = await self._pool.fetchrow(
+            row = await self._connections.fetchrow(
                 f"SELECT {_HOLD_COLUMNS} FROM holds WHERE saga_id = $1::uuid", saga_id
             )
         return None if row is None else _hold(row)
 
     async def stale_holds(self, older_than_seconds: float, limit: int) -> list[str]:
         with unavailable_on_failure("postgresql"):
-            rows = await self._pool.fetch(
+            rows = await self._connections.fetch(
                 "SELECT saga_id::text AS saga_id FROM holds WHERE status = 'held' "
                 "AND updated_at < now() - make_interval(secs => $1) ORDER BY updated_at LIMIT $2",
                 older_than_seconds,
@@ -270,13 +276,17 @@ class PostgresInventory:
         return [row["saga_id"] for row in rows]
 
     async def recount(self, coupon_name: str) -> tuple[int, int]:
-        with unavailable_on_failure("postgresql"):
-            async with self._pool.acquire() as connection, connection.transaction():
+
+        async def lock_and_count(connection: asyncpg.Connection) -> tuple[int, int]:
+            async with connection.transaction():
                 locked = await connection.fetchrow(_LOCK_STOCK, coupon_name)
                 if locked is None:
                     raise CouponNotFound(coupon_name)
                 after = await connection.fetchval(_RECOUNT, coupon_name)
-        return locked["remaining_amount"], after
+            return locked["remaining_amount"], after
+
+        with unavailable_on_failure("postgresql"):
+            return await self._connections.run(lock_and_count)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 
 from devstack.servers import free_port
 from tests.support.api import claim, create
-from tests.support.cli import coupon_saga
+from tests.support.cli import coupon_saga, coupon_saga_to_a_closed_reader
 from tests.support.settings import changed
 
 # The one timestamp format the tool prints: RFC 3339, UTC, milliseconds.
@@ -63,6 +63,23 @@ async def test_show_of_an_unknown_saga_exits_1(settings):
     code, _, err = await coupon_saga(settings, "show", "00000000-0000-0000-0000-000000000000")
     assert code == 1
     assert "no saga" in err
+
+
+@pytest.mark.parametrize(
+    "verb", [["show", "{saga_id}"], ["show", "{saga_id}", "--json"], ["list", "--coupon", "{name}"]]
+)
+async def test_a_reader_that_stops_early_gets_no_traceback(settings, service, name, verb):
+    """`coupon-saga show ID | head`: the reader goes away before the answer is written. The
+    tool ends quietly with the status a shell gives a command SIGPIPE ended (128 + 13)."""
+    await service.create(name, 1)
+    saga_id = (await service.claim("reader", name)).saga_id
+
+    code, err = await coupon_saga_to_a_closed_reader(
+        settings, *(word.format(saga_id=saga_id, name=name) for word in verb)
+    )
+
+    assert err == ""
+    assert code == 141
 
 
 async def test_usage_errors_exit_2(settings):

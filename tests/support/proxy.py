@@ -27,9 +27,12 @@ class CuttableProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._flowing = asyncio.Event()  # cleared while the proxy hangs
         self._flowing.set()
+        self._passing_closes = asyncio.Event()  # cleared while a server's close is held back
+        self._passing_closes.set()
         self.port = 0
         self.connections = 0  # connected through to the server now
         self.most_connections = 0  # ever at once: what a client held on the server
+        self.closes_held = 0  # connections the server closed whose close is held back
 
     @classmethod
     def for_url(cls, url: str, delay: float = 0.0) -> CuttableProxy:
@@ -62,8 +65,16 @@ class CuttableProxy:
         not a byte flows either way, as with a server that is up and never answers."""
         self._flowing.clear()
 
+    async def hold_closes(self) -> None:
+        """Pass on everything a server sends but its closing the connection: the client
+        reads a session's last words (PostgreSQL's FATAL error) and not yet that it
+        ended, as when the close is slow on its way. restore() passes the closes on."""
+        self._passing_closes.clear()
+
     async def restore(self) -> None:
-        """Undo a cut or a hang. Hung connections are dropped, with whatever they held back."""
+        """Undo a cut, a hang or held closes. Hung connections are dropped, with whatever
+        they held back."""
+        self._passing_closes.set()
         if not self._flowing.is_set():
             for writer in list(self._writers):
                 writer.transport.abort()
@@ -75,6 +86,7 @@ class CuttableProxy:
     async def close(self) -> None:
         await self.cut()
         self._flowing.set()  # hung connections are gone by now: let their handlers end
+        self._passing_closes.set()
         for task in list(self._tasks):
             task.cancel()
 
@@ -110,7 +122,9 @@ class CuttableProxy:
             self.most_connections = max(self.most_connections, self.connections)
             pumps = [
                 asyncio.ensure_future(self._pump(client_reader, upstream_writer)),
-                asyncio.ensure_future(self._pump(upstream_reader, client_writer, self._delay)),
+                asyncio.ensure_future(
+                    self._pump(upstream_reader, client_writer, self._delay, from_server=True)
+                ),
             ]
             self._tasks.update(pumps)
             try:
@@ -125,7 +139,12 @@ class CuttableProxy:
             self._writers.discard(upstream_writer)
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float = 0.0
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        delay: float = 0.0,
+        *,
+        from_server: bool = False,
     ) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
@@ -134,6 +153,12 @@ class CuttableProxy:
                 await self._flowing.wait()  # a hang holds the bytes back
                 writer.write(data)
                 await writer.drain()
+            if from_server and not self._passing_closes.is_set():
+                self.closes_held += 1
+                try:
+                    await self._passing_closes.wait()
+                finally:
+                    self.closes_held -= 1
 
 
 def through(settings: Settings, **proxies: CuttableProxy) -> Settings:
