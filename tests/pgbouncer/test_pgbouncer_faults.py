@@ -1,4 +1,5 @@
-"""PgBouncer itself failing in the middle of a sale: killed with SIGKILL and started again.
+"""PgBouncer itself failing in the middle of a sale: killed with SIGKILL and started again,
+or paused from its admin console (`PAUSE`, then `RESUME`).
 
 The gateway reaches PostgreSQL only through a PgBouncer of the test's own (transaction
 pooling, `PG_POOLER=transaction`), and MongoDB over a slow link, so that the fault finds
@@ -21,7 +22,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from devstack.pgbouncer import kill_pgbouncer, restart_pgbouncer, running_pgbouncer
+from devstack.pgbouncer import admin_command, kill_pgbouncer, restart_pgbouncer, running_pgbouncer
 from devstack.servers import Server
 from devstack.stack import StackUrls
 from orchestrator.bootstrap import open_tool_components
@@ -65,6 +66,10 @@ class Fault:
 
 
 KILLED = Fault(kill_pgbouncer, restart_pgbouncer)
+PAUSED = Fault(
+    lambda bouncer: admin_command(bouncer, "PAUSE"),  # returns once no transaction runs
+    lambda bouncer: admin_command(bouncer, "RESUME"),
+)
 
 
 # A long outage parks the sagas it finds past their pivot: the engine's defect, open.
@@ -194,4 +199,12 @@ async def test_pgbouncer_killed_and_restarted_mid_sale(
     http, settings, pg, mongo, bouncer, tmp_path, name, outage
 ):
     settled = await sale_through(http, settings, bouncer, tmp_path, name, KILLED, outage)
+    await assert_the_answers_tell_the_truth(pg, mongo, name, settled)
+
+
+@pytest.mark.parametrize("outage", OUTAGES)
+async def test_pgbouncer_paused_and_resumed_mid_sale(
+    http, settings, pg, mongo, bouncer, tmp_path, name, outage
+):
+    settled = await sale_through(http, settings, bouncer, tmp_path, name, PAUSED, outage)
     await assert_the_answers_tell_the_truth(pg, mongo, name, settled)
