@@ -18,6 +18,8 @@ from urllib.parse import unquote, urlsplit
 
 from devstack.processes import Server, accepts_tcp, find, free_port, spawn, wait_until
 
+_USER = "postgres"  # who connects to PgBouncer, also to its admin console
+
 
 def _connstring(database_url: str) -> tuple[str, str]:
     """The database's name and PgBouncer's `key=value` line for reaching it."""
@@ -62,6 +64,8 @@ pool_mode = transaction
 ; Fewer server connections than clients: transactions move between servers all the time.
 default_pool_size = {pool_size}
 max_client_conn = 2000
+; The admin console (PAUSE, RESUME, SHOW): only for users named here, also under `any`.
+admin_users = {_USER}
 {tracking}""",
         database,
     )
@@ -82,12 +86,9 @@ def running_pgbouncer(database_url: str, *, pool_size: int = 8) -> Iterator[Serv
         ini.write_text(config)
         ini.chmod(0o644)
         log_path = root / "pgbouncer.log"
-        user = "postgres" if os.geteuid() == 0 else None
-        process = spawn(
-            "pgbouncer", [find("pgbouncer", "/usr/sbin"), str(ini)], log_path, user=user
-        )
+        process = _spawn([binary, str(ini)], log_path)
         server = Server(
-            "pgbouncer", f"postgresql://postgres@127.0.0.1:{port}/{database}", process, log_path
+            "pgbouncer", f"postgresql://{_USER}@127.0.0.1:{port}/{database}", process, log_path
         )
         wait_until("pgbouncer", accepts_tcp(port), process, log_path)
         yield server
@@ -95,3 +96,37 @@ def running_pgbouncer(database_url: str, *, pool_size: int = 8) -> Iterator[Serv
         if server is not None:
             server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    user = "postgres" if os.geteuid() == 0 else None  # PgBouncer refuses to run as root
+    return spawn("pgbouncer", argv, log_path, user=user)
+
+
+def kill_pgbouncer(server: Server) -> None:
+    """SIGKILL, as a crash or the OOM killer would: every client and server connection
+    drops at once, and nothing listens on its port until it is restarted."""
+    server.process.kill()
+    server.process.wait()
+
+
+def restart_pgbouncer(server: Server) -> None:
+    """Start a PgBouncer of running_pgbouncer() again after it stopped: same port, same
+    settings (its ini file), empty pools."""
+    argv = [str(arg) for arg in server.process.args]  # type: ignore[union-attr]
+    server.process = _spawn(argv, server.log_path)
+    port = urlsplit(server.url).port
+    assert port is not None
+    wait_until("pgbouncer", accepts_tcp(port), server.process, server.log_path)
+
+
+def admin_command(server: Server, command: str) -> str:
+    """Run `command` on PgBouncer's admin console (its `pgbouncer` database) through psql,
+    which speaks the simple query protocol the console requires; its output, one row a line.
+    `PAUSE` returns once every server connection is idle (no transaction in flight)."""
+    port = str(urlsplit(server.url).port)
+    argv = [find("psql"), "-h", "127.0.0.1", "-p", port, "-U", _USER, "-d", "pgbouncer"]
+    done = subprocess.run([*argv, "-Atc", command], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"pgbouncer admin console: {command}: {done.stderr.strip()}")
+    return done.stdout

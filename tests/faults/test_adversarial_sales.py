@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -28,12 +29,12 @@ import redis.asyncio as aioredis
 from devstack.servers import Server, restart_postgres, start_postgres
 from tests.faults.test_store_outage import claims_database
 from tests.support.apart import Apart, ferretdb_apart, saga_log_apart
-from tests.support.api import create
+from tests.support.api import create, details
 from tests.support.cli import coupon_saga
 from tests.support.invariants import assert_invariants
-from tests.support.processes import descendants
+from tests.support.processes import descendants, resident_bytes
 from tests.support.proxy import ProxyInThread
-from tests.support.sale import Sale, false_answers, resident_bytes, tally
+from tests.support.sale import CUT, Sale, claimants, judge, outcomes
 from tests.support.servers import gateway_process, process_group
 from tests.support.settings import changed
 from tests.support.waiting import all_ended, eventually, sagas_in_flight
@@ -50,16 +51,20 @@ FAULT_AT = USERS // 5  # answers before the fault
 HELD_BACK = USERS // 2  # claims sent before the fault is healed; the rest after
 
 
-async def check_the_sale(sale: Sale, pg, mongo, apart: Apart, coupon: str, row: str) -> None:
+async def check_the_sale(
+    http, base: str, sale: Sale, pg, mongo, apart: Apart, coupon: str, row: str
+) -> None:
     await eventually(lambda: all_ended(pg, apart.saga_log, coupon))
     facts = await assert_invariants(pg, mongo, coupon)
-    after_heal = [told for told in sale.told if told.after_heal]
+    claimed_by = (await details(http, base, coupon))["claimed_by"]
+    healed = [answer for answer in sale.answers if answer.after_heal]
     print(
-        f"{row}: answers {tally(sale.told)} ({tally(after_heal)} once healed); "
-        f"{len(facts.claims)} claims"
+        f"{row}: answers {dict(outcomes(sale.answers))} ({dict(outcomes(healed))} once "
+        f"healed); {len(facts.claims)} claims"
     )
-    assert {told.status for told in sale.told} <= {200, 409, 503}
-    assert false_answers(sale.told, facts) == []
+    verdict = judge(sale.answers, facts, claimed_by)
+    assert CUT not in verdict.statuses
+    assert verdict.false_answers == []
     parked = [saga for saga in await apart.saga_log.find(None, None) if not saga.status.finished]
     assert parked == []
 
@@ -104,9 +109,9 @@ async def test_a_worker_paused_past_its_lease(http, settings, pg, mongo, tmp_pat
         with gateway_process(paused_gateway, tmp_path / "gateway.log") as base:
             await create(http, base, name, STOCK)
             before = (resident_bytes(process_group(base)), await redis_used(apart.redis))
-            sale = Sale(http, [base], name, users=USERS, concurrency=CONCURRENCY)
+            sale = Sale(http, name, claimants(USERS), CONCURRENCY, lambda: base)
             selling = asyncio.ensure_future(sale.run())
-            await eventually(lambda: sale.answered(FAULT_AT))
+            await eventually(sale.answered(FAULT_AT))
 
             paused = await driving_worker(apart)
             os.kill(paused, signal.SIGSTOP)
@@ -125,7 +130,9 @@ async def test_a_worker_paused_past_its_lease(http, settings, pg, mongo, tmp_pat
             finally:
                 os.kill(paused, signal.SIGCONT)
             await selling
-            await check_the_sale(sale, pg, mongo, apart, name, "worker paused past its lease")
+            await check_the_sale(
+                http, base, sale, pg, mongo, apart, name, "worker paused past its lease"
+            )
             after = (resident_bytes(process_group(base)), await redis_used(apart.redis))
             print(memory_row(before, after))
         code, out, _ = await coupon_saga(paused_gateway, "audit", "--coupon", name)
@@ -142,20 +149,20 @@ async def test_ferretdb_killed_and_started_again(http, settings, pg, tmp_path, n
             await create(http, base, name, STOCK)
             before = (resident_bytes(process_group(base)), await redis_used(apart.redis))
             sale = Sale(
-                http, [base], name, users=USERS, concurrency=CONCURRENCY, held_back=HELD_BACK
+                http, name, claimants(USERS), CONCURRENCY, lambda: base, held_back=HELD_BACK
             )
             selling = asyncio.ensure_future(sale.run())
-            await eventually(lambda: sale.answered(FAULT_AT))
+            await eventually(sale.answered(FAULT_AT))
 
             await ferretdb.kill()
-            killed_at = len(sale.told)
-            await eventually(lambda: sale.told_503(CONCURRENCY, since=killed_at))
+            killed_at = len(sale.answers)
+            await eventually(sale.answered(CONCURRENCY, 503, since=killed_at))
             await ferretdb.start()
             sale.healed.set()
             await selling
 
             async with claims_database(ferretdb.url, gateway) as claims:
-                await check_the_sale(sale, pg, claims, apart, name, "FerretDB killed")
+                await check_the_sale(http, base, sale, pg, claims, apart, name, "FerretDB killed")
             after = (resident_bytes(process_group(base)), await redis_used(apart.redis))
             print(memory_row(before, after))
         code, out, _ = await coupon_saga(gateway, "audit", "--coupon", name)
@@ -207,19 +214,21 @@ async def test_postgresql_killed_and_started_again(
             await create(http, base, name, STOCK)
             before = (resident_bytes(process_group(base)), await redis_used(apart.redis))
             sale = Sale(
-                http, [base], name, users=USERS, concurrency=CONCURRENCY, held_back=HELD_BACK
+                http, name, claimants(USERS), CONCURRENCY, lambda: base, held_back=HELD_BACK
             )
             selling = asyncio.ensure_future(sale.run())
-            await eventually(lambda: sale.answered(FAULT_AT))
+            await eventually(sale.answered(FAULT_AT))
 
             await asyncio.to_thread(kill_9, durable_postgres)
-            killed_at = len(sale.told)
-            await eventually(lambda: sale.told_503(CONCURRENCY, since=killed_at))
+            killed_at = len(sale.answers)
+            await eventually(sale.answered(CONCURRENCY, 503, since=killed_at))
             await asyncio.to_thread(restart_postgres, durable_postgres)
             sale.healed.set()
             await selling
 
-            await check_the_sale(sale, own_pg, mongo, apart, name, "PostgreSQL killed -9")
+            await check_the_sale(
+                http, base, sale, own_pg, mongo, apart, name, "PostgreSQL killed -9"
+            )
             after = (resident_bytes(process_group(base)), await redis_used(apart.redis))
             print(memory_row(before, after))
         code, out, _ = await coupon_saga(gateway, "audit", "--coupon", name)
@@ -239,30 +248,33 @@ async def test_redis_cut_from_one_gateway_only(http, settings, pg, mongo, tmp_pa
                 gateway_process(gateway, tmp_path / "connected.log") as connected,
             ):
                 await create(http, connected, name, STOCK)
+                turns = itertools.cycle([lonely, connected])
                 sale = Sale(
                     http,
-                    [lonely, connected],
                     name,
-                    users=USERS,
-                    concurrency=CONCURRENCY,
+                    claimants(USERS),
+                    CONCURRENCY,
+                    lambda: next(turns),
                     held_back=HELD_BACK,
                 )
                 selling = asyncio.ensure_future(sale.run())
-                await eventually(lambda: sale.answered(FAULT_AT))
+                await eventually(sale.answered(FAULT_AT))
 
                 await asyncio.to_thread(cut_off.cut)
-                cut_at = len(sale.told)
+                cut_at = len(sale.answers)
 
                 async def taken_over_by_the_other() -> bool:
                     sagas = await apart.saga_log.find(None, None)
                     return any(saga.recoveries > 0 for saga in sagas)
 
-                await eventually(lambda: sale.told_503(CONCURRENCY // 4, since=cut_at))
+                await eventually(sale.answered(CONCURRENCY // 4, 503, since=cut_at))
                 await eventually(taken_over_by_the_other)
                 await asyncio.to_thread(cut_off.restore)
                 sale.healed.set()
                 await selling
-                await check_the_sale(sale, pg, mongo, apart, name, "Redis cut from one gateway")
+                await check_the_sale(
+                    http, connected, sale, pg, mongo, apart, name, "Redis cut from one gateway"
+                )
         finally:
             cut_off.close()
         code, out, _ = await coupon_saga(gateway, "audit", "--coupon", name)

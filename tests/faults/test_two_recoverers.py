@@ -15,11 +15,12 @@ import time
 from collections import Counter
 from contextlib import closing
 
-from sagas.records import Phase, SagaEvent, SagaStatus
+from sagas.records import SagaStatus
 from tests.support.apart import Apart, saga_log_apart
 from tests.support.api import claim, claim_all_tolerant, create
 from tests.support.cli import coupon_saga
 from tests.support.faulty_gateway import Fault
+from tests.support.history import effects
 from tests.support.invariants import assert_invariants
 from tests.support.proxy import ProxyInThread
 from tests.support.servers import gateway_process, gateway_processes, kill_9, process_group
@@ -44,26 +45,6 @@ KILLED_IN_FLIGHT = 10
 # Many leases: the other gateway (looking every 0.2 s) has taken the saga over when A
 # wakes, also on a busy machine.
 STALL_SECONDS = 10.0
-
-# Events that stand for an effect on a store (or its end): each at most once per saga.
-EFFECTS = {
-    ("reserve", Phase.SUCCEEDED),
-    ("record", Phase.SUCCEEDED),
-    ("record", Phase.RECOVERED),  # the same effect, found landed by a recoverer
-    ("confirm", Phase.SUCCEEDED),
-    ("reserve", Phase.COMPENSATED),
-    ("record", Phase.COMPENSATED),
-}
-
-
-def effects(history: list[SagaEvent]) -> Counter[tuple[str, str]]:
-    counted: Counter[tuple[str, str]] = Counter()
-    for event in history:
-        if (event.step, event.phase) in EFFECTS:
-            counted[(event.step, event.phase.value)] += 1
-        if event.phase is Phase.FINISHED:
-            counted[("*", "finished")] += 1
-    return counted
 
 
 async def in_flight_at_least(apart: Apart, count: int) -> bool:

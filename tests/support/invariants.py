@@ -84,3 +84,28 @@ async def assert_invariants(
     assert confirmed == facts.claims
     assert facts.remaining_amount + len(facts.claims) == facts.amount
     return facts
+
+
+async def assert_written_once(
+    pg: asyncpg.Pool, mongo: AsyncDatabase[dict[str, Any]], coupon: str
+) -> None:
+    """No saga wrote its hold or its claim document twice, and no user holds two live
+    units or two claims: what the unique indexes promise, counted rather than trusted
+    (`read_facts` keys both by saga, which would hide a second copy)."""
+    twice_in_pg = await pg.fetch(
+        "SELECT 'saga' AS what, saga_id::text AS id FROM holds WHERE coupon_name = $1 "
+        "GROUP BY saga_id HAVING count(*) > 1 UNION ALL "
+        "SELECT 'user', user_id FROM holds WHERE coupon_name = $1 AND status <> 'released' "
+        "GROUP BY user_id HAVING count(*) > 1",
+        coupon,
+    )
+    assert [tuple(row) for row in twice_in_pg] == []
+    for key in ("saga_id", "user_id"):
+        twice = mongo.claims.aggregate(
+            [
+                {"$match": {"coupon_name": coupon}},
+                {"$group": {"_id": f"${key}", "copies": {"$sum": 1}}},
+                {"$match": {"copies": {"$gt": 1}}},
+            ]
+        )
+        assert [doc async for doc in await twice] == [], f"claim documents with one {key}"

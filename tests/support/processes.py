@@ -94,3 +94,14 @@ def listeners(count: int) -> Iterator[list[Listener]]:
     finally:
         for listener in made:
             listener.socket.close()
+
+
+def resident_bytes(pid: int) -> int:
+    """The resident memory of the processes below `pid` (a gateway's workers), together."""
+    total = 0
+    for child in descendants(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for line in Path(f"/proc/{child}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
