@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
+
+from devstack.go_toolchain import NoToolchain, cache_root, go_binary
 
 FERRETDB_VERSION = "v1.24.2"
 # The Go module that builds it lives in the source tree, not in an installed package: an
@@ -14,12 +17,11 @@ _TOOL_MODULE = Path(__file__).resolve().parent.parent / "tools" / "ferretdb"
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "coupon-service" / f"ferretdb-{FERRETDB_VERSION}"
+    return cache_root() / f"ferretdb-{FERRETDB_VERSION}"
 
 
 def ferretdb_binary() -> Path:
-    """`FERRETDB_BIN` if set, else the cached build, else a fresh build (about a minute)."""
+    """`FERRETDB_BIN` if set, else the cached build, else a fresh build (a minute or two)."""
     if configured := os.environ.get("FERRETDB_BIN"):
         return Path(configured)
     binary = cache_dir() / "ferretdb"
@@ -35,14 +37,25 @@ def build_ferretdb(target_dir: Path) -> None:
             "source to build it from: run scripts/install-deps in a checkout once (it "
             f"caches the binary in {cache_dir()}), or set FERRETDB_BIN."
         )
-    go = shutil.which("go") or "/usr/local/go/bin/go"
+    try:
+        go = go_binary()
+    except NoToolchain as error:
+        raise SystemExit(f"FerretDB {FERRETDB_VERSION} cannot be built: {error}") from error
+    print(
+        f"ferretdb: building FerretDB {FERRETDB_VERSION} with {go} into {target_dir} "
+        "(a minute or two, once) ...",
+        file=sys.stderr,
+        flush=True,
+    )
+    started = time.monotonic()
     target_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [go, "install", "."],
+        [str(go), "install", "."],
         cwd=_TOOL_MODULE,
         check=True,
         env={**os.environ, "GOBIN": str(target_dir), "GOFLAGS": "-mod=mod"},
     )
+    print(f"ferretdb: built in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
