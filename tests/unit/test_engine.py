@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.saga import compensation
 from orchestrator.saga.backoff import Backoff
 from orchestrator.saga.engine import SagaEngine
 from orchestrator.saga.retry_policy import RetryPolicy
@@ -856,3 +857,23 @@ async def test_an_undo_failing_for_long_grows_neither_its_error_nor_its_history(
     assert len(events) < 40
     tried = [call for call in script.calls if not call.startswith("probe")]
     assert tries_in(events) == len(tried)  # every try counted
+
+
+async def test_undos_retried_in_the_background_are_capped(engine, saga_log, script, monkeypatch):
+    """During a long outage each claim in doubt would add a task retrying its undo; past
+    the cap the saga waits for recovery instead (its record says compensating)."""
+    monkeypatch.setattr(compensation, "BACKGROUND_UNDOS", 1)
+    script.down("do b")
+    script.down("undo b")
+    for _ in range(2):
+        with pytest.raises(InDoubt):
+            await engine.run(script.definition(), {})
+    first, second = saga_log.records
+    attempts = {saga: saga_log.records[saga].attempts for saga in (first, second)}
+
+    for _ in range(200):  # the background retries, each written to the log
+        await asyncio.sleep(0)
+
+    assert saga_log.records[first].attempts > attempts[first]
+    assert saga_log.records[second].attempts == attempts[second]
+    assert saga_log.records[second].status is SagaStatus.COMPENSATING  # recovery's to finish
