@@ -37,7 +37,7 @@ from tests.support.proxy import ProxyInThread
 from tests.support.sale import CUT, Sale, claimants, judge, outcomes
 from tests.support.servers import gateway_process, process_group
 from tests.support.settings import changed
-from tests.support.waiting import all_ended, eventually, sagas_in_flight
+from tests.support.waiting import all_ended, eventually
 
 SHORT = {
     "saga_lease_seconds": 3.0,
@@ -82,25 +82,34 @@ def memory_row(before: tuple[int, int], after: tuple[int, int]) -> str:
 
 
 async def owners(apart: Apart) -> dict[str, int]:
-    """The sagas in flight, each with the process driving it."""
-    found = {}
-    for saga_id in await sagas_in_flight(apart.saga_log):
-        owner = await apart.redis.hget(apart.keys.saga(saga_id), "owner")
-        if owner:
-            found[saga_id] = int(owner.rpartition(":")[2])
-    return found
+    """The sagas in flight, each with the process driving it (read from the in-flight
+    index alone: reading every record of the sale at each poll is too slow)."""
+    in_flight = await apart.redis.zrange(apart.keys.in_flight, 0, -1)
+    pipe = apart.redis.pipeline(transaction=False)
+    for saga_id in in_flight:
+        pipe.hget(apart.keys.saga(saga_id), "owner")
+    found = zip(in_flight, await pipe.execute(), strict=True)
+    return {saga_id: int(owner.rpartition(":")[2]) for saga_id, owner in found if owner}
 
 
-async def driving_worker(apart: Apart) -> int:
-    """A worker process driving sagas right now."""
-    driving: dict[str, int] = {}
+async def pause_a_driving_worker(apart: Apart) -> tuple[int, set[str]]:
+    """SIGSTOP a worker process with sagas in flight: its pid and those sagas. (A worker
+    seen driving may finish its sagas before the signal lands: then it is let go, and
+    another try made.)"""
+    caught: list[tuple[int, set[str]]] = []
 
-    async def found() -> bool:
-        driving.update(await owners(apart))
-        return bool(driving)
+    async def paused_one() -> bool:
+        for pid in set((await owners(apart)).values()):
+            os.kill(pid, signal.SIGSTOP)
+            frozen = {saga for saga, owner in (await owners(apart)).items() if owner == pid}
+            if frozen:
+                caught.append((pid, frozen))
+                return True
+            os.kill(pid, signal.SIGCONT)
+        return False
 
-    await eventually(found)
-    return next(iter(driving.values()))
+    await eventually(paused_one)
+    return caught[0]
 
 
 async def test_a_worker_paused_past_its_lease(http, settings, pg, mongo, tmp_path, name):
@@ -109,14 +118,14 @@ async def test_a_worker_paused_past_its_lease(http, settings, pg, mongo, tmp_pat
         with gateway_process(paused_gateway, tmp_path / "gateway.log") as base:
             await create(http, base, name, STOCK)
             before = (resident_bytes(process_group(base)), await redis_used(apart.redis))
-            sale = Sale(http, name, claimants(USERS), CONCURRENCY, lambda: base)
+            sale = Sale(
+                http, name, claimants(USERS), CONCURRENCY, lambda: base, held_back=HELD_BACK
+            )
             selling = asyncio.ensure_future(sale.run())
             await eventually(sale.answered(FAULT_AT))
 
-            paused = await driving_worker(apart)
-            os.kill(paused, signal.SIGSTOP)
+            paused, frozen = await pause_a_driving_worker(apart)
             try:
-                frozen = {saga for saga, pid in (await owners(apart)).items() if pid == paused}
 
                 async def taken_over() -> bool:
                     # Its leases ran out and the other worker took one of its sagas.
@@ -129,6 +138,7 @@ async def test_a_worker_paused_past_its_lease(http, settings, pg, mongo, tmp_pat
                 await eventually(taken_over)
             finally:
                 os.kill(paused, signal.SIGCONT)
+            sale.healed.set()
             await selling
             await check_the_sale(
                 http, base, sale, pg, mongo, apart, name, "worker paused past its lease"
