@@ -36,6 +36,7 @@ from services.claims import MongoClaims
 from services.failures import unavailable_on_failure
 from services.inventory import PostgresInventory, reset_connection, statement_cache_size
 from services.inventory_schema import apply_schema, check_schema
+from services.mongo_client import Client, CurrentMongoClient
 from services.redis_keys import RedisKeys
 from services.saga_log import RedisSagaLog
 
@@ -113,17 +114,14 @@ async def close_pool(pool: asyncpg.Pool, seconds: float) -> None:
         pool.terminate()
 
 
-@asynccontextmanager
-async def mongo_client(
-    settings: Settings,
-    prepare: Callable[[MongoClaims], Awaitable[None]] = MongoClaims.ensure_indexes,
-    *,
-    monitoring: str = "auto",
-) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+def new_mongo_client(settings: Settings, *, monitoring: str = "auto") -> Client:
     """`monitoring`: "auto" streams (a monitor and an RTT connection per server, counted
-    in the budget); "poll" keeps one, for a small client."""
+    in the budget); "poll" keeps one, for a small client.
+
+    PyMongo ends its own calls at the store timeout (`timeoutMS`); nothing of ours cancels
+    them (services/mongo_client.py)."""
     timeout_ms = int(RetryPolicy.from_settings(settings).store_timeout_seconds * 1000)
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+    return AsyncMongoClient(
         settings.mongo_url,
         maxPoolSize=settings.mongo_pool_size,
         minPoolSize=settings.mongo_pool_size,  # filled in the background, kept open
@@ -134,12 +132,26 @@ async def mongo_client(
         event_listeners=[MongoPoolMetrics()],
         serverMonitoringMode=monitoring,
     )
+
+
+@asynccontextmanager
+async def mongo_client(
+    settings: Settings,
+    prepare: Callable[[MongoClaims], Awaitable[None]] = MongoClaims.ensure_indexes,
+    *,
+    monitoring: str = "auto",
+) -> AsyncIterator[CurrentMongoClient]:
+    """The client the adapters use (replaceable: orchestrator/mongo_renewal.py); closed
+    within the store timeout, so a client that never answers cannot hold up a stop."""
+    current = CurrentMongoClient(
+        new_mongo_client(settings, monitoring=monitoring), settings.mongo_db
+    )
     try:
-        claims = MongoClaims(client[settings.mongo_db])
+        claims = MongoClaims(current)
         await wait_for("mongodb", lambda: prepare(claims), settings.startup_wait_seconds)
-        yield client
+        yield current
     finally:
-        await client.close()
+        await current.close(RetryPolicy.from_settings(settings).store_timeout_seconds)
 
 
 @asynccontextmanager
@@ -173,7 +185,7 @@ async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 @dataclass(frozen=True)
 class Stores:
     pg_pool: asyncpg.Pool
-    mongo: AsyncMongoClient[dict[str, Any]]
+    mongo: CurrentMongoClient
     redis: aioredis.Redis
 
 
@@ -225,13 +237,12 @@ def process_name() -> str:
 
 def _adapters(settings: Settings, stores: Stores) -> tuple[PostgresInventory, MongoClaims]:
     """PostgreSQL's and MongoDB's adapters: batching concurrent sagas' calls, or not."""
-    database = stores.mongo[settings.mongo_db]
     if settings.store_batching:
         return (
             BatchedInventory(stores.pg_pool, observe=metrics.batch_sent),
-            BatchedClaims(database, observe=metrics.batch_sent),
+            BatchedClaims(stores.mongo, observe=metrics.batch_sent),
         )
-    return PostgresInventory(stores.pg_pool), MongoClaims(database)
+    return PostgresInventory(stores.pg_pool), MongoClaims(stores.mongo)
 
 
 def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = None) -> Components:

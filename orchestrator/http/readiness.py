@@ -28,7 +28,7 @@ async def store_status(app: web.Application) -> dict[str, bool]:
     # reaches it would be left never awaited.
     probes: dict[str, Callable[[], Awaitable[object]]] = {
         "postgresql": lambda: app[PG_POOL].fetchval("SELECT 1"),
-        "mongodb": lambda: app[MONGO_CLIENT].admin.command("ping"),
+        "mongodb": lambda: app[MONGO_CLIENT].ping(),
         "redis": lambda: app[REDIS].ping(),
     }
     answers = await asyncio.gather(*(_answers(probe) for probe in probes.values()))
