@@ -19,7 +19,6 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
-import pytest
 
 from tests.support.apart import ferretdb_apart, postgres_database_apart, saga_log_apart
 from tests.support.api import create
@@ -30,12 +29,13 @@ from tests.support.settings import changed
 from tests.support.steady_load import SteadyClaims
 from tests.support.waiting import eventually
 
-# The issue's timings: every try cut at 1.5 s, each driver allowed 1 s.
+# The issue's timings, but for the step timeout: its 1.5 s is refused at start now (a step
+# must leave PyMongo a second past its own deadline); this is the shortest allowed.
 SHORT_TIMINGS = {
     "saga_lease_seconds": 3.0,
     "saga_retry_seconds": 2.0,
     "store_timeout_seconds": 1.0,
-    "step_timeout_seconds": 1.5,
+    "step_timeout_seconds": 2.0,
     "hold_settle_seconds": 8.0,
     "recovery_interval_seconds": 0.5,
     # An outage of many leases parks no saga for an operator: the test is about the client.
@@ -122,7 +122,6 @@ async def new_connections() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest.mark.xfail(reason="issue 21, defect 3: a worker's MongoDB client stays wedged")
 async def test_every_worker_takes_claims_again_once_ferretdb_is_back(
     http, settings, tmp_path, name, redis
 ):
