@@ -120,16 +120,28 @@ def new_mongo_client(settings: Settings, *, monitoring: str = "auto") -> Client:
 
     PyMongo ends its own calls at the store timeout (`timeoutMS`); nothing of ours cancels
     them (services/mongo_client.py)."""
+    return _mongo_client(settings, settings.mongo_pool_size, monitoring, [MongoPoolMetrics()])
+
+
+def lone_mongo_client(settings: Settings) -> Client:
+    """One connection, a polling monitor, no metrics: to ask the server whether it answers
+    a new client (orchestrator/mongo_renewal.py)."""
+    return _mongo_client(settings, 1, "poll", [])
+
+
+def _mongo_client(
+    settings: Settings, pool_size: int, monitoring: str, listeners: list[MongoPoolMetrics]
+) -> Client:
     timeout_ms = int(RetryPolicy.from_settings(settings).store_timeout_seconds * 1000)
     return AsyncMongoClient(
         settings.mongo_url,
-        maxPoolSize=settings.mongo_pool_size,
-        minPoolSize=settings.mongo_pool_size,  # filled in the background, kept open
+        maxPoolSize=pool_size,
+        minPoolSize=pool_size,  # filled in the background, kept open
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
         timeoutMS=timeout_ms,
         tz_aware=True,
-        event_listeners=[MongoPoolMetrics()],
+        event_listeners=listeners,
         serverMonitoringMode=monitoring,
     )
 
