@@ -7,6 +7,13 @@ the gateway (two workers) runs on stores of the test's own — its own FerretDB,
 test kills, and its own PostgreSQL database, so its hold settlement touches no other
 test's holds — and must, once FerretDB answers again, be ready in every worker, take new
 claims, and leave no unit held.
+
+The gateway reaches FerretDB through a door (a TCP proxy) the test shuts while FerretDB is
+away and opens once FerretDB has loaded its catalogue: FerretDB 1.24.2 loads it at the
+first request after a start, under that request's deadline, and one that runs out mid-load
+leaves it with none until it is restarted again (services/failures.py). The gateway's
+first requests after an outage carry the few milliseconds left of theirs: under stress-ng
+that happened 2 runs of 6, and the test then measured FerretDB, not the gateway.
 """
 
 from __future__ import annotations
@@ -19,11 +26,18 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+from pymongo import AsyncMongoClient
 
-from tests.support.apart import ferretdb_apart, postgres_database_apart, saga_log_apart
+from tests.support.apart import (
+    StoppableFerretDB,
+    ferretdb_apart,
+    postgres_database_apart,
+    saga_log_apart,
+)
 from tests.support.api import create
 from tests.support.cli import coupon_saga
 from tests.support.processes import descendants
+from tests.support.proxy import ProxyInThread
 from tests.support.servers import gateway_process, process_group
 from tests.support.settings import changed
 from tests.support.steady_load import SteadyClaims
@@ -115,6 +129,33 @@ async def units_held(database_url: str) -> int:
 
 
 @contextlib.asynccontextmanager
+async def door_to(ferretdb: StoppableFerretDB) -> AsyncIterator[ProxyInThread]:
+    """On a loop of its own: starting the gateway blocks the test's loop."""
+    door = await asyncio.to_thread(ProxyInThread, ferretdb.url)
+    try:
+        yield door
+    finally:
+        await asyncio.to_thread(door.close)
+
+
+async def crash(ferretdb: StoppableFerretDB, door: ProxyInThread) -> None:
+    """kill -9; the door shut too, so the gateway finds nothing listening, as after a crash."""
+    await ferretdb.kill()
+    await asyncio.to_thread(door.cut)
+
+
+async def start_again(ferretdb: StoppableFerretDB, door: ProxyInThread, database: str) -> None:
+    """Started, its catalogue loaded by a request with time to spare, then the door opened."""
+    await ferretdb.start()
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(ferretdb.url, timeoutMS=30_000)
+    try:
+        await client[database]["claims"].find_one({})
+    finally:
+        await client.close()
+    await asyncio.to_thread(door.restore)
+
+
+@contextlib.asynccontextmanager
 async def new_connections() -> AsyncIterator[aiohttp.ClientSession]:
     """A session that opens a connection per request: each may reach either worker."""
     connector = aiohttp.TCPConnector(force_close=True)
@@ -129,10 +170,12 @@ async def test_every_worker_takes_claims_again_once_ferretdb_is_back(
         saga_log_apart(settings) as apart,
         postgres_database_apart(settings.database_url) as database_url,
         ferretdb_apart(settings.database_url, tmp_path) as ferretdb,
+        door_to(ferretdb) as door,
     ):
+        mongo_url = door.proxy.url_through(ferretdb.url)
         gateway_settings = changed(
             apart.settings,
-            {**SHORT_TIMINGS, "database_url": database_url, "mongo_url": ferretdb.url},
+            {**SHORT_TIMINGS, "database_url": database_url, "mongo_url": mongo_url},
         )
         with gateway_process(gateway_settings, tmp_path / "gateway.log", workers=2) as base:
             await create(http, base, name, STOCK)
@@ -144,12 +187,12 @@ async def test_every_worker_takes_claims_again_once_ferretdb_is_back(
                 await eventually(lambda: _at_least(load.statuses, 200, 300))
                 rss_before = worker_rss_kib(base)
 
-                await ferretdb.kill()
+                await crash(ferretdb, door)
                 told_503 = load.statuses[503]
                 await eventually(
                     lambda: _at_least(load.statuses, 503, told_503 + OUTAGE_ANSWERS), tries=100_000
                 )
-                await ferretdb.start()
+                await start_again(ferretdb, door, gateway_settings.mongo_db)
 
                 claims = FreshClaims(fresh, base, name)
                 seen: dict[str, object] = {}
@@ -173,7 +216,8 @@ async def test_every_worker_takes_claims_again_once_ferretdb_is_back(
             redis_after = (await redis.info("memory"))["used_memory"]
             print(f"RSS KiB before {rss_before} after {rss_after}")
             print(f"redis used_memory before {redis_before} after {redis_after}")
-            assert 500 not in load.statuses and 0 not in load.statuses, load.statuses
+            # Every claim answered, none with a 500 (0: no answer within the hang guard).
+            assert set(load.statuses) <= {200, 503}, load.statuses
 
         code, out, _ = await coupon_saga(gateway_settings, "audit", "--coupon", name)
         assert code == 0, out
