@@ -37,6 +37,7 @@ from services.claims import MongoClaims
 from services.failures import unavailable_on_failure
 from services.inventory import PostgresInventory, reset_connection, statement_cache_size
 from services.inventory_schema import apply_schema, check_schema
+from services.mongo_client import Client, CurrentMongoClient
 from services.redis_keys import RedisKeys
 from services.saga_log import RedisSagaLog
 
@@ -117,33 +118,56 @@ async def close_pool(pool: asyncpg.Pool, seconds: float) -> None:
         pool.terminate()
 
 
+def new_mongo_client(settings: Settings, *, monitoring: str = "auto") -> Client:
+    """`monitoring`: "auto" streams (a monitor and an RTT connection per server, counted
+    in the budget); "poll" keeps one, for a small client.
+
+    PyMongo ends its own calls at the store timeout (`timeoutMS`); nothing of ours cancels
+    them (services/mongo_client.py)."""
+    return _mongo_client(settings, settings.mongo_pool_size, monitoring, [MongoPoolMetrics()])
+
+
+def lone_mongo_client(settings: Settings) -> Client:
+    """One connection, a polling monitor, no metrics: to ask the server whether it answers
+    a new client (orchestrator/mongo_renewal.py)."""
+    return _mongo_client(settings, 1, "poll", [])
+
+
+def _mongo_client(
+    settings: Settings, pool_size: int, monitoring: str, listeners: list[MongoPoolMetrics]
+) -> Client:
+    timeout_ms = int(RetryPolicy.from_settings(settings).store_timeout_seconds * 1000)
+    return AsyncMongoClient(
+        settings.mongo_url,
+        maxPoolSize=pool_size,
+        minPoolSize=pool_size,  # filled in the background, kept open
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        timeoutMS=timeout_ms,
+        tz_aware=True,
+        event_listeners=listeners,
+        serverMonitoringMode=monitoring,
+    )
+
+
 @asynccontextmanager
 async def mongo_client(
     settings: Settings,
     prepare: Callable[[MongoClaims], Awaitable[None]] = MongoClaims.ensure_indexes,
     *,
     monitoring: str = "auto",
-) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    """`monitoring`: "auto" streams (a monitor and an RTT connection per server, counted
-    in the budget); "poll" keeps one, for a small client."""
-    timeout_ms = int(RetryPolicy.from_settings(settings).store_timeout_seconds * 1000)
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongo_url,
-        maxPoolSize=settings.mongo_pool_size,
-        minPoolSize=settings.mongo_pool_size,  # filled in the background, kept open
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        timeoutMS=timeout_ms,
-        tz_aware=True,
-        event_listeners=[MongoPoolMetrics()],
-        serverMonitoringMode=monitoring,
+) -> AsyncIterator[CurrentMongoClient]:
+    """The client the adapters use (replaceable: orchestrator/mongo_renewal.py); closed
+    within the store timeout, so a client that never answers cannot hold up a stop."""
+    current = CurrentMongoClient(
+        new_mongo_client(settings, monitoring=monitoring), settings.mongo_db
     )
     try:
-        claims = MongoClaims(client[settings.mongo_db])
+        claims = MongoClaims(current)
         await wait_for("mongodb", lambda: prepare(claims), settings.startup_wait_seconds)
-        yield client
+        yield current
     finally:
-        await client.close()
+        await current.close(RetryPolicy.from_settings(settings).store_timeout_seconds)
 
 
 @asynccontextmanager
@@ -177,7 +201,7 @@ async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 @dataclass(frozen=True)
 class Stores:
     pg_pool: asyncpg.Pool
-    mongo: AsyncMongoClient[dict[str, Any]]
+    mongo: CurrentMongoClient
     redis: aioredis.Redis
 
     async def answering(self, timeout_seconds: float) -> dict[str, bool]:
@@ -187,7 +211,7 @@ class Stores:
         # reaches it would be left never awaited.
         probes: dict[str, Callable[[], Awaitable[object]]] = {
             "postgresql": lambda: self.pg_pool.fetchval("SELECT 1"),
-            "mongodb": lambda: self.mongo.admin.command("ping"),
+            "mongodb": lambda: self.mongo.ping(),
             "redis": lambda: self.redis.ping(),
         }
 
@@ -258,13 +282,12 @@ def process_name() -> str:
 
 def _adapters(settings: Settings, stores: Stores) -> tuple[PostgresInventory, MongoClaims]:
     """PostgreSQL's and MongoDB's adapters: batching concurrent sagas' calls, or not."""
-    database = stores.mongo[settings.mongo_db]
     if settings.store_batching:
         return (
             BatchedInventory(stores.pg_pool, observe=metrics.batch_sent),
-            BatchedClaims(database, observe=metrics.batch_sent),
+            BatchedClaims(stores.mongo, observe=metrics.batch_sent),
         )
-    return PostgresInventory(stores.pg_pool), MongoClaims(database)
+    return PostgresInventory(stores.pg_pool), MongoClaims(stores.mongo)
 
 
 def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = None) -> Components:

@@ -54,7 +54,7 @@ def serve(
     configure_logging(settings.log_level)
     answer_framing_errors_in_json()
     app = create_app(settings, after_step=after_step)
-    stop_gracefully_on_sigterm(app, settings.shutdown_drain_seconds)
+    stop_gracefully_on_sigterm(app, settings)
     try:
         web.run_app(
             app,

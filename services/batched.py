@@ -18,11 +18,11 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from pymongo.asynchronous.database import AsyncDatabase
 
 from services.batching import Coalescer
 from services.claims import ClaimRequest, MongoClaims
 from services.inventory import HoldRequest, PostgresInventory
+from services.mongo_client import CurrentMongoClient
 from services.saga_log import LogWrite, RedisSagaLog
 
 
@@ -68,10 +68,8 @@ class BatchedInventory(PostgresInventory):
 class BatchedClaims(MongoClaims):
     """record batched; the rest as MongoClaims."""
 
-    def __init__(
-        self, database: AsyncDatabase[dict[str, Any]], *, observe: BatchObserver = _ignore
-    ) -> None:
-        super().__init__(database)
+    def __init__(self, client: CurrentMongoClient, *, observe: BatchObserver = _ignore) -> None:
+        super().__init__(client)
         self.records = Coalescer(self.record_many, on_batch=partial(observe, "record"))
 
     async def record(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     BulkWriteError,
@@ -22,6 +24,7 @@ from sagas.errors import AlreadyClaimed, SagaConflict, StoreNotSetUp
 from sagas.ports import Claimed
 from sagas.timestamps import to_the_millisecond
 from services.failures import classified, unavailable_on_failure
+from services.mongo_client import CurrentMongoClient
 
 CLAIMS_COLLECTION = "claims"
 # name -> (keys, unique)
@@ -45,20 +48,47 @@ def _tombstone(saga_id: str) -> dict[str, Any]:
     return {"saga_id": saga_id, "user_id": saga_id, "coupon_name": _NO_COUPON, "erased": True}
 
 
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
+
+
+def _to_its_end(
+    method: Callable[Concatenate[MongoClaims, Params], Awaitable[Result]],
+) -> Callable[Concatenate[MongoClaims, Params], Coroutine[Any, Any, Result]]:
+    """The method runs through `CurrentMongoClient.run`: its caller may stop waiting, but
+    nothing cancels PyMongo (services/mongo_client.py says why)."""
+
+    async def run(self: MongoClaims, /, *args: Params.args, **kwargs: Params.kwargs) -> Result:
+        return await self._client.run(lambda: method(self, *args, **kwargs))
+
+    functools.update_wrapper(run, method)
+    return run
+
+
 class MongoClaims:
-    """Writes are acknowledged by a majority, so a claim we report survives a failover."""
+    """Writes are acknowledged by a majority, so a claim we report survives a failover.
 
-    def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
-        self._claims = database.get_collection(
-            CLAIMS_COLLECTION, write_concern=WriteConcern(w="majority")
-        )
+    Every call reads the current client (it may be replaced) and runs to its own end."""
 
+    def __init__(self, client: CurrentMongoClient) -> None:
+        self._client = client
+        self._collection: AsyncCollection[dict[str, Any]] | None = None
+
+    @property
+    def _claims(self) -> AsyncCollection[dict[str, Any]]:
+        database = self._client.database
+        if self._collection is None or self._collection.database is not database:
+            self._collection = _claims_collection(database)
+        return self._collection
+
+    @_to_its_end
     async def ensure_indexes(self) -> None:
         """Idempotent: creating an index that exists with the same spec is a no-op."""
         with unavailable_on_failure("mongodb"):
             for name, (keys, unique) in _INDEXES.items():
                 await self._claims.create_index(keys, unique=unique, name=name)
 
+    @_to_its_end
     async def check_indexes(self) -> None:
         """For a client of the service's database: the indexes are the service's to make."""
         with unavailable_on_failure("mongodb"):
@@ -71,6 +101,7 @@ class MongoClaims:
                 "start coupon-service once against this database to make them",
             )
 
+    @_to_its_end
     async def record(
         self, saga_id: str, user_id: str, coupon_name: str, claimed_at: datetime
     ) -> datetime:
@@ -90,6 +121,7 @@ class MongoClaims:
                 )
         return _on_duplicate(claim, mine)
 
+    @_to_its_end
     async def record_many(self, claims: Sequence[ClaimRequest]) -> list[datetime | Exception]:
         """`record` for each claim, in one unordered insert: each claim's claim time as
         stored, or the error `record` would have raised for it. Only the claims the
@@ -143,6 +175,7 @@ class MongoClaims:
             except (AlreadyClaimed, SagaConflict) as refusal:
                 answers[at] = refusal
 
+    @_to_its_end
     async def erase(self, saga_id: str) -> bool:
         """Replace the saga's claim by its tombstone, in one atomic step, whether or not
         the claim is there yet. True if a claim was erased."""
@@ -158,6 +191,7 @@ class MongoClaims:
             {"saga_id": saga_id}, _tombstone(saga_id), upsert=True
         )
 
+    @_to_its_end
     async def exists(self, saga_id: str) -> bool:
         with unavailable_on_failure("mongodb"):
             found = await self._claims.find_one(
@@ -165,6 +199,7 @@ class MongoClaims:
             )
         return found is not None
 
+    @_to_its_end
     async def claimants(self, coupon_name: str) -> dict[str, str]:
         """Saga id -> user id of each claim of the coupon, oldest claim first."""
         cursor = self._claims.find(
@@ -173,6 +208,7 @@ class MongoClaims:
         with unavailable_on_failure("mongodb"):
             return {document["saga_id"]: document["user_id"] async for document in cursor}
 
+    @_to_its_end
     async def claims(self, coupon_name: str) -> list[Claimed]:
         cursor = self._claims.find(
             {"coupon_name": coupon_name},
@@ -183,6 +219,10 @@ class MongoClaims:
                 Claimed(doc["saga_id"], doc["user_id"], doc["coupon_name"], _utc(doc["claimed_at"]))
                 async for doc in cursor
             ]
+
+
+def _claims_collection(database: AsyncDatabase[dict[str, Any]]) -> AsyncCollection[dict[str, Any]]:
+    return database.get_collection(CLAIMS_COLLECTION, write_concern=WriteConcern(w="majority"))
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,19 @@ def _pymongo_wait_cut_short(error: BaseException) -> bool:
     return type(error) is RuntimeError and str(error) == "cannot wait on un-acquired lock"
 
 
+# MongoDB's InternalError: the server failed inside. FerretDB answers so when its PostgreSQL
+# refuses a statement — v1.24.2, restarted under load, can lose its catalogue and answer
+# every write so ("relation ... already exists") until it is restarted again. A store in
+# trouble (503), not a bug of ours (500).
+_MONGODB_INTERNAL_ERROR = 1
+
+
+def _mongodb_failed_inside(error: BaseException) -> bool:
+    return (
+        isinstance(error, pymongo.errors.OperationFailure) and error.code == _MONGODB_INTERNAL_ERROR
+    )
+
+
 def _never_sent(error: BaseException) -> bool:
     """True when no connection was made, so the request cannot have reached the server."""
     if isinstance(error, pymongo.errors.PyMongoError):
@@ -133,7 +146,7 @@ def _is_transient(store: str, error: BaseException) -> bool:
         return True
     if store == "redis" and isinstance(error, redis.exceptions.ResponseError):
         return bool(_CANNOT_PERSIST.search(str(error)))
-    if store == "mongodb" and _pymongo_wait_cut_short(error):
+    if store == "mongodb" and (_pymongo_wait_cut_short(error) or _mongodb_failed_inside(error)):
         return True
     # PyMongo marks client-side operation timeouts (timeoutMS) on the error itself.
     return isinstance(error, pymongo.errors.PyMongoError) and error.timeout

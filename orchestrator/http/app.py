@@ -25,6 +25,7 @@ from orchestrator.http.limits import IN_PROGRESS, concurrency_limit_middleware
 from orchestrator.http.observe import observe_middleware
 from orchestrator.http.readiness import store_status
 from orchestrator.http.routes import setup_routes
+from orchestrator.mongo_renewal import MongoRenewal
 from orchestrator.saga import recovery
 from orchestrator.saga.engine import AfterStep
 from orchestrator.settings import Settings
@@ -103,20 +104,30 @@ async def _pool_sampler(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _store_watch(app: web.Application) -> AsyncIterator[None]:
-    """Every few seconds, whether each store answers: the `store_up` metric, and a log
-    line when that changes."""
+    """Every few seconds, whether each store answers: the `store_up` metric, a log line
+    when that changes, and a MongoDB client that stays broken replaced."""
+    settings = app[SETTINGS]
+    renewal = MongoRenewal(
+        app[MONGO_CLIENT],
+        new_client=lambda: bootstrap.new_mongo_client(settings),
+        lone_client=lambda: bootstrap.lone_mongo_client(settings),
+        close_seconds=settings.store_timeout_seconds,
+    )
 
     async def probe() -> None:
         while True:
-            for store, up in (await store_status(app)).items():
+            status = await store_status(app)
+            for store, up in status.items():
                 if up:
                     app[STORE_STATES].available(store)
                 else:
                     app[STORE_STATES].unavailable(store, "it did not answer the readiness probe")
+            await renewal.probed(status["mongodb"])
             await asyncio.sleep(STORE_PROBE_SECONDS)
 
     async with _running(probe()):
         yield
+    await renewal.close()
 
 
 def create_app(settings: Settings, *, after_step: AfterStep | None = None) -> web.Application:

@@ -6,24 +6,24 @@ them: any module may read the app's state without pulling in the service behind 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 if TYPE_CHECKING:
     import asyncpg
     import redis.asyncio as aioredis
-    from pymongo import AsyncMongoClient
 
     from orchestrator.claims.coupons import CouponService
     from orchestrator.saga.recovery import Recoverer
     from orchestrator.settings import Settings
     from orchestrator.store_watch import StoreStates
     from sagas.audit import Auditor
+    from services.mongo_client import CurrentMongoClient
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 PG_POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pg_pool")
-MONGO_CLIENT: web.AppKey[AsyncMongoClient[dict[str, Any]]] = web.AppKey("mongo_client")
+MONGO_CLIENT: web.AppKey[CurrentMongoClient] = web.AppKey("mongo_client")
 REDIS: web.AppKey[aioredis.Redis] = web.AppKey("redis")
 COUPONS: web.AppKey[CouponService] = web.AppKey("coupons")
 RECOVERER: web.AppKey[Recoverer] = web.AppKey("recoverer")

@@ -92,7 +92,7 @@ def test_settings_that_do_not_fit_together_are_one_line_naming_the_rule(stand_in
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(
-        "coupon-service: STEP_TIMEOUT_SECONDS must be longer than STORE_TIMEOUT_SECONDS"
+        "coupon-service: STEP_TIMEOUT_SECONDS must be at least STORE_TIMEOUT_SECONDS + 1"
     )
     assert "fix it in the environment or .env" in lines[0]
     assert not [store for store in stores if store.was_called()]

@@ -97,7 +97,7 @@ async def test_mongodb_cut_under_a_record_batch_fails_each_saga_and_retries_sett
 ):
     sagas = [(new_saga_id(), f"user{n % 4}") for n in range(8)]  # each user twice
     async with mongo_client(through(settings, mongo_url=mongo_proxy)) as client:
-        claims = BatchedClaims(client[settings.mongo_db])
+        claims = BatchedClaims(client)
         results = await cut_with_batches_in_flight(
             mongo_proxy,
             claims.records,

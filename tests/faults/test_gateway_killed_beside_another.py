@@ -29,7 +29,7 @@ from tests.support.waiting import FAST_RECOVERY, all_ended, eventually, sagas_in
 STOCK, USERS, REPEATS, CONCURRENCY = 800, 2400, 600, 64
 # Well before the stock runs out: half the sale, and its sell-out, happen at B alone.
 KILL_AFTER_ANSWERS = 400
-TIMINGS = {**FAST_RECOVERY, "step_timeout_seconds": 1.5, "recovery_interval_seconds": 0.5}
+TIMINGS = {**FAST_RECOVERY, "step_timeout_seconds": 2.0, "recovery_interval_seconds": 0.5}
 
 
 def gateway_pids(base: str) -> set[int]:

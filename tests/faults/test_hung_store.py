@@ -27,7 +27,11 @@ from tests.support.settings import changed
 from tests.support.waiting import eventually, held_at_least, within
 
 # The default lease (60 s): only the driver's own background undo can meet the bound.
-HUNG_STORE = {"store_timeout_seconds": 0.25, "step_timeout_seconds": 0.5, "saga_retry_seconds": 1.0}
+HUNG_STORE = {
+    "store_timeout_seconds": 0.25,
+    "step_timeout_seconds": 1.25,
+    "saga_retry_seconds": 1.0,
+}
 HANG_GUARD_SECONDS = 30.0  # "bounded": far above the ~2 s the retries and undo take
 # README ("The claim saga"): a unit held for a 503 is given back within STEP_TIMEOUT_SECONDS
 # + 3 s of its store answering again.

@@ -24,6 +24,7 @@ from orchestrator.settings import Settings
 from sagas.records import SagaRecord, SagaStatus
 from services.claims import MongoClaims
 from services.inventory_schema import apply_schema
+from services.mongo_client import CurrentMongoClient
 from tests.support.apart import saga_log_apart
 from tests.support.api import claim, claim_all_tolerant, create, details
 from tests.support.cli import coupon_saga
@@ -56,7 +57,7 @@ async def pg(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture(scope="module")
 async def mongo(settings: Settings) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url, tz_aware=True)
-    await MongoClaims(client[settings.mongo_db]).ensure_indexes()
+    await MongoClaims(CurrentMongoClient(client, settings.mongo_db)).ensure_indexes()
     yield client[settings.mongo_db]
     await client.close()
 

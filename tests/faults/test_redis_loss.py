@@ -29,7 +29,7 @@ SETTLE_SECONDS = 3.0  # longer than a lease plus a step's worst case, as in prod
 FAST = {
     "saga_lease_seconds": 1.0,
     "recovery_interval_seconds": 0.2,
-    "step_timeout_seconds": 0.5,
+    "step_timeout_seconds": 1.4,
     "store_timeout_seconds": 0.4,  # the drivers end their own calls, within a step's try
     "saga_retry_seconds": 0.8,  # two store timeouts
 }

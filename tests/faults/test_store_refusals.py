@@ -29,7 +29,7 @@ from tests.support.waiting import eventually
 SHORT_RETRIES = {
     "saga_retry_seconds": 1.0,
     "store_timeout_seconds": 0.5,
-    "step_timeout_seconds": 1.0,
+    "step_timeout_seconds": 1.5,
 }
 
 Refusal = Callable[[], Awaitable[None]]

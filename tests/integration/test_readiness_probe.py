@@ -10,13 +10,15 @@ from aiohttp import web
 
 from orchestrator.http.keys import MONGO_CLIENT, PG_POOL, REDIS
 from orchestrator.http.readiness import store_status
+from services.mongo_client import CurrentMongoClient
 
 
 async def test_a_probe_cancelled_before_it_starts_leaves_no_store_call_unawaited(pg, mongo, redis):
     """The background store watch is cancelled at shutdown, maybe between starting its
     probes and their first step: no store call may be left made but never awaited."""
     app = web.Application()
-    app[PG_POOL], app[MONGO_CLIENT], app[REDIS] = pg, mongo.client, redis
+    app[PG_POOL], app[REDIS] = pg, redis
+    app[MONGO_CLIENT] = CurrentMongoClient(mongo.client, mongo.name)
     assert await store_status(app) == {"postgresql": True, "mongodb": True, "redis": True}
 
     probing = asyncio.ensure_future(store_status(app))

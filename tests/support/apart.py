@@ -100,6 +100,22 @@ class StoppableFerretDB:
 
 
 @asynccontextmanager
+async def postgres_database_apart(database_url: str) -> AsyncIterator[str]:
+    """The URL of a new database on `database_url`'s server, dropped after: its holds are
+    the test's alone, so its gateways may settle abandoned holds without touching others'."""
+    database = f"coupons_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+        try:
+            yield urlunsplit(urlsplit(database_url)._replace(path=f"/{database}"))
+        finally:
+            await admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@asynccontextmanager
 async def ferretdb_apart(database_url: str, root: Path) -> AsyncIterator[StoppableFerretDB]:
     """A running FerretDB whose data lives in a new database of `database_url`'s server."""
     server_url = urlunsplit(urlsplit(database_url)._replace(path="", query=""))

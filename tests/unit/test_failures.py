@@ -21,6 +21,13 @@ from services.failures import unavailable_on_failure
         # PyMongo's asyncio condition, cut short while it waits for a server (seen when
         # FerretDB was killed mid-sale on a busy machine: a 500).
         RuntimeError("cannot wait on un-acquired lock"),
+        # The server failing inside: FerretDB 1.24 restarted under load, its catalogue
+        # lost, refused every insert so (a 500 each, under stress-ng).
+        pymongo.errors.OperationFailure(
+            'ERROR: relation "_ferretdb_database_metadata" already exists (SQLSTATE 42P07)',
+            1,
+        ),
+        pymongo.errors.WriteError("internal", 1),
     ],
     ids=lambda error: type(error).__name__,
 )
@@ -49,6 +56,11 @@ def test_a_postgresql_server_in_trouble_is_unavailable(error):
 def test_a_redis_response_error_other_than_a_failed_snapshot_stays_what_it_is():
     with pytest.raises(redis.exceptions.ResponseError), unavailable_on_failure("redis"):
         raise redis.exceptions.ResponseError("WRONGTYPE Operation against a key")
+
+
+def test_a_mongodb_refusal_other_than_an_internal_error_stays_what_it_is():
+    with pytest.raises(pymongo.errors.OperationFailure), unavailable_on_failure("mongodb"):
+        raise pymongo.errors.OperationFailure("unknown operator: $nope", 2)
 
 
 def test_a_programming_error_stays_what_it_is():

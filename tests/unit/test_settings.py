@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from orchestrator.saga.retry_policy import RetryPolicy
-from orchestrator.settings import Settings, SettingsError, load_settings
+from orchestrator.settings import DRIVER_OVERRUN_SECONDS, Settings, SettingsError, load_settings
 
 
 def test_a_lease_no_longer_than_the_retries_is_refused():
@@ -20,13 +20,34 @@ def test_the_defaults_hold_together():
     settings = Settings(_env_file=None)
     assert settings.saga_lease_seconds > settings.saga_retry_seconds
     assert settings.saga_retry_seconds >= 2 * settings.store_timeout_seconds
-    assert settings.step_timeout_seconds > settings.store_timeout_seconds
+    assert settings.step_timeout_seconds >= settings.store_timeout_seconds + DRIVER_OVERRUN_SECONDS
     assert settings.hold_settle_seconds > settings.saga_lease_seconds + settings.saga_retry_seconds
 
 
 def test_a_step_timeout_no_longer_than_the_store_timeout_is_refused():
-    with pytest.raises(ValidationError, match="STEP_TIMEOUT_SECONDS must be longer"):
+    with pytest.raises(ValidationError, match="STEP_TIMEOUT_SECONDS must be at least"):
         Settings(_env_file=None, step_timeout_seconds=5.0, store_timeout_seconds=5.0)
+
+
+def test_a_step_timeout_that_can_cut_pymongo_in_its_wait_for_a_server_is_refused(monkeypatch):
+    """Issue 21's timings: a step cut at 1.5 s, PyMongo's deadline at 1 s. PyMongo looks at
+    its deadline only between half-second waits, so steps cut it in them, and a client cut
+    there wedged for good."""
+    line = refused_in_one_line(
+        monkeypatch,
+        STEP_TIMEOUT_SECONDS="1.5",
+        STORE_TIMEOUT_SECONDS="1",
+        SAGA_RETRY_SECONDS="2",
+        SAGA_LEASE_SECONDS="3",
+        HOLD_SETTLE_SECONDS="8",
+    )
+    assert line.startswith("STEP_TIMEOUT_SECONDS must be at least STORE_TIMEOUT_SECONDS + 1:")
+    assert "PyMongo" in line
+
+
+def test_a_step_timeout_a_second_past_the_store_timeout_is_accepted():
+    settings = Settings(_env_file=None, step_timeout_seconds=2.0, store_timeout_seconds=1.0)
+    assert settings.step_timeout_seconds - settings.store_timeout_seconds == DRIVER_OVERRUN_SECONDS
 
 
 def test_a_settle_time_within_a_lease_and_the_retries_is_refused():
@@ -62,7 +83,7 @@ def test_retries_of_exactly_two_store_timeouts_are_accepted():
 
 def test_every_broken_rule_is_named_on_one_line(monkeypatch):
     line = refused_in_one_line(monkeypatch, STEP_TIMEOUT_SECONDS="1", HOLD_SETTLE_SECONDS="10")
-    assert line.startswith("STEP_TIMEOUT_SECONDS must be longer than STORE_TIMEOUT_SECONDS")
+    assert line.startswith("STEP_TIMEOUT_SECONDS must be at least STORE_TIMEOUT_SECONDS + 1")
     assert "HOLD_SETTLE_SECONDS must be longer" in line
 
 
