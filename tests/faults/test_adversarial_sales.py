@@ -50,7 +50,7 @@ SHORT = {
 }
 USERS, STOCK, CONCURRENCY = 1500, 600, 100
 FAULT_AT = USERS // 5  # answers before the fault
-HELD_BACK = USERS // 2  # claims sent before the fault is healed; the rest after
+HELD_BACK = USERS // 2  # claims sent before the fault is healed (/ready again); the rest after
 
 
 async def check_the_sale(
@@ -69,6 +69,12 @@ async def check_the_sale(
     assert verdict.false_answers == []
     parked = [saga for saga in await apart.saga_log.find(None, None) if not saga.status.finished]
     assert parked == []
+
+
+async def ready(http, base: str) -> bool:
+    """The gateway says every store answers: the sale's held-back claims may go."""
+    async with http.get(f"{base}/ready") as response:
+        return response.status == 200
 
 
 async def redis_used(client: aioredis.Redis) -> int:
@@ -170,6 +176,7 @@ async def test_ferretdb_killed_and_started_again(http, settings, pg, tmp_path, n
             killed_at = len(sale.answers)
             await eventually(sale.answered(CONCURRENCY, 503, since=killed_at))
             await ferretdb.start()
+            await eventually(lambda: ready(http, base))
             sale.healed.set()
             await selling
 
@@ -235,6 +242,7 @@ async def test_postgresql_killed_and_started_again(
             killed_at = len(sale.answers)
             await eventually(sale.answered(CONCURRENCY, 503, since=killed_at))
             await asyncio.to_thread(restart_postgres, durable_postgres)
+            await eventually(lambda: ready(http, base))
             sale.healed.set()
             await selling
 
