@@ -89,6 +89,9 @@ _REFUSED = (
     ConnectionRefusedError,
     socket.gaierror,
     asyncpg.TargetServerAttributeNotMatched,  # each host's connection closed unused
+    # Sent, but refused whole: a read-only node runs no write of the statement, and its
+    # transaction rolls back.
+    asyncpg.ReadOnlySQLTransactionError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
 )
@@ -116,7 +119,8 @@ def _mongodb_failed_inside(error: BaseException) -> bool:
 
 
 def _never_sent(error: BaseException) -> bool:
-    """True when no connection was made, so the request cannot have reached the server."""
+    """True when no connection was made, so the request cannot have reached the server (or
+    when the server refused it whole)."""
     if isinstance(error, pymongo.errors.PyMongoError):
         # Only what the error says of itself: a retried write re-raises its first error
         # `from` the retry's, so a refusal down the chain may be the retry's, not the try

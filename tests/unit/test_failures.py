@@ -173,3 +173,13 @@ def test_no_host_of_a_multi_host_url_being_the_primary_is_unavailable_and_nothin
 def test_redis_refusing_for_want_of_replicas_or_a_master_is_unavailable(refused):
     with pytest.raises(StoreUnavailable, match="redis"), unavailable_on_failure("redis"):
         raise refused
+
+
+def test_a_write_a_read_only_node_refused_was_never_applied():
+    """A standby or a fenced primary refuses the statement, whose transaction then rolls
+    back whole: the claim took nothing, so it needs no undo (and gets a plain 503)."""
+    refused = asyncpg.ReadOnlySQLTransactionError(
+        "cannot execute INSERT in a read-only transaction"
+    )
+
+    assert _raised("postgresql", refused).maybe_applied is False
