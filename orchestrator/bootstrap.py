@@ -24,6 +24,7 @@ from orchestrator.claims.outages import StoresAway
 from orchestrator.claims.soldout import SoldOutMemo
 from orchestrator.metrics import MongoPoolMetrics
 from orchestrator.redis_connections import redis_pool
+from orchestrator.replication_watch import ReplicationWatch
 from orchestrator.saga.engine import AfterStep, SagaEngine, describe
 from orchestrator.saga.recovery import Recoverer
 from orchestrator.saga.retry_policy import RetryPolicy
@@ -38,6 +39,7 @@ from services.inventory import PostgresInventory, reset_connection, statement_ca
 from services.inventory_schema import apply_schema, check_schema
 from services.mongo_client import Client, CurrentMongoClient
 from services.redis_keys import RedisKeys
+from services.replica_wait import ReplicaWait
 from services.saga_log import RedisSagaLog
 
 log = logging.getLogger(__name__)
@@ -258,6 +260,9 @@ def redis_saga_log(settings: Settings, client: aioredis.Redis) -> RedisSagaLog:
         "retention_seconds": settings.saga_retention_seconds,
         "refused_retention_seconds": settings.saga_refused_retention_seconds,
         "owner": process_name(),
+        "replica_wait": ReplicaWait(
+            settings.redis_wait_replicas, settings.redis_wait_timeout_ms, ReplicationWatch()
+        ),
     }
     if settings.store_batching:
         return BatchedSagaLog(client, observe=metrics.batch_sent, **options)

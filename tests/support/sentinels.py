@@ -22,6 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from devstack.processes import Server, accepts_tcp, find, free_port, spawn, wait_until
+from tests.support.redis_replicas import port_of, start_redis_node
 from tests.support.waiting import eventually
 
 # Seconds: a master unanswered this long is down for a sentinel; two agreeing promote.
@@ -39,7 +40,7 @@ class SentinelGroup:
     @property
     def addresses(self) -> str:
         """REDIS_SENTINELS."""
-        return ",".join(f"127.0.0.1:{_port(sentinel)}" for sentinel in self.sentinels)
+        return ",".join(f"127.0.0.1:{port_of(sentinel)}" for sentinel in self.sentinels)
 
     @property
     def redis_url(self) -> str:
@@ -49,7 +50,7 @@ class SentinelGroup:
     async def sentinel(self, *command: Any) -> Any:
         """A command to the first sentinel that answers."""
         for sentinel in self.sentinels:
-            client = aioredis.Redis(port=_port(sentinel), decode_responses=True)
+            client = aioredis.Redis(port=port_of(sentinel), decode_responses=True)
             try:
                 return await client.execute_command(*command)
             except (ConnectionError, OSError, aioredis.ConnectionError):
@@ -66,7 +67,7 @@ class SentinelGroup:
         """Every sentinel knows the replica (online) and the two other sentinels: until
         then a failover can be refused (no good replica) or not agreed on."""
         for sentinel in self.sentinels:
-            client = aioredis.Redis(port=_port(sentinel), decode_responses=True)
+            client = aioredis.Redis(port=port_of(sentinel), decode_responses=True)
             try:
                 replicas = await client.execute_command("SENTINEL", "REPLICAS", self.name)
                 others = await client.execute_command("SENTINEL", "SENTINELS", self.name)
@@ -90,7 +91,7 @@ class SentinelGroup:
     async def kill_master(self) -> int:
         """SIGKILL the master; returns once the sentinels have promoted the replica."""
         old = await self.master_port()
-        server = self.master if _port(self.master) == old else self.replica
+        server = self.master if port_of(self.master) == old else self.replica
         server.process.kill()
         await asyncio.to_thread(server.process.wait)
         return await self._promoted(old)
@@ -120,10 +121,6 @@ class SentinelGroup:
             await client.aclose()
 
 
-def _port(server: Server) -> int:
-    return int(server.url.rsplit(":", 1)[1].split("/")[0])
-
-
 def _fields(reply: Any) -> dict[str, str]:
     """A SENTINEL REPLICAS entry: a flat [name, value, ...] list, or a dict already."""
     if isinstance(reply, dict):
@@ -137,32 +134,21 @@ async def sentinel_group() -> AsyncIterator[SentinelGroup]:
     with ExitStack() as stack:
         root = Path(tempfile.mkdtemp(prefix="coupon-sentinels-"))
         stack.callback(shutil.rmtree, root, ignore_errors=True)
-        master = _redis(root / "master")
+        master = start_redis_node(root / "master")
         stack.callback(master.stop)
-        replica = _redis(root / "replica", "--replicaof", "127.0.0.1", str(_port(master)))
+        replica = start_redis_node(
+            root / "replica", "--replicaof", "127.0.0.1", str(port_of(master))
+        )
         stack.callback(replica.stop)
         name = f"coupons-{uuid.uuid4().hex[:8]}"
         sentinels = []
         for number in range(3):
-            sentinel = _sentinel(root / f"sentinel{number}", name, _port(master))
+            sentinel = _sentinel(root / f"sentinel{number}", name, port_of(master))
             stack.callback(sentinel.stop)
             sentinels.append(sentinel)
         group = SentinelGroup(name, master, replica, sentinels)
         await eventually(group.all_watching)
         yield group
-
-
-def _redis(folder: Path, *more: str) -> Server:
-    folder.mkdir()
-    port = free_port()
-    log_path = folder / "redis.log"
-    argv = [find("redis-server"), "--port", str(port), "--bind", "127.0.0.1"]
-    argv += ["--dir", str(folder), "--save", "", "--appendonly", "no", "--daemonize", "no"]
-    # A replica gets its first copy at once, not after the default 5 s wait for others.
-    argv += ["--repl-diskless-sync-delay", "0", *more]
-    process = spawn("redis", argv, log_path)
-    wait_until("redis", accepts_tcp(port), process, log_path)
-    return Server("redis", f"redis://127.0.0.1:{port}/0", process, log_path)
 
 
 def _sentinel(folder: Path, name: str, master_port: int) -> Server:
