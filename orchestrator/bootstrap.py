@@ -29,6 +29,7 @@ from orchestrator.saga.engine import AfterStep, SagaEngine, describe
 from orchestrator.saga.recovery import Recoverer
 from orchestrator.saga.retry_policy import RetryPolicy
 from orchestrator.settings import Settings
+from orchestrator.store_addresses import retryable_writes
 from sagas.audit import Auditor
 from sagas.claim import claim_saga
 from sagas.errors import StoreUnavailable
@@ -144,6 +145,7 @@ def _mongo_client(
         minPoolSize=pool_size,  # filled in the background, kept open
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
+        **retryable_writes(settings.mongo_url),
         timeoutMS=timeout_ms,
         tz_aware=True,
         event_listeners=listeners,

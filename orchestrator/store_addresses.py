@@ -1,10 +1,11 @@
 """Where the stores' primaries are to be found, read from the settings: the hosts a
-DATABASE_URL names, and the Redis Sentinels of REDIS_SENTINELS. Parsing only; the
-settings model says what makes one of them wrong."""
+DATABASE_URL names, the Redis Sentinels of REDIS_SENTINELS, what MONGO_URL leaves to us.
+Parsing only; the settings model says what makes one of them wrong."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 # What asyncpg takes for "connect to the primary" among several hosts.
@@ -39,6 +40,13 @@ def sentinel_addresses(value: str) -> list[tuple[str, int]]:
             raise ValueError(f"{entry!r} is not host:port")
         addresses.append((host, int(port)))
     return addresses
+
+
+def retryable_writes(mongo_url: str) -> dict[str, Any]:
+    """The MongoDB client's retryWrites, on unless MONGO_URL says otherwise (a server
+    without retryable writes, such as Amazon DocumentDB, needs retryWrites=false)."""
+    given = {name.lower() for name in parse_qs(urlsplit(mongo_url).query)}
+    return {} if "retrywrites" in given else {"retryWrites": True}
 
 
 def without_password(url: str) -> str:
