@@ -15,8 +15,9 @@ import asyncpg
 import pytest
 
 from orchestrator.bootstrap import postgres_pool
+from orchestrator.process.preflight import check_room
 from orchestrator.settings import Settings
-from sagas.errors import StoreUnavailable
+from sagas.errors import StoreNotSetUp, StoreUnavailable
 from services.inventory import PostgresInventory
 from tests.support.postgres_pair import PostgresPair, postgres_pair
 from tests.support.settings import changed
@@ -133,3 +134,24 @@ async def test_a_statement_sent_to_the_demoted_node_is_a_503(settings, pair, nam
         with pytest.raises(StoreUnavailable) as refused:
             await reserves.one()
         assert not refused.value.maybe_applied
+
+
+async def test_the_budget_is_checked_on_the_primary_whichever_host_it_is(pool, pair):
+    """Every connection of PG_MAX_CONNECTIONS goes to the primary; a standby gets none
+    (asyncpg closes its connection to one as soon as it sees it is read-only)."""
+    with pytest.raises(StoreNotSetUp, match=f"does not fit 127.0.0.1:{pair.primary.port}:"):
+        await check_room(pool, 100_000)
+
+    await pair.primary.stop()
+    await pair.promote_standby()
+
+    async def checked_on_the_promoted_standby() -> bool:
+        try:
+            await check_room(pool, 100_000)
+        except StoreUnavailable:
+            return False
+        except StoreNotSetUp as refused:
+            return f"does not fit 127.0.0.1:{pair.standby.port}:" in str(refused)
+        raise AssertionError("a budget of 100,000 connections fitted")
+
+    await eventually(checked_on_the_promoted_standby)
