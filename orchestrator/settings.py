@@ -199,10 +199,11 @@ _TIMING_RULES: tuple[tuple[Callable[[Settings], bool], str], ...] = (
     ),
     (
         lambda s: (
-            not s.redis_wait_replicas or s.redis_wait_timeout_ms < s.store_timeout_seconds * 1000
+            not s.redis_wait_replicas or s.redis_wait_timeout_ms <= s.store_timeout_seconds * 500
         ),
-        "REDIS_WAIT_TIMEOUT_MS must be shorter than STORE_TIMEOUT_SECONDS: a WAIT that runs "
-        "its course would otherwise count as Redis away",
+        "REDIS_WAIT_TIMEOUT_MS must be at most half of STORE_TIMEOUT_SECONDS: a WAIT that "
+        "runs its course ends at Redis's next tick after it (up to 100 ms later at hz 10), "
+        "and one past the store timeout would count as Redis away",
     ),
 )
 
