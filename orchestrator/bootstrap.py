@@ -15,8 +15,6 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 
 from orchestrator import metrics
 from orchestrator.claims.admission import Admission
@@ -25,10 +23,13 @@ from orchestrator.claims.duplicates import RepeatClaims
 from orchestrator.claims.outages import StoresAway
 from orchestrator.claims.soldout import SoldOutMemo
 from orchestrator.metrics import MongoPoolMetrics
+from orchestrator.redis_connections import redis_pool
+from orchestrator.replication_watch import ReplicationWatch
 from orchestrator.saga.engine import AfterStep, SagaEngine, describe
 from orchestrator.saga.recovery import Recoverer
 from orchestrator.saga.retry_policy import RetryPolicy
 from orchestrator.settings import Settings
+from orchestrator.store_addresses import retryable_writes
 from sagas.audit import Auditor
 from sagas.claim import claim_saga
 from sagas.errors import StoreUnavailable
@@ -39,6 +40,7 @@ from services.inventory import PostgresInventory, reset_connection, statement_ca
 from services.inventory_schema import apply_schema, check_schema
 from services.mongo_client import Client, CurrentMongoClient
 from services.redis_keys import RedisKeys
+from services.replica_wait import ReplicaWait
 from services.saga_log import RedisSagaLog
 
 log = logging.getLogger(__name__)
@@ -143,6 +145,7 @@ def _mongo_client(
         minPoolSize=pool_size,  # filled in the background, kept open
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
+        **retryable_writes(settings.mongo_url),
         timeoutMS=timeout_ms,
         tz_aware=True,
         event_listeners=listeners,
@@ -172,30 +175,20 @@ async def mongo_client(
 
 @asynccontextmanager
 async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """REDIS_URL's server, or the master REDIS_SENTINELS name (redis_connections.py)."""
     store_timeout = RetryPolicy.from_settings(settings).store_timeout_seconds
-    # Blocking pool: past its size a command waits for a connection instead of failing.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_pool_size,
-        timeout=store_timeout,
-        socket_timeout=store_timeout,
-        socket_connect_timeout=store_timeout,
-        decode_responses=True,
-        # A few quick retries of a dropped connection; a store that stays down is a 503.
-        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), retries=2),
-    )
-    client = aioredis.Redis(connection_pool=pool)
+    async with redis_pool(settings, store_timeout) as pool:
+        client = aioredis.Redis(connection_pool=pool)
 
-    async def ping() -> None:
-        with unavailable_on_failure("redis"):
-            await client.ping()
+        async def ping() -> None:
+            with unavailable_on_failure("redis"):
+                await client.ping()
 
-    try:
-        await wait_for("redis", ping, settings.startup_wait_seconds)
-        yield client
-    finally:
-        await client.aclose()
-        await pool.aclose()
+        try:
+            await wait_for("redis", ping, settings.startup_wait_seconds)
+            yield client
+        finally:
+            await client.aclose()
 
 
 @dataclass(frozen=True)
@@ -269,6 +262,9 @@ def redis_saga_log(settings: Settings, client: aioredis.Redis) -> RedisSagaLog:
         "retention_seconds": settings.saga_retention_seconds,
         "refused_retention_seconds": settings.saga_refused_retention_seconds,
         "owner": process_name(),
+        "replica_wait": ReplicaWait(
+            settings.redis_wait_replicas, settings.redis_wait_timeout_ms, ReplicationWatch()
+        ),
     }
     if settings.store_batching:
         return BatchedSagaLog(client, observe=metrics.batch_sent, **options)

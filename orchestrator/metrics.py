@@ -63,6 +63,14 @@ STORE_BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 
+# services/replica_wait.py: log writes the master took that fewer replicas than
+# REDIS_WAIT_REPLICAS had within REDIS_WAIT_TIMEOUT_MS.
+SAGA_LOG_UNREPLICATED = Counter(
+    "saga_log_unreplicated_writes_total",
+    "Saga log writes done on the Redis master that fewer replicas than REDIS_WAIT_REPLICAS "
+    "acknowledged within REDIS_WAIT_TIMEOUT_MS (they stand; a failover may lose them).",
+)
+
 
 def batch_sent(batch: str, size: int) -> None:
     STORE_BATCH_SIZE.labels(batch).observe(size)

@@ -8,10 +8,24 @@ from pathlib import Path
 from typing import Literal, Self
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator.store_addresses import (
+    PRIMARY_ATTRIBUTES,
+    postgres_hosts,
+    sentinel_addresses,
+    target_session_attrs,
+    without_password,
+)
 from services.redis_keys import DEFAULT_PREFIX
 
 ENV_FILE = ".env"
@@ -25,10 +39,21 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=0)  # 0: one process per CPU
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 
+    # Several hosts (a primary and its standbys) with target_session_attrs=read-write:
+    # each connection is made to the one that is the primary then.
     database_url: str = "postgresql://postgres@127.0.0.1:5432/coupons"
     mongo_url: str = "mongodb://127.0.0.1:27017"
     mongo_db: str = "coupons"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis Sentinel: the sentinels (host:port,...; empty: none) and the name of the master
+    # they watch. The data connections go to the master they name; REDIS_URL then gives
+    # only the password, db and TLS of the data nodes.
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = Field("", validate_default=True)
+    # Durable saga-log writes: after each fenced write, WAIT until this many replicas have
+    # it, for up to redis_wait_timeout_ms (services/replica_wait.py). 0: off.
+    redis_wait_replicas: int = Field(0, ge=0)
+    redis_wait_timeout_ms: int = Field(100, ge=1)
     # What sits between the service and PostgreSQL. "transaction": a transaction pooler
     # (PgBouncer pool_mode=transaction), which may run each transaction on another
     # server connection, so no prepared statement may outlive the one it was made in.
@@ -115,6 +140,32 @@ class Settings(BaseSettings):
     def _any_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("database_url")
+    @classmethod
+    def _primary_among_hosts(cls, value: str) -> str:
+        if len(postgres_hosts(value)) > 1 and target_session_attrs(value) not in PRIMARY_ATTRIBUTES:
+            raise ValueError(
+                "it names several hosts: add target_session_attrs=read-write, so that every "
+                "connection goes to the primary (asyncpg would take any host that answers)"
+            )
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels(cls, value: str, info: ValidationInfo) -> str:
+        sentinel_addresses(value)
+        redis_url = info.data.get("redis_url", "")
+        if value and not redis_url.startswith(("redis://", "rediss://")):
+            raise ValueError("with Sentinel, REDIS_URL must be redis:// or rediss://")
+        return value
+
+    @field_validator("redis_sentinel_master")
+    @classmethod
+    def _master_named(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("redis_sentinels") and not value:
+            raise ValueError("REDIS_SENTINELS is set: name the master they watch")
+        return value
+
 
 # How long past STORE_TIMEOUT_SECONDS a driver may take to end its own call: PyMongo checks
 # its deadline between waits for a server of up to 0.5 s (MIN_HEARTBEAT_INTERVAL), and a
@@ -146,6 +197,14 @@ _TIMING_RULES: tuple[tuple[Callable[[Settings], bool], str], ...] = (
         "HOLD_SETTLE_SECONDS must be longer than SAGA_LEASE_SECONDS + SAGA_RETRY_SECONDS: "
         "a live driver's held unit would otherwise be settled under it",
     ),
+    (
+        lambda s: (
+            not s.redis_wait_replicas or s.redis_wait_timeout_ms <= s.store_timeout_seconds * 500
+        ),
+        "REDIS_WAIT_TIMEOUT_MS must be at most half of STORE_TIMEOUT_SECONDS: a WAIT that "
+        "runs its course ends at Redis's next tick after it (up to 100 ms later at hz 10), "
+        "and one past the store timeout would count as Redis away",
+    ),
 )
 
 
@@ -166,8 +225,8 @@ def _explain(problem: ErrorDetails) -> str:
     if not field:  # a rule between settings: its message names them
         rules = problem["msg"].removeprefix("Value error, ")
         return f"{rules}; fix it in the environment or {ENV_FILE}"
-    secret = field == "admin_token"  # never echoed
-    given = "" if secret or not field else f"={problem['input']}"
+    secret = field == "admin_token"  # never echoed; nor a URL's password
+    given = "" if secret or not field else f"={without_password(str(problem['input']))}"
     return (
         f"{field.upper()}{given} is not valid: {problem['msg']}; "
         f"fix it in the environment or {ENV_FILE}"

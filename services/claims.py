@@ -67,6 +67,10 @@ def _to_its_end(
 
 class MongoClaims:
     """Writes are acknowledged by a majority, so a claim we report survives a failover.
+    On a replica set, a majority of its voting members; on a standalone server (a mongod
+    without a replica set, FerretDB) the majority is that server alone: the write is
+    acknowledged once it is in its journal (FerretDB: committed in its PostgreSQL), and
+    there is no second copy to fail over to.
 
     Every call reads the current client (it may be replaced) and runs to its own end."""
 

@@ -32,6 +32,9 @@ _TRANSIENT: dict[str, tuple[type[BaseException], ...]] = {
         # The old primary of a failover, a replica now: the next connection may reach the
         # new one.
         asyncpg.ReadOnlySQLTransactionError,
+        # Every host of a multi-host DATABASE_URL answered and none is read-write: a
+        # failover between the old primary's fencing and the new one's promotion.
+        asyncpg.TargetServerAttributeNotMatched,
         asyncpg.LockNotAvailableError,  # an operator's lock_timeout
         asyncpg.DeadlockDetectedError,
         asyncpg.SerializationError,
@@ -59,6 +62,8 @@ _TRANSIENT: dict[str, tuple[type[BaseException], ...]] = {
         # memory frees: the log is unavailable, not broken.
         redis.exceptions.OutOfMemoryError,
         redis.exceptions.ReadOnlyError,  # a replica now, after a failover
+        # A replica cut off from its master (replica-serve-stale-data no): a failover.
+        redis.exceptions.MasterDownError,
     ),
 }
 
@@ -83,6 +88,10 @@ def _setup_advice(error: BaseException) -> str | None:
 _REFUSED = (
     ConnectionRefusedError,
     socket.gaierror,
+    asyncpg.TargetServerAttributeNotMatched,  # each host's connection closed unused
+    # Sent, but refused whole: a read-only node runs no write of the statement, and its
+    # transaction rolls back.
+    asyncpg.ReadOnlySQLTransactionError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
 )
@@ -110,7 +119,8 @@ def _mongodb_failed_inside(error: BaseException) -> bool:
 
 
 def _never_sent(error: BaseException) -> bool:
-    """True when no connection was made, so the request cannot have reached the server."""
+    """True when no connection was made, so the request cannot have reached the server (or
+    when the server refused it whole)."""
     if isinstance(error, pymongo.errors.PyMongoError):
         # Only what the error says of itself: a retried write re-raises its first error
         # `from` the retry's, so a refusal down the chain may be the retry's, not the try
@@ -128,10 +138,11 @@ def _never_sent(error: BaseException) -> bool:
     return False
 
 
-# Redis refusing writes because its last snapshot failed (stop-writes-on-bgsave-error):
-# a disk that may come back. redis-py has no class of its own for it; the code leads the
-# message (a pipeline that raises puts "... caused error: " before it).
-_CANNOT_PERSIST = re.compile(r"(?:^|error: )MISCONF\b")
+# Redis refusing writes because its last snapshot failed (stop-writes-on-bgsave-error),
+# or because fewer replicas are in reach than its min-replicas-to-write asks (a
+# failover, a replica away): both may pass. redis-py has no class of its own for them;
+# the code leads the message (a pipeline that raises puts "... caused error: " before it).
+_CANNOT_PERSIST = re.compile(r"(?:^|error: )(?:MISCONF|NOREPLICAS)\b")
 
 
 def _is_transient(store: str, error: BaseException) -> bool:

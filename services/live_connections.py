@@ -11,6 +11,12 @@ operation (2) is in progress"), and asyncpg aborts the connection.
 
 Nothing was sent, and the session, with any transaction it had open, had already ended:
 the call is run again, whole, on another connection.
+
+A connection to a node that takes no writes now (a primary fenced read-only in a
+failover, or a standby that a stale address reached) answers, and refuses every write
+for as long as it lives. The first refusal has the pool make all its connections again,
+so a multi-host DATABASE_URL (target_session_attrs=read-write) finds the primary it has
+now; the call itself fails (a 503 that took nothing) and its saga retries it.
 """
 
 from __future__ import annotations
@@ -46,13 +52,21 @@ class LiveConnections:
         try (the server ending sessions as fast as we open them) is raised."""
         for _ in range(self.pool.get_max_size()):
             try:
-                async with self.pool.acquire() as connection:
-                    return await call(connection)
+                return await self._on_the_primary(call)
             except asyncpg.InternalClientError as error:
                 if not session_ended_by_server(error):
                     raise
-        async with self.pool.acquire() as connection:
-            return await call(connection)
+        return await self._on_the_primary(call)
+
+    async def _on_the_primary(
+        self, call: Callable[[asyncpg.Connection], Awaitable[Answer]]
+    ) -> Answer:
+        try:
+            async with self.pool.acquire() as connection:
+                return await call(connection)
+        except asyncpg.ReadOnlySQLTransactionError:
+            await self.pool.expire_connections()
+            raise
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
         return await self.run(lambda connection: connection.fetch(query, *args))

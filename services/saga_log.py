@@ -17,6 +17,7 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.commands.core import AsyncScript
 from redis.typing import EncodableT
 
 from sagas.errors import LeaseLost
@@ -24,6 +25,7 @@ from sagas.ports import Where
 from sagas.records import Lease, Phase, SagaEvent, SagaRecord, SagaStatus
 from services.failures import classified, unavailable_on_failure
 from services.redis_keys import RedisKeys
+from services.replica_wait import ReplicaWait
 
 # KEYS: saga, events, in-flight, failed, finished, refused
 # ARGV: saga id, mode (create|save), epoch, lease seconds, retention seconds, index
@@ -109,9 +111,12 @@ class RedisSagaLog:
         owner: str = "",
         refused_retention_seconds: int = 60,
         keys: RedisKeys = RedisKeys(),  # noqa: B008 - immutable
+        replica_wait: ReplicaWait = ReplicaWait(),  # noqa: B008 - immutable
     ) -> None:
-        """`owner`: this process (host:pid), named as the driver of the sagas it creates."""
+        """`owner`: this process (host:pid), named as the driver of the sagas it creates.
+        `replica_wait`: each round trip of fenced writes ends with a WAIT for replicas."""
         self._redis = client
+        self._wait = replica_wait
         self._owner = owner
         self._keys = keys
         self._lease = lease_seconds
@@ -156,39 +161,50 @@ class RedisSagaLog:
         await self._apply(LogWrite("save", record, (), "refused", self._refused_retention))
 
     async def _apply(self, write: LogWrite) -> None:
-        """One fenced write; a batching log sends it with others."""
-        with unavailable_on_failure("redis"):
-            written = await self._save(
-                keys=_saga_keys(self._keys, write.record.saga_id), args=self._args(write)
-            )
-        if not written:
-            raise LeaseLost(write.lost)
+        """One fenced write (a batching log sends it with others), in a pipeline of its
+        own: a WAIT for replicas then goes in the same round trip."""
+        (outcome,) = await self.apply_many([write])
+        if outcome is not None:
+            raise outcome
 
     async def apply_many(self, writes: Sequence[LogWrite]) -> list[Exception | None]:
-        """Each write's own script, all in one pipeline (not a transaction: each script
-        is atomic and fenced by its own epoch). None for a write done, else the error
-        `_apply` would have raised for it. A failure of the round trip raises, for all."""
-        answers = await self._pipelined(writes)
-        lost_scripts = [at for at, answer in enumerate(answers) if _no_script(answer)]
-        if lost_scripts:  # the server lost its script cache (a restart): load it, once
-            with unavailable_on_failure("redis"):
-                await self._redis.script_load(_SAVE)
-            again = await self._pipelined([writes[at] for at in lost_scripts])
-            for at, answer in zip(lost_scripts, again, strict=True):
-                answers[at] = answer
+        """Each write's own script, all in one pipeline. None for a write done, else the
+        error `_apply` would have raised for it. A failure of the round trip raises, for
+        all."""
+        calls = [
+            _ScriptCall(self._save, _saga_keys(self._keys, write.record.saga_id), self._args(write))
+            for write in writes
+        ]
+        answers = await self._fenced(calls)
         return [
             _write_outcome(write, answer) for write, answer in zip(writes, answers, strict=True)
         ]
 
-    async def _pipelined(self, writes: Sequence[LogWrite]) -> list[object]:
+    async def _fenced(self, calls: Sequence[_ScriptCall]) -> list[object]:
+        """Each call's answer (or error), from one pipeline: not a transaction, since each
+        script is atomic and fenced by its own epoch; then the WAIT, if replicas are to
+        have the writes. Calls the server had no script for are sent again, once, after
+        loading it (a restart, or a replica promoted, empties the script cache)."""
+        answers = await self._pipelined(calls)
+        lost_scripts = [at for at, answer in enumerate(answers) if _no_script(answer)]
+        if lost_scripts:
+            with unavailable_on_failure("redis"):
+                for script in {calls[at].script.script for at in lost_scripts}:
+                    await self._redis.script_load(script)
+            again = await self._pipelined([calls[at] for at in lost_scripts])
+            for at, answer in zip(lost_scripts, again, strict=True):
+                answers[at] = answer
+        return answers
+
+    async def _pipelined(self, calls: Sequence[_ScriptCall]) -> list[object]:
         # EVALSHA by hand: a pipeline of Script calls first asks SCRIPT EXISTS, one
         # more round trip per batch.
         pipe = self._redis.pipeline(transaction=False)
-        for write in writes:
-            keys = _saga_keys(self._keys, write.record.saga_id)
-            pipe.evalsha(self._save.sha, len(keys), *keys, *self._args(write))
+        for call in calls:
+            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        self._wait.after_writes(pipe)
         with unavailable_on_failure("redis"):
-            return list(await pipe.execute(raise_on_error=False))
+            return self._wait.settle(await pipe.execute(raise_on_error=False))
 
     def _args(self, write: LogWrite) -> list[EncodableT]:
         record = write.record
@@ -205,11 +221,11 @@ class RedisSagaLog:
         ]
 
     async def acquire(self, saga_id: str, owner: str, *, parked: bool) -> SagaRecord | None:
-        with unavailable_on_failure("redis"):
-            epoch = await self._acquire(
-                keys=[self._keys.saga(saga_id), self._keys.in_flight, self._keys.failed],
-                args=[saga_id, owner, self._lease, "1" if parked else "0"],
-            )
+        keys = [self._keys.saga(saga_id), self._keys.in_flight, self._keys.failed]
+        args: list[EncodableT] = [saga_id, owner, self._lease, "1" if parked else "0"]
+        (epoch,) = await self._fenced([_ScriptCall(self._acquire, keys, args)])
+        if isinstance(epoch, Exception):
+            raise classified("redis", epoch)
         return await self.load(saga_id) if epoch else None
 
     async def lease(self, saga_id: str) -> Lease | None:
@@ -364,6 +380,13 @@ def _newest_first(index: str, cursor: _Cursor, count: int | None) -> dict[str, A
         "withscores": True,
         **window,
     }
+
+
+@dataclass(frozen=True)
+class _ScriptCall:
+    script: AsyncScript
+    keys: list[str]
+    args: list[EncodableT]
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,16 @@ from services.failures import unavailable_on_failure
 
 # Connections PostgreSQL would still accept from an ordinary role. Superusers' reserve
 # (and PG 16's reserved_connections) is not ours to take; our own check does not count.
+# Asked of the server the pool connected to: with several hosts in DATABASE_URL, the
+# primary (target_session_attrs=read-write), where every connection of the budget goes.
 _ROOM = """
 SELECT current_setting('max_connections')::int AS allowed,
        current_setting('superuser_reserved_connections')::int
          + coalesce(current_setting('reserved_connections', true)::int, 0) AS reserved,
        (SELECT count(*) FROM pg_stat_activity
-        WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())::int AS in_use
+        WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())::int AS in_use,
+       coalesce(host(inet_server_addr()) || ':' || inet_server_port(),
+                'the server on its socket') AS server
 """
 
 
@@ -32,7 +36,8 @@ async def check_room(pool: asyncpg.Pool, budget: int) -> None:
     if budget > room:
         raise StoreNotSetUp(
             "postgresql",
-            f"PG_MAX_CONNECTIONS={budget} does not fit: max_connections={row['allowed']}, "
+            f"PG_MAX_CONNECTIONS={budget} does not fit {row['server']}: "
+            f"max_connections={row['allowed']}, "
             f"{row['reserved']} reserved and {row['in_use']} in use leave {room}; "
             f"set PG_MAX_CONNECTIONS to at most {room} or raise the server's max_connections",
         )

@@ -139,3 +139,47 @@ def test_redis_at_maxmemory_is_unavailable_not_a_bug():
 def test_another_runtime_error_stays_what_it_is():
     with pytest.raises(RuntimeError), unavailable_on_failure("mongodb"):
         raise RuntimeError("cannot wait on un-acquired lock, and something else")
+
+
+def test_no_host_of_a_multi_host_url_being_the_primary_is_unavailable_and_nothing_was_sent():
+    """asyncpg's answer, mid-failover, when every host of DATABASE_URL answers and none is
+    read-write (the old primary fenced or demoted, the standby not promoted yet): it
+    closed those connections before sending a statement."""
+    no_primary = asyncpg.TargetServerAttributeNotMatched(
+        "None of the hosts match the target attribute requirement "
+        "<SessionAttribute.read_write: 'read-write'>"
+    )
+    with pytest.raises(StoreUnavailable) as raised, unavailable_on_failure("postgresql"):
+        raise no_primary
+    assert raised.value.maybe_applied is False
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        # min-replicas-to-write set on the master, and its replicas away (a failover).
+        redis.exceptions.ResponseError("NOREPLICAS Not enough good replicas to write."),
+        redis.exceptions.ResponseError(
+            "Command # 1 (EVALSHA 1f0e ...) of pipeline caused error: NOREPLICAS Not enough "
+            "good replicas to write. script: 1f0e, on @user_script:8."
+        ),
+        # A replica cut off from its master, with replica-serve-stale-data no.
+        redis.exceptions.MasterDownError(
+            "Link with MASTER is down and replica-serve-stale-data is set to 'no'."
+        ),
+    ],
+    ids=["noreplicas", "noreplicas-in-a-pipeline", "masterdown"],
+)
+def test_redis_refusing_for_want_of_replicas_or_a_master_is_unavailable(refused):
+    with pytest.raises(StoreUnavailable, match="redis"), unavailable_on_failure("redis"):
+        raise refused
+
+
+def test_a_write_a_read_only_node_refused_was_never_applied():
+    """A standby or a fenced primary refuses the statement, whose transaction then rolls
+    back whole: the claim took nothing, so it needs no undo (and gets a plain 503)."""
+    refused = asyncpg.ReadOnlySQLTransactionError(
+        "cannot execute INSERT in a read-only transaction"
+    )
+
+    assert _raised("postgresql", refused).maybe_applied is False
