@@ -1,6 +1,7 @@
-"""The HA topology (devstack/ha), started once for the tier: etcd x3, Patroni with two
-PostgreSQL nodes in synchronous mode, Redis primary + replica + 3 Sentinels, FerretDB on
-the Patroni cluster. Each test gets it healthy again, whatever the one before it killed."""
+"""The HA topology (devstack/ha), started once for a test module: etcd x3, Patroni with
+two PostgreSQL nodes in synchronous mode, Redis primary + replica + 3 Sentinels, FerretDB
+on the Patroni cluster. Each test gets it healthy again, whatever the one before it
+killed. Per module, not per session: the tiers after this one need no HA stack idling."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _skip_without_packages() -> None:
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ha_stack() -> Iterator[HaStack]:
     _skip_without_packages()
     with HaStack() as stack:
