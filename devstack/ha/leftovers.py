@@ -50,7 +50,7 @@ def _age(root: Path) -> float:
 
 def end(root: Path) -> None:
     """Kill whatever still runs from `root` and delete it."""
-    kill_all(mentioning(str(root)))
+    kill_all(mentioning(f"{root}/"))  # a path inside it: never another folder's
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -6,13 +6,14 @@ Roles come from Patroni's REST API; "serves writes" is a committed write through
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from devstack.ha import patroni_config
 from devstack.ha.patroni import PatroniNode
 from devstack.ha.proctable import Frozen
 from devstack.ha.waiting import poll
-from devstack.processes import StackError, free_port
+from devstack.processes import Server, StackError, free_port
 
 _WRITE = "SELECT txid_current()"  # takes a transaction id: a commit record, as any write
 
@@ -47,10 +48,12 @@ class PatroniCluster:
             node.start()
 
     def wait_ready(self) -> str:
-        """The primary's name, once it takes writes and every other node replicates it."""
-        primary = self.wait_for_writable_primary()
+        """The primary's name, once it takes writes and every other node replicates it.
+        A Patroni that exits meanwhile ends the wait at once, with its log."""
+        watch = [node.server for node in self.nodes.values() if node.server is not None]
+        primary = self.wait_for_writable_primary(watch=watch)
         for name in self.nodes.keys() - {primary}:
-            self.wait_for_replica(name)
+            self.wait_for_replica(name, watch=watch)
         return primary
 
     def create_database(self, database: str) -> None:
@@ -83,7 +86,9 @@ class PatroniCluster:
             timeout=timeout,
         )
 
-    def wait_for_writable_primary(self, *, not_on: str | None = None, timeout: float = 60.0) -> str:
+    def wait_for_writable_primary(
+        self, *, not_on: str | None = None, timeout: float = 60.0, watch: Sequence[Server] = ()
+    ) -> str:
         """The node that commits a write (not `not_on`, the one that just lost the role)."""
 
         def writable() -> str | None:
@@ -92,9 +97,11 @@ class PatroniCluster:
                     return name
             return None
 
-        return poll("a PostgreSQL primary serving writes", writable, timeout=timeout)
+        return poll("a PostgreSQL primary serving writes", writable, timeout=timeout, watch=watch)
 
-    def wait_for_replica(self, name: str, *, timeout: float = 60.0) -> None:
+    def wait_for_replica(
+        self, name: str, *, timeout: float = 60.0, watch: Sequence[Server] = ()
+    ) -> None:
         """Until `name` streams from the primary; in synchronous mode, until it is the sync
         standby both for PostgreSQL and in etcd (Patroni writes the latter a loop later, and
         refuses a switchover to it until then)."""
@@ -115,7 +122,7 @@ class PatroniCluster:
                     return found is not None and found.startswith(wanted)
             return False
 
-        poll(f"{name} replicating", replicating, timeout=timeout)
+        poll(f"{name} replicating", replicating, timeout=timeout, watch=watch)
 
     # Faults
 

@@ -7,11 +7,12 @@ clients that ask a Sentinel for the master never see it as one.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
-from devstack.ha.redis_nodes import redis_server, sentinel
+from devstack.ha.redis_nodes import RedisProcess, redis_server, sentinel
 from devstack.ha.waiting import poll
-from devstack.processes import StackError
+from devstack.processes import Server, StackError
 
 MASTER_NAME = "coupons"
 SENTINEL_SETTINGS: dict[str, int | str] = {
@@ -39,18 +40,21 @@ class SentinelGroup:
         return ",".join(s.address for s in self.sentinels)
 
     def start(self) -> None:
+        first, *replicas = self.nodes.values()
         for node in self.nodes.values():
             node.start()
         # A Sentinel learns the replicas from the master's INFO, asked every 10 s: the
         # replica must be there at its first ask, or the group waits that long.
-        for name in self.nodes:
-            if name != "redis1":
-                self._wait_linked(name)
+        for replica in replicas:
+            self._wait_linked(replica.name, watch=[first, replica])
         for watcher in self.sentinels:
             watcher.start()
 
     def wait_ready(self) -> str:
         """The master, once every Sentinel knows the replicas and the other Sentinels."""
+        for watcher in self.sentinels:
+            answering = partial(watcher.ask, "PING")
+            poll(f"{watcher.name} answering", answering, watch=_servers([watcher]))
         master = self.wait_for_master()
         replicas = len(self.nodes) - 1
         others = len(self.sentinels) - 1
@@ -67,7 +71,7 @@ class SentinelGroup:
 
         poll("every Sentinel knowing the group", all_know)
         for name in self.nodes.keys() - {master}:
-            self._wait_linked(name)
+            self.wait_for_replica(name)
         return master
 
     # Roles
@@ -106,12 +110,14 @@ class SentinelGroup:
 
         return poll("a Redis master serving writes", writable, timeout=timeout)
 
-    def _wait_linked(self, name: str, *, timeout: float = 60.0) -> None:
+    def _wait_linked(
+        self, name: str, *, timeout: float = 60.0, watch: list[RedisProcess] | None = None
+    ) -> None:
         def linked() -> bool:
             info = self.nodes[name].replication()
             return info.get("role") == "slave" and info.get("master_link_status") == "up"
 
-        poll(f"{name} replicating", linked, timeout=timeout)
+        poll(f"{name} replicating", linked, timeout=timeout, watch=_servers(watch or []))
 
     def wait_for_replica(self, name: str, *, timeout: float = 60.0) -> None:
         """Until `name` is a replica of the agreed master, its link up."""
@@ -168,3 +174,7 @@ class SentinelGroup:
     def stop(self) -> None:
         for process in [*self.sentinels, *self.nodes.values()]:
             process.stop()
+
+
+def _servers(processes: list[RedisProcess]) -> list[Server]:
+    return [process.server for process in processes if process.server is not None]

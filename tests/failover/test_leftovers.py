@@ -23,7 +23,8 @@ def run_folder(owner_pid: int, owner_start: int | None) -> Path:
 
 def server_in(root: Path) -> subprocess.Popen[bytes]:
     """A process naming the folder in its command line, as each server of a run does."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", str(root)])
+    config = root / "server.conf"
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", str(config)])
 
 
 @pytest.fixture
