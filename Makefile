@@ -6,7 +6,7 @@ PINS := requirements.lock pyproject.toml
 RUNTIME := $(VENV)/.installed-runtime
 EVERYTHING := $(VENV)/.installed-everything
 
-.PHONY: help deps test test-busy test-named-stores test-fresh lint stack run lock
+.PHONY: help deps test test-busy test-named-stores test-fresh lint stack stack-ha run lock
 
 help: ## this list
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,6 +36,9 @@ lint: $(EVERYTHING) ## ruff, mypy, the deploy files' checks and pip-audit
 
 stack: $(RUNTIME) ## throw-away stores for running the service by hand; prints their URLs
 	$(PY) -m devstack
+
+stack-ha: $(EVERYTHING) ## the HA topology (etcd, Patroni x2, Redis + Sentinels, FerretDB); prints its URLs
+	$(PY) -m devstack --ha
 
 deps: ## install now: PostgreSQL + Redis (apt), FerretDB (Go, cached), the virtualenv with test tools
 	scripts/install-deps

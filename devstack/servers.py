@@ -31,6 +31,7 @@ __all__ = [
     "Server",
     "StackError",
     "free_port",
+    "postgres_bin_dir",
     "start_ferretdb",
     "start_mongod",
     "start_postgres",
@@ -40,6 +41,12 @@ __all__ = [
 
 def _postgres_bin_dirs() -> list[str]:
     return sorted((str(p) for p in Path("/usr/lib/postgresql").glob("*/bin")), reverse=True)
+
+
+def postgres_bin_dir() -> Path:
+    """The folder of the machine's PostgreSQL programs, pg_rewind and pg_basebackup too
+    (a symlink to `initdb` on PATH is followed to it)."""
+    return Path(find("initdb", *_postgres_bin_dirs())).resolve().parent
 
 
 def _reachable_by_others(path: Path) -> bool:
