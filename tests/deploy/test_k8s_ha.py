@@ -108,6 +108,8 @@ def test_redis_is_three_servers_watched_by_three_sentinels(ha):
         # Each pod by name from its start: a replica finds its master before either is ready.
         assert service["clusterIP"] == "None"
         assert service["publishNotReadyAddresses"] is True
+    # A saga-log write waits for a replica: never for more than there are.
+    assert 1 <= int(settings(ha)["REDIS_WAIT_REPLICAS"]) < servers["replicas"]
     named = settings(ha)["REDIS_SENTINELS"].split(",")
     assert named == [
         f"coupons-redis-sentinel-{n}.{sentinels['serviceName']}:26379" for n in range(3)
