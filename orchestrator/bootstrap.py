@@ -23,6 +23,7 @@ from orchestrator.claims.duplicates import RepeatClaims
 from orchestrator.claims.outages import StoresAway
 from orchestrator.claims.soldout import SoldOutMemo
 from orchestrator.metrics import MongoPoolMetrics
+from orchestrator.reconciler import Reconciler
 from orchestrator.redis_connections import redis_pool
 from orchestrator.replication_watch import ReplicationWatch
 from orchestrator.saga.engine import AfterStep, SagaEngine, describe
@@ -33,6 +34,7 @@ from orchestrator.store_addresses import retryable_writes
 from sagas.audit import Auditor
 from sagas.claim import claim_saga
 from sagas.errors import StoreUnavailable
+from sagas.lineage import Reconciliation
 from services.batched import BatchedClaims, BatchedInventory, BatchedSagaLog
 from services.claims import MongoClaims
 from services.failures import unavailable_on_failure
@@ -236,17 +238,22 @@ class Components:
     claims: MongoClaims
     saga_log: RedisSagaLog
     engine: SagaEngine
+    reconciler: Reconciler
 
     async def close(self) -> None:
         """Before the stores close under them: the sagas already answered finish (for a
         while), and undos still retried in the background stop, left to recovery."""
         await self.coupons.close()
         await self.engine.close()
+        await self.reconciler.close()
 
     async def warm_up(self, redis_connections: int) -> None:
-        """Before the gateway listens: PostgreSQL statements prepared on every pooled
-        connection, Redis connections open and its scripts loaded. A gateway started for
-        a sale otherwise pays for them in the sale's first second (docs/PERFORMANCE.md)."""
+        """Before the gateway listens: the stock reconciled if PostgreSQL is on a history
+        it was not reconciled on (sagas/lineage.py); PostgreSQL statements prepared on
+        every pooled connection, Redis connections open and its scripts loaded. A gateway
+        started for a sale otherwise pays for them in its first second
+        (docs/PERFORMANCE.md)."""
+        await self.reconciler.run_now()
         try:
             await self.inventory.warm_up()
             await self.saga_log.warm_up(redis_connections)
@@ -276,25 +283,34 @@ def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _adapters(settings: Settings, stores: Stores) -> tuple[PostgresInventory, MongoClaims]:
+def _adapters(
+    settings: Settings, stores: Stores, reconciler: Reconciler
+) -> tuple[PostgresInventory, MongoClaims]:
     """PostgreSQL's and MongoDB's adapters: batching concurrent sagas' calls, or not."""
     if settings.store_batching:
         return (
-            BatchedInventory(stores.pg_pool, observe=metrics.batch_sent),
+            BatchedInventory(
+                stores.pg_pool, observe=metrics.batch_sent, on_unreconciled=reconciler.poke
+            ),
             BatchedClaims(stores.mongo, observe=metrics.batch_sent),
         )
-    return PostgresInventory(stores.pg_pool), MongoClaims(stores.mongo)
+    return (
+        PostgresInventory(stores.pg_pool, on_unreconciled=reconciler.poke),
+        MongoClaims(stores.mongo),
+    )
 
 
 def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = None) -> Components:
     """`after_step`: a test's fault hook, run after each saga step's action (engine.py)."""
-    inventory, claims = _adapters(settings, stores)
+    reconciler = Reconciler()
+    inventory, claims = _adapters(settings, stores, reconciler)
     saga_log = redis_saga_log(settings, stores.redis)
     policy = RetryPolicy.from_settings(settings)
     engine = SagaEngine(
         saga_log, lease_seconds=settings.saga_lease_seconds, policy=policy, after_step=after_step
     )
     claim = claim_saga(inventory, claims)
+    reconciler.bind(Reconciliation(inventory, claims, saga_log, {claim.name: claim}))
     metrics.start_at_zero([claim])
     auditor = Auditor(
         inventory, claims, saga_log, settle_after_seconds=settings.hold_settle_seconds
@@ -329,7 +345,7 @@ def build(settings: Settings, stores: Stores, *, after_step: AfterStep | None = 
         saga_log,
         finish_seconds=policy.retry_seconds + policy.step_timeout_seconds,
     )
-    return Components(coupons, recoverer, auditor, inventory, claims, saga_log, engine)
+    return Components(coupons, recoverer, auditor, inventory, claims, saga_log, engine, reconciler)
 
 
 @asynccontextmanager
@@ -348,6 +364,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
     async with open_stores(settings) as stores:
         components = build(settings, stores)
         try:
+            await components.reconciler.run_now()
             yield components
         finally:
             await components.close()

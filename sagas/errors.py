@@ -52,6 +52,18 @@ class StoreUnavailable(Exception):
         return f"{self.store} is unavailable"
 
 
+class NotReconciled(StoreUnavailable):
+    """PostgreSQL is on a history the stock was not reconciled on yet (a promoted standby
+    that may lack the newest commits): nothing was reserved, and the reconciliation that
+    restores what the failover lost is under way (sagas/lineage.py)."""
+
+    def __init__(self, store: str = "postgresql") -> None:
+        super().__init__(store, maybe_applied=False)
+
+    def __str__(self) -> str:
+        return f"{self.store} is on a new timeline, not reconciled yet"
+
+
 def may_have_applied(error: BaseException) -> bool:
     """Whether a failed action may still have changed its store (so it must be undone)."""
     if isinstance(error, (DomainError, StoreNotSetUp)):  # the store said no

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -49,6 +50,24 @@ class StockSnapshot:
 
 
 @dataclass(frozen=True)
+class Lineage:
+    """Which history a PostgreSQL server writes: a promotion starts a new timeline, a
+    cluster made anew has another system identifier."""
+
+    system_identifier: int
+    timeline: int
+
+
+@dataclass(frozen=True)
+class LostHold:
+    """A saga's hold to restore after a failover, with the unit it took."""
+
+    saga_id: str
+    coupon_name: str
+    user_id: str
+
+
+@dataclass(frozen=True)
 class Claimed:
     """A claim that stands: who holds which coupon since when, and by which saga."""
 
@@ -79,6 +98,21 @@ class Inventory(Protocol):
         instant, the users with a live unit of it and its status, up to `limit` + 1."""
 
     async def coupon_names(self) -> list[str]: ...
+
+    async def lineage(self) -> Lineage:
+        """The history the server writes now."""
+
+    async def reconciled_lineage(self) -> Lineage | None:
+        """The history the stock was last reconciled on (None: never)."""
+
+    async def mark_reconciled(self, lineage: Lineage) -> None: ...
+
+    def reconciling(self) -> AbstractAsyncContextManager[None]:
+        """Held while reconciling: one reconciliation at a time, over every gateway."""
+
+    async def restore_holds(self, holds: Sequence[LostHold], status: HoldStatus) -> list[str]:
+        """Restore holds a failover lost, each with its unit; each one's outcome: restored,
+        present, conflict, no_stock or coupon_not_found."""
 
     async def snapshot(self, coupon_name: str) -> StockSnapshot | None: ...
 

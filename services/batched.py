@@ -47,8 +47,10 @@ def _ignore(name: str, size: int) -> None:
 class BatchedInventory(PostgresInventory):
     """reserve and confirm batched; the rest as PostgresInventory."""
 
-    def __init__(self, pool: asyncpg.Pool, *, observe: BatchObserver = _ignore) -> None:
-        super().__init__(pool)
+    def __init__(
+        self, pool: asyncpg.Pool, *, observe: BatchObserver = _ignore, **options: Any
+    ) -> None:
+        super().__init__(pool, **options)
         self.reserves = Coalescer(self.reserve_many, on_batch=partial(observe, "reserve"))
         self.confirms = Coalescer(self.confirm_many, on_batch=partial(observe, "confirm"))
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import astuple, dataclass
 from typing import Any
 
 import asyncpg
@@ -15,10 +16,11 @@ from sagas.errors import (
     ClaimInFlight,
     CouponExists,
     CouponNotFound,
+    NotReconciled,
     OutOfStock,
     SagaConflict,
 )
-from sagas.ports import CouponStock, Hold, HoldStatus, StockSnapshot
+from sagas.ports import CouponStock, Hold, HoldStatus, Lineage, LostHold, StockSnapshot
 from services.failures import unavailable_on_failure
 from services.live_connections import LiveConnections
 
@@ -30,6 +32,21 @@ _RESERVE_REJECTIONS: dict[str, type[Exception]] = {
 
 _RESERVE = "SELECT reserve_unit($1::uuid, $2, $3)"
 _RESERVE_MANY = "SELECT reserve_units($1::uuid[], $2::text[], $3::text[])"
+# The server is on a history the stock was not reconciled on: nothing was reserved.
+_UNRECONCILED = "unreconciled"
+_MARK_RECONCILED = """
+INSERT INTO inventory_lineage (system_identifier, timeline) VALUES ($1, $2)
+ON CONFLICT (only_row) DO UPDATE
+SET system_identifier = $1, timeline = $2, reconciled_at = now()
+"""
+# Any fixed number, apart from the schema's: one reconciliation at a time.
+_RECONCILING_LOCK_ID = 0x6C696E65616765  # "lineage"
+
+
+def _nothing() -> None:
+    pass
+
+
 # The user's unit is held by this saga, still in flight: 'in_flight:<saga id>'.
 _IN_FLIGHT = "in_flight:"
 # The nil uuid: uuid4 never makes it, so no saga has it.
@@ -125,8 +142,13 @@ class PostgresInventory:
     (services/live_connections.py).
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, on_unreconciled: Callable[[], None] = _nothing
+    ) -> None:
+        """`on_unreconciled`: called when a reserve finds the server on a history the
+        stock was not reconciled on (a promoted standby): start the reconciliation."""
         self._connections = LiveConnections(pool)
+        self._on_unreconciled = on_unreconciled
 
     async def warm_up(self) -> None:
         """Run the claim path's statements once on every pooled connection, touching no
@@ -167,7 +189,7 @@ class PostgresInventory:
     async def reserve(self, saga_id: str, coupon_name: str, user_id: str) -> None:
         with unavailable_on_failure("postgresql"):
             outcome = await self._connections.fetchval(_RESERVE, saga_id, coupon_name, user_id)
-        if refusal := _reserve_refusal(outcome, saga_id, coupon_name):
+        if refusal := self._refusal(outcome, saga_id, coupon_name):
             raise refusal
 
     async def reserve_many(self, holds: Sequence[HoldRequest]) -> list[Exception | None]:
@@ -182,9 +204,15 @@ class PostgresInventory:
                 [hold.user_id for hold in holds],
             )
         return [
-            _reserve_refusal(outcome, hold.saga_id, hold.coupon_name)
+            self._refusal(outcome, hold.saga_id, hold.coupon_name)
             for hold, outcome in zip(holds, outcomes, strict=True)
         ]
+
+    def _refusal(self, outcome: str, saga_id: str, coupon_name: str) -> Exception | None:
+        if outcome == _UNRECONCILED:
+            self._on_unreconciled()
+            return NotReconciled()
+        return _reserve_refusal(outcome, saga_id, coupon_name)
 
     async def release(self, saga_id: str, coupon_name: str, user_id: str) -> bool:
         """True if this call gave the unit back; False if nothing was held for the saga."""
@@ -232,6 +260,46 @@ class PostgresInventory:
         if row is None or row["remaining_amount"] > 0:
             return None
         return dict(zip(row["users"], map(HoldStatus, row["statuses"]), strict=True))
+
+    async def lineage(self) -> Lineage:
+        with unavailable_on_failure("postgresql"):
+            row = await self._connections.fetchrow("SELECT * FROM inventory_lineage_now()")
+        return Lineage(row["system_identifier"], row["timeline"])
+
+    async def reconciled_lineage(self) -> Lineage | None:
+        with unavailable_on_failure("postgresql"):
+            row = await self._connections.fetchrow(
+                "SELECT system_identifier, timeline FROM inventory_lineage"
+            )
+        return None if row is None else Lineage(row["system_identifier"], row["timeline"])
+
+    async def mark_reconciled(self, lineage: Lineage) -> None:
+        with unavailable_on_failure("postgresql"):
+            await self._connections.fetchval(_MARK_RECONCILED, *astuple(lineage))
+
+    @asynccontextmanager
+    async def reconciling(self) -> AsyncIterator[None]:
+        """A session-level advisory lock on a connection of its own, for the whole
+        reconciliation (which reads MongoDB and the saga log meanwhile)."""
+        with unavailable_on_failure("postgresql"):
+            async with self._connections.pool.acquire() as connection:
+                await connection.execute("SELECT pg_advisory_lock($1)", _RECONCILING_LOCK_ID)
+                try:
+                    yield
+                finally:
+                    await connection.execute("SELECT pg_advisory_unlock($1)", _RECONCILING_LOCK_ID)
+
+    async def restore_holds(self, holds: Sequence[LostHold], status: HoldStatus) -> list[str]:
+        with unavailable_on_failure("postgresql"):
+            return list(
+                await self._connections.fetchval(
+                    "SELECT restore_holds($1::uuid[], $2::text[], $3::text[], $4)",
+                    [hold.saga_id for hold in holds],
+                    [hold.coupon_name for hold in holds],
+                    [hold.user_id for hold in holds],
+                    status.value,
+                )
+            )
 
     async def coupon_names(self) -> list[str]:
         with unavailable_on_failure("postgresql"):

@@ -33,12 +33,38 @@ CREATE UNIQUE INDEX IF NOT EXISTS holds_one_live_per_user
 -- @index holds_held_by_age
 CREATE INDEX IF NOT EXISTS holds_held_by_age ON holds (updated_at) WHERE status = 'held';
 
+-- @table inventory_lineage
+-- Which PostgreSQL history the stock was last reconciled on: its system identifier and
+-- timeline. A promoted standby starts a new timeline, and under asynchronous replication
+-- it may lack the newest commits (holds, and the stock they took) while the claim
+-- documents of those sagas stand in MongoDB. Until the service has restored them (and
+-- written this row again), reserve_units refuses: a lost unit is never sold twice.
+CREATE TABLE IF NOT EXISTS inventory_lineage (
+    only_row          boolean     PRIMARY KEY DEFAULT true CHECK (only_row),
+    system_identifier bigint      NOT NULL,
+    timeline          integer     NOT NULL,
+    reconciled_at     timestamptz NOT NULL DEFAULT now()
+);
+
+-- @function inventory_lineage_now
+-- The server's history as it stands: its system identifier and the timeline it writes
+-- on now (the WAL file name's first 8 hex digits; pg_control_checkpoint lags a
+-- promotion until its first checkpoint). Both functions are granted to PUBLIC.
+CREATE OR REPLACE FUNCTION inventory_lineage_now(OUT system_identifier bigint, OUT timeline integer)
+LANGUAGE sql AS $$
+    SELECT (SELECT s.system_identifier FROM pg_control_system() s),
+           ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::integer
+$$;
+
 -- @function reserve_units
 -- Reserve one unit for each saga given, in one round trip and one transaction. Each
 -- saga's outcome, in the order given: 'reserved' (also on a replay of the same saga),
 -- 'already_claimed' (the user's unit of the coupon is confirmed), 'in_flight:<saga id>'
 -- (it is held by that saga, not confirmed yet), 'out_of_stock', 'coupon_not_found' or
--- 'released' (this saga was compensated already).
+-- 'released' (this saga was compensated already); or, for every saga, 'unreconciled':
+-- this server's history is not the one the stock was last reconciled on (a promoted
+-- standby), and nothing is reserved until it is. A session checks that once: its
+-- server's history cannot change under it.
 --
 -- The lock order, the same in every function here that touches a coupon's stock: the
 -- coupons' rows first (in name order, so two batches never wait for each other in a
@@ -57,6 +83,17 @@ DECLARE
     v_status text;
     v_holder uuid;
 BEGIN
+    -- (A standby has no history of its own to check: its write below is refused.)
+    IF current_setting('coupon.lineage_checked', true) IS DISTINCT FROM 'yes'
+       AND NOT pg_is_in_recovery() THEN
+        IF NOT EXISTS (SELECT FROM inventory_lineage l, inventory_lineage_now() n
+                       WHERE l.system_identifier = n.system_identifier
+                         AND l.timeline = n.timeline) THEN
+            RETURN array_fill('unreconciled'::text,
+                              ARRAY[greatest(coalesce(cardinality(p_saga_ids), 0), 1)]);
+        END IF;
+        PERFORM set_config('coupon.lineage_checked', 'yes', false);
+    END IF;
     SELECT coalesce(array_agg(name ORDER BY name), '{}'),
            coalesce(array_agg(remaining_amount ORDER BY name), '{}')
     INTO v_names, v_left
@@ -138,5 +175,54 @@ BEGIN
     END IF;
     UPDATE coupons SET remaining_amount = remaining_amount + 1 WHERE name = v_coupon;
     RETURN true;
+END;
+$$;
+
+-- @function restore_holds
+-- Restore holds a failover lost: for each saga, its hold with `p_status` ('confirmed':
+-- its claim document stands; 'held': it is in flight, its reserve acknowledged), taking
+-- its unit again. Each saga's outcome: 'restored'; 'present' (it has a hold already,
+-- whatever its status: a released one is the audit's to judge);
+-- 'conflict' (the user holds another live unit of the coupon); 'no_stock' (no unit left
+-- to take back: sold twice already); 'coupon_not_found'. The lock order of reserve_units.
+CREATE OR REPLACE FUNCTION restore_holds(p_saga_ids uuid[], p_coupons text[], p_users text[], p_status text)
+RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE
+    v_names text[];
+    v_left bigint[];
+    v_taken bigint[];
+    v_outcomes text[] := '{}';
+    v_at int;
+BEGIN
+    SELECT coalesce(array_agg(name ORDER BY name), '{}'),
+           coalesce(array_agg(remaining_amount ORDER BY name), '{}')
+    INTO v_names, v_left
+    FROM (SELECT name, remaining_amount FROM coupons
+          WHERE name = ANY(p_coupons) ORDER BY name FOR UPDATE) AS locked;
+    v_taken := array_fill(0::bigint, ARRAY[greatest(cardinality(v_names), 1)]);
+
+    FOR i IN 1 .. coalesce(cardinality(p_saga_ids), 0) LOOP
+        v_at := array_position(v_names, p_coupons[i]);
+        IF v_at IS NULL THEN
+            v_outcomes := v_outcomes || 'coupon_not_found'::text;
+        ELSIF EXISTS (SELECT FROM holds WHERE saga_id = p_saga_ids[i]) THEN
+            v_outcomes := v_outcomes || 'present'::text;
+        ELSIF EXISTS (SELECT FROM holds WHERE coupon_name = p_coupons[i]
+                      AND user_id = p_users[i] AND status <> 'released') THEN
+            v_outcomes := v_outcomes || 'conflict'::text;
+        ELSIF v_taken[v_at] >= v_left[v_at] THEN
+            v_outcomes := v_outcomes || 'no_stock'::text;
+        ELSE
+            INSERT INTO holds (saga_id, coupon_name, user_id, status)
+            VALUES (p_saga_ids[i], p_coupons[i], p_users[i], p_status);
+            v_taken[v_at] := v_taken[v_at] + 1;
+            v_outcomes := v_outcomes || 'restored'::text;
+        END IF;
+    END LOOP;
+
+    UPDATE coupons SET remaining_amount = remaining_amount - taken.units
+    FROM unnest(v_names, v_taken[1:cardinality(v_names)]) AS taken(name, units)
+    WHERE coupons.name = taken.name AND taken.units > 0;
+    RETURN v_outcomes;
 END;
 $$;

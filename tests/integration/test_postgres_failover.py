@@ -17,7 +17,7 @@ import pytest
 from orchestrator.bootstrap import postgres_pool
 from orchestrator.process.preflight import check_room
 from orchestrator.settings import Settings
-from sagas.errors import StoreNotSetUp, StoreUnavailable
+from sagas.errors import NotReconciled, StoreNotSetUp, StoreUnavailable
 from services.inventory import PostgresInventory
 from tests.support.postgres_pair import PostgresPair, postgres_pair
 from tests.support.settings import changed
@@ -61,8 +61,15 @@ class Reserves:
         return True
 
 
+async def reconciled(inventory: PostgresInventory) -> None:
+    """What the stock's reconciliation records when it finds nothing lost (no claim
+    documents here): reserves may go on, on the history the server is on now."""
+    await inventory.mark_reconciled(await inventory.lineage())
+
+
 async def sale_on(pool: asyncpg.Pool, name: str) -> Reserves:
     inventory = PostgresInventory(pool)
+    await reconciled(inventory)
     await inventory.create_coupon(name, 100)
     reserves = Reserves(inventory, name)
     await reserves.one()
@@ -79,6 +86,17 @@ async def held_on(node_url: str, coupon: str) -> int:
         await connection.close()
 
 
+async def reserves_refused_for_the_new_timeline(reserves: Reserves) -> bool:
+    """The promoted standby refuses to reserve until the stock is reconciled there."""
+    try:
+        await reserves.one()
+    except NotReconciled:
+        return True
+    except StoreUnavailable:
+        return False  # no read-write host yet
+    raise AssertionError("a reserve ran on a history not reconciled")
+
+
 async def test_the_pool_follows_the_primary_to_the_promoted_standby(pool, pair, name):
     reserves = await sale_on(pool, name)
 
@@ -88,6 +106,9 @@ async def test_the_pool_follows_the_primary_to_the_promoted_standby(pool, pair, 
         await reserves.one()
     await pair.promote_standby()
 
+    # A new timeline: nothing is reserved there until the stock is reconciled.
+    await eventually(lambda: reserves_refused_for_the_new_timeline(reserves))
+    await reconciled(reserves.inventory)
     await eventually(reserves.one_lands)
     for _ in range(5):
         await reserves.one()
@@ -107,6 +128,8 @@ async def test_a_primary_fenced_read_only_is_left_for_the_promoted_standby(pool,
     with pytest.raises(StoreUnavailable):
         await reserves.one()
     await pair.promote_standby()
+    await eventually(lambda: reserves_refused_for_the_new_timeline(reserves))
+    await reconciled(reserves.inventory)
 
     await eventually(reserves.one_lands)
     for _ in range(5):

@@ -8,6 +8,7 @@ the standby, start the old primary again as a standby of the new one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ import asyncpg
 
 from devstack.processes import find, spawn
 from devstack.servers import Server, restart_postgres, start_postgres
+from tests.support.processes import descendants
 from tests.support.waiting import eventually
 
 DATABASE = "coupons"
@@ -83,6 +85,22 @@ class PostgresPair:
         written = await self.primary.sql("SELECT pg_current_wal_insert_lsn()::text")
         replayed = f"SELECT pg_last_wal_replay_lsn() >= '{written}'::pg_lsn"
         await eventually(lambda: self.standby.sql(replayed))
+
+    async def hold_back_replication(self) -> None:
+        """Stop the primary's WAL sender (SIGSTOP): what the primary commits from now on
+        is acknowledged to its clients and never reaches the standby, as with an
+        asynchronous standby that lags when its primary dies."""
+        pid = await self.primary.sql("SELECT pid FROM pg_stat_replication")
+        assert isinstance(pid, int), "the standby is not streaming"
+        os.kill(pid, signal.SIGSTOP)
+
+    async def crash_primary(self) -> None:
+        """kill -9 of the primary's postmaster and every backend: a host lost."""
+        process = self.primary.server.process
+        for pid in {process.pid, *descendants(process.pid)}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await asyncio.to_thread(process.wait)
 
     async def demote_old_primary(self) -> None:
         """Start the stopped old primary again as a standby of the promoted one (after a

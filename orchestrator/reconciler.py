@@ -1,0 +1,68 @@
+"""Runs the stock's reconciliation after a failover (sagas/lineage.py): once at start, and
+at once whenever a reserve finds PostgreSQL on a history not reconciled yet. One run at
+a time per process; a store that fails it is tried again at the next reserve's word."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from sagas.errors import StoreUnavailable, describe
+from sagas.lineage import Reconciled
+
+log = logging.getLogger(__name__)
+
+Reconcile = Callable[[], Awaitable[Reconciled | None]]
+
+
+class Reconciler:
+    def __init__(self) -> None:
+        self._reconcile: Reconcile | None = None
+        self._running: asyncio.Task[None] | None = None
+
+    def bind(self, reconcile: Reconcile) -> None:
+        """Late: the inventory that asks for it is built before what it reads."""
+        self._reconcile = reconcile
+
+    def poke(self) -> None:
+        """A reserve was refused for an unreconciled history: reconcile, if not under way."""
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(self.run_now())
+
+    async def run_now(self) -> None:
+        if self._reconcile is None:
+            return
+        try:
+            outcome = await self._reconcile()
+        except StoreUnavailable as error:
+            log.warning("stock reconciliation waits for the stores: %s", describe(error))
+            return
+        if outcome is not None:
+            _say(outcome)
+
+    async def close(self) -> None:
+        if self._running is not None:
+            self._running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._running
+
+
+def _say(outcome: Reconciled) -> None:
+    if outcome.was is None:
+        log.info("stock reconciled on timeline %d", outcome.now.timeline)
+    else:
+        log.warning(
+            "PostgreSQL is on timeline %d (was %d%s): stock reconciled; %d claims' holds "
+            "and %d in-flight sagas' holds the failover lost were restored",
+            outcome.now.timeline,
+            outcome.was.timeline,
+            ""
+            if outcome.was.system_identifier == outcome.now.system_identifier
+            else ", another cluster",
+            outcome.claims_restored,
+            outcome.in_flight_restored,
+        )
+    for problem in outcome.not_restored:
+        log.error("after the failover, %s: an operator must look (coupon-saga audit)", problem)
