@@ -1,6 +1,7 @@
-"""Runs the stock's reconciliation after a failover (sagas/lineage.py): once at start, and
-at once whenever a reserve finds PostgreSQL on a history not reconciled yet. One run at
-a time per process; a store that fails it is tried again at the next reserve's word."""
+"""Runs the stock's reconciliation after a failover (sagas/lineage.py): once at start, at
+once whenever a reserve or a confirm finds PostgreSQL on a history not reconciled yet,
+and every recovery interval besides (a failover may come with no claim to notice it).
+One run at a time per process; a store that fails it is tried again at the next word."""
 
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ class Reconciler:
             return
         if outcome is not None:
             _say(outcome)
+
+    async def watch(self, interval_seconds: float) -> None:
+        """Look every `interval_seconds` (until cancelled)."""
+        while True:
+            await asyncio.sleep(interval_seconds)
+            await self.run_now()
 
     async def close(self) -> None:
         if self._running is not None:

@@ -25,6 +25,7 @@ the claims.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ from sagas.ports import ClaimLedger, HoldStatus, Inventory, Lineage, LostHold, S
 from sagas.records import SagaStatus
 
 _RESTORED = "restored"
-_PRESENT = "present"
+_CONFIRMED = "confirmed"
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class Reconciliation:
 
     async def __call__(self) -> Reconciled | None:
         """Reconcile if the server is on a history not reconciled yet; None if it is not."""
+        if await self._inventory.lineage() == await self._inventory.reconciled_lineage():
+            return None  # the usual answer, without taking the lock
         async with self._inventory.reconciling():
             now = await self._inventory.lineage()
             was = await self._inventory.reconciled_lineage()
@@ -70,32 +73,34 @@ class Reconciliation:
                 return None
             not_restored: list[str] = []
             in_flight = await self._in_flight()
-            lost, unconfirmed = await self._claims_to_mend({hold.saga_id for hold in in_flight})
-            restored = await self._restore(lost, HoldStatus.CONFIRMED, not_restored)
-            for saga_id in unconfirmed:
-                await self._inventory.confirm(saga_id)
-            in_flight_restored = await self._restore(in_flight, HoldStatus.HELD, not_restored)
+            claims = await self._claims_to_mend({hold.saga_id for hold in in_flight})
+            mended = await self._restore(claims, HoldStatus.CONFIRMED, not_restored)
+            in_flight_mended = await self._restore(in_flight, HoldStatus.HELD, not_restored)
             await self._inventory.mark_reconciled(now)
             return Reconciled(
-                was, now, restored, len(unconfirmed), in_flight_restored, not_restored
+                was,
+                now,
+                claims_restored=mended[_RESTORED],
+                claims_confirmed=mended[_CONFIRMED],
+                in_flight_restored=in_flight_mended[_RESTORED],
+                not_restored=not_restored,
             )
 
-    async def _claims_to_mend(self, in_flight: set[str]) -> tuple[list[LostHold], list[str]]:
+    async def _claims_to_mend(self, in_flight: set[str]) -> list[LostHold]:
         """The claims whose hold the failover lost, and those whose confirm it lost (a
         held unit whose saga is no longer in flight to confirm it)."""
-        lost: list[LostHold] = []
-        unconfirmed: list[str] = []
+        to_mend: list[LostHold] = []
         for coupon in await self._inventory.coupon_names():
             claimants = await self._claims.claimants(coupon)
             snapshot = await self._inventory.snapshot(coupon)
             holds = {hold.saga_id: hold.status for hold in snapshot.holds} if snapshot else {}
             for saga_id, user in claimants.items():
                 status = holds.get(saga_id)
-                if status is None:
-                    lost.append(LostHold(saga_id, coupon, user))
-                elif status is HoldStatus.HELD and saga_id not in in_flight:
-                    unconfirmed.append(saga_id)
-        return lost, unconfirmed
+                lost = status is None
+                unconfirmed = status is HoldStatus.HELD and saga_id not in in_flight
+                if lost or unconfirmed:
+                    to_mend.append(LostHold(saga_id, coupon, user))
+        return to_mend
 
     async def _in_flight(self) -> list[LostHold]:
         """Sagas going forward whose reserve may have landed on the old primary."""
@@ -110,16 +115,17 @@ class Reconciliation:
 
     async def _restore(
         self, holds: list[LostHold], status: HoldStatus, not_restored: list[str]
-    ) -> int:
+    ) -> Counter[str]:
+        """Restore `holds` with `status`: how many of them had each outcome."""
         if not holds:
-            return 0
+            return Counter()
         outcomes = await self._inventory.restore_holds(holds, status)
         for hold, outcome in zip(holds, outcomes, strict=True):
             # A saga in flight that gets no unit back meets its reserve as any other does
             # (already claimed, out of stock); a claim that stands without one is drift.
-            if status is HoldStatus.CONFIRMED and outcome not in (_RESTORED, _PRESENT):
+            if status is HoldStatus.CONFIRMED and outcome not in (_RESTORED, _CONFIRMED):
                 not_restored.append(
                     f"saga {hold.saga_id} ({hold.user_id}, {hold.coupon_name}): "
                     f"{status.value} hold not restored: {outcome}"
                 )
-        return outcomes.count(_RESTORED)
+        return Counter(outcomes)

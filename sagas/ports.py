@@ -111,8 +111,9 @@ class Inventory(Protocol):
         """Held while reconciling: one reconciliation at a time, over every gateway."""
 
     async def restore_holds(self, holds: Sequence[LostHold], status: HoldStatus) -> list[str]:
-        """Restore holds a failover lost, each with its unit; each one's outcome: restored,
-        present, conflict, no_stock or coupon_not_found."""
+        """Restore holds a failover lost, each with its unit (or confirm one still held,
+        if `status` is confirmed); each one's outcome: restored, confirmed, present,
+        conflict, no_stock or coupon_not_found."""
 
     async def snapshot(self, coupon_name: str) -> StockSnapshot | None: ...
 

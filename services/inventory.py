@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import astuple, dataclass
@@ -52,23 +51,9 @@ _IN_FLIGHT = "in_flight:"
 # The nil uuid: uuid4 never makes it, so no saga has it.
 _NO_SAGA = "00000000-0000-0000-0000-000000000000"
 
-# One guarded UPDATE, so a confirm racing another confirm of the same saga re-reads the
-# newest row version after the lock and still answers 'confirmed'. No row: no live hold.
-_CONFIRM = """
-UPDATE holds
-SET status = 'confirmed',
-    updated_at = CASE WHEN status = 'held' THEN now() ELSE updated_at END
-WHERE saga_id = $1 AND status <> 'released'
-RETURNING status
-"""
-# The same for many sagas in one statement: the sagas it returns are confirmed.
-_CONFIRM_MANY = """
-UPDATE holds
-SET status = 'confirmed',
-    updated_at = CASE WHEN status = 'held' THEN now() ELSE updated_at END
-WHERE saga_id = ANY($1::uuid[]) AND status <> 'released'
-RETURNING saga_id::text AS saga_id
-"""
+# Each saga's hold confirmed (confirm_units): 'confirmed', 'missing' or 'unreconciled'.
+_CONFIRM = "SELECT (confirm_units(ARRAY[$1::uuid]))[1]"
+_CONFIRM_MANY = "SELECT confirm_units($1::uuid[])"
 
 
 _HOLD_COLUMNS = """
@@ -225,20 +210,25 @@ class PostgresInventory:
 
     async def confirm(self, saga_id: str) -> None:
         with unavailable_on_failure("postgresql"):
-            status = await self._connections.fetchval(_CONFIRM, saga_id)
-        if status != HoldStatus.CONFIRMED:
-            raise _nothing_to_confirm(saga_id)
+            outcome = await self._connections.fetchval(_CONFIRM, saga_id)
+        if refusal := self._not_confirmed(outcome, saga_id):
+            raise refusal
 
     async def confirm_many(self, saga_ids: Sequence[str]) -> list[Exception | None]:
         """`confirm` for each saga, in one statement: None for a saga confirmed, or the
         error `confirm` would have raised for it."""
         with unavailable_on_failure("postgresql"):
-            rows = await self._connections.fetch(_CONFIRM_MANY, list(saga_ids))
-        confirmed = {uuid.UUID(row["saga_id"]) for row in rows}
+            outcomes = await self._connections.fetchval(_CONFIRM_MANY, list(saga_ids))
         return [
-            None if uuid.UUID(saga_id) in confirmed else _nothing_to_confirm(saga_id)
-            for saga_id in saga_ids
+            self._not_confirmed(outcome, saga_id)
+            for saga_id, outcome in zip(saga_ids, outcomes, strict=True)
         ]
+
+    def _not_confirmed(self, outcome: str, saga_id: str) -> Exception | None:
+        if outcome == _UNRECONCILED:
+            self._on_unreconciled()
+            return NotReconciled()
+        return None if outcome == HoldStatus.CONFIRMED else _nothing_to_confirm(saga_id)
 
     async def hold_status(self, coupon_name: str, user_id: str) -> HoldStatus | None:
         """One read of the one-live-hold index: no lock, no write."""

@@ -56,6 +56,53 @@ LANGUAGE sql AS $$
            ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::integer
 $$;
 
+-- @function lineage_reconciled
+-- Whether the stock was reconciled on the history this server writes. A session checks
+-- once: its server cannot change history under it. (A standby has no history of its own
+-- to check: a write there is refused anyway.)
+CREATE OR REPLACE FUNCTION lineage_reconciled() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('coupon.lineage_checked', true) = 'yes' OR pg_is_in_recovery() THEN
+        RETURN true;
+    END IF;
+    IF NOT EXISTS (SELECT FROM inventory_lineage l, inventory_lineage_now() n
+                   WHERE l.system_identifier = n.system_identifier
+                     AND l.timeline = n.timeline) THEN
+        RETURN false;
+    END IF;
+    PERFORM set_config('coupon.lineage_checked', 'yes', false);
+    RETURN true;
+END;
+$$;
+
+-- @function confirm_units
+-- Confirm each saga's hold: 'confirmed' (also when it was already), 'missing' (no live
+-- hold: none, or released), or for every saga 'unreconciled' (lineage_reconciled: a
+-- promoted standby may lack the hold, which the reconciliation gives back first). One
+-- guarded UPDATE, so a confirm racing another of the same saga re-reads the newest row
+-- version after the lock and still finds it confirmed.
+CREATE OR REPLACE FUNCTION confirm_units(p_saga_ids uuid[]) RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_confirmed uuid[];
+BEGIN
+    IF NOT lineage_reconciled() THEN
+        RETURN array_fill('unreconciled'::text,
+                          ARRAY[greatest(coalesce(cardinality(p_saga_ids), 0), 1)]);
+    END IF;
+    WITH confirmed AS (
+        UPDATE holds
+        SET status = 'confirmed',
+            updated_at = CASE WHEN status = 'held' THEN now() ELSE updated_at END
+        WHERE saga_id = ANY(p_saga_ids) AND status <> 'released'
+        RETURNING saga_id
+    )
+    SELECT coalesce(array_agg(saga_id), '{}') INTO v_confirmed FROM confirmed;
+    RETURN ARRAY(SELECT CASE WHEN id = ANY(v_confirmed) THEN 'confirmed' ELSE 'missing' END
+                 FROM unnest(p_saga_ids) WITH ORDINALITY AS given(id, at) ORDER BY at);
+END;
+$$;
+
 -- @function reserve_units
 -- Reserve one unit for each saga given, in one round trip and one transaction. Each
 -- saga's outcome, in the order given: 'reserved' (also on a replay of the same saga),
@@ -63,8 +110,7 @@ $$;
 -- (it is held by that saga, not confirmed yet), 'out_of_stock', 'coupon_not_found' or
 -- 'released' (this saga was compensated already); or, for every saga, 'unreconciled':
 -- this server's history is not the one the stock was last reconciled on (a promoted
--- standby), and nothing is reserved until it is. A session checks that once: its
--- server's history cannot change under it.
+-- standby: lineage_reconciled), and nothing is reserved until it is.
 --
 -- The lock order, the same in every function here that touches a coupon's stock: the
 -- coupons' rows first (in name order, so two batches never wait for each other in a
@@ -83,16 +129,9 @@ DECLARE
     v_status text;
     v_holder uuid;
 BEGIN
-    -- (A standby has no history of its own to check: its write below is refused.)
-    IF current_setting('coupon.lineage_checked', true) IS DISTINCT FROM 'yes'
-       AND NOT pg_is_in_recovery() THEN
-        IF NOT EXISTS (SELECT FROM inventory_lineage l, inventory_lineage_now() n
-                       WHERE l.system_identifier = n.system_identifier
-                         AND l.timeline = n.timeline) THEN
-            RETURN array_fill('unreconciled'::text,
-                              ARRAY[greatest(coalesce(cardinality(p_saga_ids), 0), 1)]);
-        END IF;
-        PERFORM set_config('coupon.lineage_checked', 'yes', false);
+    IF NOT lineage_reconciled() THEN
+        RETURN array_fill('unreconciled'::text,
+                          ARRAY[greatest(coalesce(cardinality(p_saga_ids), 0), 1)]);
     END IF;
     SELECT coalesce(array_agg(name ORDER BY name), '{}'),
            coalesce(array_agg(remaining_amount ORDER BY name), '{}')
@@ -181,8 +220,9 @@ $$;
 -- @function restore_holds
 -- Restore holds a failover lost: for each saga, its hold with `p_status` ('confirmed':
 -- its claim document stands; 'held': it is in flight, its reserve acknowledged), taking
--- its unit again. Each saga's outcome: 'restored'; 'present' (it has a hold already,
--- whatever its status: a released one is the audit's to judge);
+-- its unit again. Each saga's outcome: 'restored'; 'confirmed' (its hold was held, and
+-- is confirmed now, as `p_status` asks); 'present' (it has a hold already, otherwise:
+-- a released one is the audit's to judge);
 -- 'conflict' (the user holds another live unit of the coupon); 'no_stock' (no unit left
 -- to take back: sold twice already); 'coupon_not_found'. The lock order of reserve_units.
 CREATE OR REPLACE FUNCTION restore_holds(p_saga_ids uuid[], p_coupons text[], p_users text[], p_status text)
@@ -205,6 +245,11 @@ BEGIN
         v_at := array_position(v_names, p_coupons[i]);
         IF v_at IS NULL THEN
             v_outcomes := v_outcomes || 'coupon_not_found'::text;
+        ELSIF p_status = 'confirmed' AND EXISTS (
+                SELECT FROM holds WHERE saga_id = p_saga_ids[i] AND status = 'held') THEN
+            UPDATE holds SET status = 'confirmed', updated_at = now()
+            WHERE saga_id = p_saga_ids[i];
+            v_outcomes := v_outcomes || 'confirmed'::text;
         ELSIF EXISTS (SELECT FROM holds WHERE saga_id = p_saga_ids[i]) THEN
             v_outcomes := v_outcomes || 'present'::text;
         ELSIF EXISTS (SELECT FROM holds WHERE coupon_name = p_coupons[i]

@@ -63,7 +63,11 @@ def _service(
         app[COUPONS] = components.coupons
         app[RECOVERER] = components.recoverer
         app[AUDITOR] = components.auditor
-        yield
+        # A failover may come with no claim to ask for the reconciliation (no reserve or
+        # confirm refused for it): each recovery interval looks too, for one query's cost.
+        watching = components.reconciler.watch(app[SETTINGS].recovery_interval_seconds)
+        async with _running(watching):
+            yield
         await components.close()
 
     return service

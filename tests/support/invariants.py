@@ -81,7 +81,10 @@ async def assert_invariants(
     # 4. Convergence: nothing left held, and confirmed holds match claim documents one to one.
     assert [s for s, (_, status) in facts.holds.items() if status == "held"] == []
     confirmed = {s: user for s, (user, status) in facts.holds.items() if status == "confirmed"}
-    assert confirmed == facts.claims
+    assert confirmed == facts.claims, {
+        "confirmed without a claim document": sorted(set(confirmed) - set(facts.claims))[:5],
+        "claim documents without a confirmed unit": sorted(set(facts.claims) - set(confirmed))[:5],
+    }
     assert facts.remaining_amount + len(facts.claims) == facts.amount
     return facts
 

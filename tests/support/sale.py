@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -35,6 +36,7 @@ class Answer:
     gateway: str  # the base URL it was sent to
     outcome: str | None = None  # the body's "outcome": IN_DOUBT, or None
     after_heal: bool = False  # sent once the sale's fault was healed
+    answered_at: float = 0.0  # time.monotonic() when the answer came
 
     @property
     def in_doubt(self) -> bool:
@@ -54,7 +56,9 @@ class Sale:
     """Claims of one coupon by `users`, `concurrency` in flight at once.
 
     `held_back`: the claims past that many wait for `healed` to be set, so a sale goes on
-    after its fault is healed, however fast the claims during the fault are refused."""
+    after its fault is healed, however fast the claims during the fault are refused.
+    `per_second`: the claims are sent at that rate at most (a sale that lasts through a
+    failover, to tell how long claims were refused), not only as fast as answered."""
 
     def __init__(
         self,
@@ -65,6 +69,7 @@ class Sale:
         route: Callable[[], str],
         *,
         held_back: int | None = None,
+        per_second: float | None = None,
     ) -> None:
         """`route` gives the base URL of the gateway for the next claim: a test switches it
         when a gateway dies, as a load balancer would."""
@@ -72,16 +77,24 @@ class Sale:
         self._slots = asyncio.Semaphore(concurrency)
         self._route = route
         self._held_back = len(users) if held_back is None else held_back
+        self._per_second = per_second
         self.healed = asyncio.Event()
         self.answers: list[Answer] = []
 
     async def run(self) -> list[Answer]:
+        started = time.monotonic()
+
         async def one(number: int, user_id: str) -> None:
+            if self._per_second is not None:  # the load's own pace, not a wait for an event
+                await asyncio.sleep(started + number / self._per_second - time.monotonic())
             if number >= self._held_back:
                 await self.healed.wait()
             async with self._slots:
                 healed = self.healed.is_set()
-                self.answers.append(replace(await self._claim(user_id), after_heal=healed))
+                answer = await self._claim(user_id)
+                self.answers.append(
+                    replace(answer, after_heal=healed, answered_at=time.monotonic())
+                )
 
         await asyncio.gather(*(one(number, user) for number, user in enumerate(self._users)))
         return self.answers
@@ -162,3 +175,19 @@ def judge(answers: list[Answer], facts: CouponFacts, claimed_by: list[str]) -> V
     for saga_id, user_id in facts.claims.items():
         assert saga_id in named or user_id in cut_off, ("a claim no answer accounts for", user_id)
     return Verdict(statuses, false_answers)
+
+
+def refused_for(answers: list[Answer]) -> float:
+    """How long claims were refused: from the first answer 503 to the last (0: none)."""
+    refused = [answer.answered_at for answer in answers if answer.status == 503]
+    return max(refused) - min(refused) if refused else 0.0
+
+
+def claimed_again_after(answers: list[Answer], since: float) -> float | None:
+    """Seconds from `since` (time.monotonic()) to the first 200 after the last 503 that
+    followed it: how long until claims were taken again. None: no 503 after it."""
+    refused = [a.answered_at for a in answers if a.status == 503 and a.answered_at >= since]
+    if not refused:
+        return None
+    again = [a.answered_at for a in answers if a.status == 200 and a.answered_at > max(refused)]
+    return (min(again) - since) if again else None
