@@ -68,11 +68,26 @@ class Answer:
 
 
 class Burst:
-    """The claims of a sale, IN_FLIGHT at a time, and the answers as they come."""
+    """The claims of a sale, IN_FLIGHT at a time, and the answers as they come.
 
-    def __init__(self, http: aiohttp.ClientSession, base: str, coupon: str) -> None:
+    `before_restart`: no more claims than that are sent before `restarted` is set, so the
+    sale goes on after the restart; sent all at once, the claims during the outage are
+    refused as fast as they come (the gateway refuses claims while a store is away), or a
+    fast gateway sells the rest in the moments before the test sees the store back, and
+    no answer comes after."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        base: str,
+        coupon: str,
+        *,
+        before_restart: int | None = None,
+    ) -> None:
         self._http, self._base, self._coupon = http, base, coupon
         self._slots = asyncio.Semaphore(IN_FLIGHT)
+        self._before_restart = before_restart
+        self._sent_before_restart = 0
         self.restarted = asyncio.Event()
         self.answers: list[Answer] = []
 
@@ -86,6 +101,11 @@ class Burst:
         return sum(1 for answer in self.answers if answer.status == 503) >= IN_FLIGHT // 2
 
     async def _claim(self, user_id: str) -> None:
+        if self._before_restart is not None:
+            if self._sent_before_restart < self._before_restart:
+                self._sent_before_restart += 1
+            else:
+                await self.restarted.wait()
         async with self._slots:
             answer = await self.post(user_id)
         self.answers.append(answer)
@@ -114,16 +134,22 @@ async def claims_database(url: str, settings: Settings) -> AsyncIterator[AsyncDa
         await client.close()
 
 
+async def ready(http: aiohttp.ClientSession, base: str) -> bool:
+    async with http.get(f"{base}/ready") as response:
+        return response.status == 200
+
+
 async def sale_through_an_outage(http, base, pg, apart, ferretdb, coupon: str) -> Burst:
     """The whole burst; FerretDB is killed once a third of the stock is held, and started
     again once clients feel it. Returns when the burst is answered and every saga settled."""
-    burst = Burst(http, base, coupon)
+    burst = Burst(http, base, coupon, before_restart=USERS)
     answering = asyncio.ensure_future(burst.run())
     await eventually(lambda: held_at_least(pg, coupon, STOCK // 3))
 
     await ferretdb.kill()
     await eventually(burst.outage_felt)
     await ferretdb.start()
+    await eventually(lambda: ready(http, base))  # the gateway takes claims again
     burst.restarted.set()
     restarted = time.monotonic()
     caught_in_outage = await sagas_in_flight(apart.saga_log)
