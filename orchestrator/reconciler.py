@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from sagas.errors import StoreUnavailable, describe
@@ -35,13 +36,14 @@ class Reconciler:
     async def run_now(self) -> None:
         if self._reconcile is None:
             return
+        started = time.monotonic()
         try:
             outcome = await self._reconcile()
         except StoreUnavailable as error:
             log.warning("stock reconciliation waits for the stores: %s", describe(error))
             return
         if outcome is not None:
-            _say(outcome)
+            _say(outcome, time.monotonic() - started)
 
     async def watch(self, interval_seconds: float) -> None:
         """Look every `interval_seconds` (until cancelled)."""
@@ -56,9 +58,9 @@ class Reconciler:
                 await self._running
 
 
-def _say(outcome: Reconciled) -> None:
+def _say(outcome: Reconciled, seconds: float) -> None:
     if outcome.was is None:
-        log.info("stock reconciled on timeline %d", outcome.now.timeline)
+        log.info("stock reconciled on timeline %d in %.2fs", outcome.now.timeline, seconds)
     else:
         log.warning(
             "PostgreSQL is on timeline %d (was %d%s): stock reconciled; %d claims' holds "
@@ -68,6 +70,7 @@ def _say(outcome: Reconciled) -> None:
             ""
             if outcome.was.system_identifier == outcome.now.system_identifier
             else ", another cluster",
+            seconds,
             outcome.claims_restored,
             outcome.in_flight_restored,
         )
