@@ -1,7 +1,8 @@
 """Runs the stock's reconciliation after a failover (sagas/lineage.py): once at start, at
 once whenever a reserve or a confirm finds PostgreSQL on a history not reconciled yet,
 and every recovery interval besides (a failover may come with no claim to notice it).
-One run at a time per process; a store that fails it is tried again at the next word."""
+One run at a time per process; a store that fails it is tried again at the next word.
+A store away is not logged here: the outage is reported where claims meet it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from sagas.errors import StoreUnavailable, describe
+from sagas.errors import StoreNotSetUp, StoreUnavailable, describe
 from sagas.lineage import Reconciled
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ class Reconciler:
     def __init__(self) -> None:
         self._reconcile: Reconcile | None = None
         self._running: asyncio.Task[None] | None = None
+        self._not_set_up: str | None = None
 
     def bind(self, reconcile: Reconcile) -> None:
         """Late: the inventory that asks for it is built before what it reads."""
@@ -31,16 +33,18 @@ class Reconciler:
     def poke(self) -> None:
         """A reserve was refused for an unreconciled history: reconcile, if not under way."""
         if self._running is None or self._running.done():
-            self._running = asyncio.ensure_future(self.run_now())
+            self._running = asyncio.ensure_future(self._run_in_background())
 
     async def run_now(self) -> None:
+        """At start. A store not set up for it (a role without rights on
+        `inventory_lineage`) stops the start with its advice, as any other would."""
         if self._reconcile is None:
             return
         started = time.monotonic()
         try:
             outcome = await self._reconcile()
         except StoreUnavailable as error:
-            log.warning("stock reconciliation waits for the stores: %s", describe(error))
+            log.debug("stock reconciliation waits for the stores: %s", describe(error))
             return
         if outcome is not None:
             _say(outcome, time.monotonic() - started)
@@ -49,7 +53,18 @@ class Reconciler:
         """Look every `interval_seconds` (until cancelled)."""
         while True:
             await asyncio.sleep(interval_seconds)
+            await self._run_in_background()
+
+    async def _run_in_background(self) -> None:
+        """Running: a store that stops being set up for it is said once, not each time."""
+        try:
             await self.run_now()
+        except StoreNotSetUp as error:
+            if str(error) != self._not_set_up:
+                log.error("stock reconciliation cannot run: %s", error)
+            self._not_set_up = str(error)
+        else:
+            self._not_set_up = None
 
     async def close(self) -> None:
         if self._running is not None:
@@ -63,7 +78,7 @@ def _say(outcome: Reconciled, seconds: float) -> None:
         log.info("stock reconciled on timeline %d in %.2fs", outcome.now.timeline, seconds)
     else:
         log.warning(
-            "PostgreSQL is on timeline %d (was %d%s): stock reconciled; %d claims' holds "
+            "PostgreSQL is on timeline %d (was %d%s): stock reconciled in %.2fs; %d claims' holds "
             "and %d in-flight sagas' holds the failover lost were restored",
             outcome.now.timeline,
             outcome.was.timeline,

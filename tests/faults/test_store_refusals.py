@@ -42,7 +42,8 @@ async def role(pg: asyncpg.Pool) -> AsyncIterator[str]:
     # A password too: a server that asks for one (the hosted CI's postgres:16) gets it.
     await pg.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{name}'")
     await pg.execute(f"GRANT USAGE ON SCHEMA public TO {name}")
-    await pg.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON coupons, holds TO {name}")
+    tables = "coupons, holds, inventory_lineage"
+    await pg.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {name}")
     yield name
     await pg.execute(f"DROP OWNED BY {name}")
     await pg.execute(f"DROP ROLE {name}")
