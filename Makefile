@@ -6,7 +6,7 @@ PINS := requirements.lock pyproject.toml
 RUNTIME := $(VENV)/.installed-runtime
 EVERYTHING := $(VENV)/.installed-everything
 
-.PHONY: help deps test test-busy test-named-stores test-fresh lint stack stack-ha run lock
+.PHONY: help deps test test-busy test-named-stores test-ha test-fresh lint stack stack-ha run lock
 
 help: ## this list
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,6 +22,9 @@ test-busy: $(EVERYTHING) ## the fault and end-to-end tiers while stress-ng keeps
 
 test-named-stores: $(EVERYTHING) ## the suite on stores named by *_URL, PostgreSQL asking for a password (the hosted CI's path)
 	$(PY) -m devstack --password named-stores -- $(PY) -m pytest
+
+test-ha: $(EVERYTHING) ## the integration and end-to-end tiers on the HA topology's stores
+	$(PY) -m devstack --ha -- $(PY) -m pytest tests/integration tests/e2e
 
 test-fresh: ## README's two commands in a chroot of a fresh Debian 12, timed (root; slow: not in test)
 	command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap; }

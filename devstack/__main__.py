@@ -8,7 +8,8 @@ PostgreSQL (and PG_POOLER=transaction is set with it). --password: the PostgreSQ
 for this password, as most servers do (trust otherwise). --ha: the high-availability
 topology instead (devstack/ha: etcd x3, Patroni with 2 PostgreSQL nodes, Redis primary
 + replica + 3 Sentinels, FerretDB on the Patroni cluster); it sets DATABASE_URL,
-MONGO_URL, REDIS_SENTINELS and REDIS_SENTINEL_MASTER, whatever the environment says.
+MONGO_URL, REDIS_SENTINELS, REDIS_SENTINEL_MASTER and REDIS_URL (the master at start,
+for tools that read the saga log directly), whatever the environment says.
 
     python -m devstack --password ci -- python -m pytest    # the suite on named stores
 """

@@ -36,6 +36,10 @@ class HaUrls:
     mongo_url: str
     redis_sentinels: str
     redis_sentinel_master: str
+    # The master when asked. The service takes only user, password, db and TLS from it
+    # (the Sentinels name the node); a tool reading the saga log directly, as the tests
+    # do, goes there.
+    redis_url: str
 
     def as_env(self) -> dict[str, str]:
         return {
@@ -43,6 +47,7 @@ class HaUrls:
             "MONGO_URL": self.mongo_url,
             "REDIS_SENTINELS": self.redis_sentinels,
             "REDIS_SENTINEL_MASTER": self.redis_sentinel_master,
+            "REDIS_URL": self.redis_url,
         }
 
 
@@ -81,6 +86,7 @@ class HaStack:
             self.ferretdb.url,
             self.redis.sentinel_addresses,
             MASTER_NAME,
+            f"redis://{self.redis.nodes[self.redis.master()].address}/0",
         )
 
     def __enter__(self) -> HaStack:
