@@ -117,10 +117,14 @@ async def judged(
     claimed_by = (await details(http, base, coupon))["claimed_by"]
     verdict = judge(answers, facts, claimed_by)
     parked = [s for s in await saga_log.find(None, None) if not s.status.finished]
-    again = "no claim refused" if window is None else f"{window:.1f}s"
+    again = (
+        "no claim refused"
+        if window is None
+        else f"refused {refused_for(answers):.1f}s, claims taken again {window:.1f}s after "
+        "the fault began"
+    )
     print(
-        f"{row}: answers {dict(outcomes(answers))}; refused {refused_for(answers):.1f}s, "
-        f"claims taken again {again} after the fault began; "
+        f"{row}: answers {dict(outcomes(answers))}; {again}; "
         f"{len(facts.claims)} claims of {facts.amount}, {facts.remaining_amount} left"
     )
     assert CUT not in verdict.statuses
