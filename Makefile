@@ -12,7 +12,7 @@ help: ## this list
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: $(RUNTIME) ## the gateway on :8080, starting the local stores no *_URL names (data in .run/)
-	$(VENV)/bin/coupon-service --dev
+	$(PY) -m devstack run
 
 test: lint ## everything: lint, then the whole suite on throw-away stores
 	$(PY) -m pytest
