@@ -6,13 +6,13 @@ PINS := requirements.lock pyproject.toml
 RUNTIME := $(VENV)/.installed-runtime
 EVERYTHING := $(VENV)/.installed-everything
 
-.PHONY: help deps test test-busy test-named-stores test-ha test-fresh lint stack stack-ha run lock
+.PHONY: help deps test test-busy test-named-stores test-ha test-fresh lint stack stack-ha run lock docs
 
 help: ## this list
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: $(RUNTIME) ## the gateway on :8080, starting the local stores no *_URL names (data in .run/)
-	$(VENV)/bin/coupon-service --dev
+	$(PY) -m devstack run
 
 test: lint ## everything: lint, then the whole suite on throw-away stores
 	$(PY) -m pytest
@@ -46,6 +46,9 @@ stack-ha: $(EVERYTHING) ## the HA topology (etcd, Patroni x2, Redis + Sentinels,
 deps: ## install now: PostgreSQL + Redis (apt), FerretDB (Go, cached), the virtualenv with test tools
 	scripts/install-deps
 	touch $(EVERYTHING) $(RUNTIME)
+
+docs: $(RUNTIME) ## write docs/CONFIGURATION.md from Settings (a unit test checks it)
+	$(PY) scripts/settings_doc.py
 
 lock: ## re-pin the whole dependency tree after changing pyproject.toml
 	rm -rf .lock-venv && python3 -m venv .lock-venv

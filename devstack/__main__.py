@@ -1,4 +1,7 @@
-"""`python -m devstack [--pgbouncer] [--password SECRET] [--ha] [-- COMMAND ...]`: start
+"""`python -m devstack run`: the gateway on local stores kept in ./.run (`make run`;
+devstack/local_run.py).
+
+`python -m devstack [--pgbouncer] [--password SECRET] [--ha] [-- COMMAND ...]`: start
 throw-away stores (those no *_URL in the environment names) and print their settings
 until Ctrl-C; or, given a command, run it with those settings in its environment and
 stop the stores when it ends, exiting with its code.
@@ -70,5 +73,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["run"]:  # before the mask below: it counts its own Ctrl-Cs
+        from devstack.local_run import main as run_locally
+
+        sys.exit(run_locally(sys.argv[2:]))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     sys.exit(main())

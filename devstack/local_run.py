@@ -1,10 +1,14 @@
-"""`coupon-service --dev` (`make run`): the gateway on local stores that outlive it in `.run/`.
+"""`python -m devstack run` (`make run`): the gateway on local stores kept in `.run/`.
 
 Stores named by DATABASE_URL / MONGO_URL / REDIS_URL (environment or .env) are used as
 they are; the others are started here, their data and ports kept in `.run/` of the
 working directory, so a restart finds the coupons it had. On Ctrl-C or SIGTERM the
 gateway stops first (gracefully: a claim in progress finishes), then the stores started
 here. A second Ctrl-C stops the gateway at once.
+
+The gateway runs as its own process (`python -m orchestrator`): the service imports
+nothing of this package, so development tooling never ships inside the production entry
+point.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from devstack.homes import KeptHome
 from devstack.processes import StackError, dies_with_parent
 from devstack.stack import StackUrls, running_stack
 from orchestrator.process.listening import CannotListen, check_can_listen
+from orchestrator.settings import SettingsError, load_settings
 
 if TYPE_CHECKING:
     from orchestrator.settings import Settings
@@ -40,6 +45,20 @@ class _StopRequests:
 
     def _count(self, _signum: int, _frame: object) -> None:
         self.count += 1
+
+
+def main(argv: list[str]) -> int:
+    """`python -m devstack run`: the settings as the gateway reads them, then the run."""
+    if argv:
+        print(f"usage: python -m devstack run\n\n{__doc__}", file=sys.stderr)
+        return 0 if argv[0] in ("-h", "--help") else 2
+    try:  # the gateway it starts warns of a misspelt name in .env
+        settings = load_settings()
+    except SettingsError as error:
+        for line in str(error).splitlines():
+            print(f"coupon-service: {line}", file=sys.stderr)
+        return 2
+    return run_on_local_stores(settings)
 
 
 def run_on_local_stores(settings: Settings, run_dir: Path = Path(RUN_DIR)) -> int:

@@ -1,7 +1,7 @@
 """Local PostgreSQL, Redis and MongoDB-compatible servers on loopback ports.
 
 Each server lives in its own folder under one root. Throw-away ones (the tests') start
-fresh on free ports with durability off; kept ones (`coupon-service --dev`) find their
+fresh on free ports with durability off; kept ones (`python -m devstack run`) find their
 data where they left it and write it durably enough to survive their own restart.
 """
 

@@ -156,34 +156,24 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="coupon-service",
         description="The flash-sale coupon gateway: HTTP API on HOST:PORT, WORKERS processes.",
-        epilog="Settings come from the environment and ./.env (README: Settings).",
+        epilog="Settings come from the environment and ./.env (docs/CONFIGURATION.md).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
-    parser.add_argument(
-        "--dev",
-        action="store_true",
-        help="for development only: start the local PostgreSQL, Redis and FerretDB (or mongod) "
-        "that no DATABASE_URL / MONGO_URL / REDIS_URL names, their data kept in ./.run, "
-        "and stop them after the gateway",
-    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None, *, after_step: AfterStep | None = None) -> None:
     """`after_step`: run in every worker after each saga step's action; only the fault
     tests' entry point passes one (tests/support/faulty_gateway.py)."""
-    args = parse_arguments(argv)
-    if not args.dev:  # with --dev, the gateway it starts warns
-        for warning in misspelt_in_env_file():
-            print(f"coupon-service: warning: {warning}", file=sys.stderr)
+    parse_arguments(argv)
+    for warning in misspelt_in_env_file():
+        print(f"coupon-service: warning: {warning}", file=sys.stderr)
     try:
         settings = load_settings()
     except SettingsError as error:
         for line in str(error).splitlines():
             print(f"coupon-service: {line}", file=sys.stderr)
         sys.exit(2)
-    if args.dev:
-        sys.exit(_run_on_local_stores(settings))
     configure_logging(settings.log_level)
     count = budget.worker_count(settings)
     try:
@@ -202,15 +192,6 @@ def main(argv: list[str] | None = None, *, after_step: AfterStep | None = None) 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
         code = _run_workers(_checked_start(settings, count), count, after_step)
     sys.exit(code)
-
-
-def _run_on_local_stores(settings: Settings) -> int:
-    try:
-        from devstack.local_run import run_on_local_stores
-    except ImportError:
-        print("coupon-service: --dev needs the source checkout (devstack/)", file=sys.stderr)
-        return 2
-    return run_on_local_stores(settings)
 
 
 if __name__ == "__main__":

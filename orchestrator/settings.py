@@ -34,17 +34,18 @@ ENV_FILE = ".env"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", frozen=True)
 
-    host: str = "0.0.0.0"
-    port: int = Field(8080, ge=0, le=65535)
-    workers: int = Field(1, ge=0)  # 0: one process per CPU
-    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    host: str = "0.0.0.0"  # the address the gateway listens on
+    port: int = Field(8080, ge=0, le=65535)  # the port it listens on
+    # Gateway processes sharing the port; 0: one per CPU the process may use (at most 8).
+    workers: int = Field(1, ge=0)
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"  # JSON lines
 
     # Several hosts (a primary and its standbys) with target_session_attrs=read-write:
     # each connection is made to the one that is the primary then.
     database_url: str = "postgresql://postgres@127.0.0.1:5432/coupons"
-    mongo_url: str = "mongodb://127.0.0.1:27017"
-    mongo_db: str = "coupons"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    mongo_url: str = "mongodb://127.0.0.1:27017"  # a replica set's URL as it is
+    mongo_db: str = "coupons"  # the database that holds the claim documents
+    redis_url: str = "redis://127.0.0.1:6379/0"  # the saga log's Redis
     # Redis Sentinel: the sentinels (host:port,...; empty: none) and the name of the master
     # they watch. The data connections go to the master they name; REDIS_URL then gives
     # only the password, db and TLS of the data nodes.
@@ -65,7 +66,9 @@ class Settings(BaseSettings):
     # A coupon seen sold out is answered from memory, on a read at most this old; a unit
     # given back by a compensation is claimable again after it at most. 0 turns it off.
     sold_out_memo_seconds: float = Field(1.0, ge=0)
-    claimed_memo_entries: int = Field(50_000, ge=0)  # per process; about 200 bytes each
+    # Claims that stood, remembered per process so a repeat is answered without a saga
+    # (about 200 bytes each); 0 keeps none.
+    claimed_memo_entries: int = Field(50_000, ge=0)
     # Connections the whole gateway (every worker) may open to each store, divided among
     # the workers (orchestrator/process/budget.py). PostgreSQL's: postgres:16 allows 100, 3 of
     # them for superusers; the rest is left for the replay tool, psql and monitoring.
@@ -87,12 +90,12 @@ class Settings(BaseSettings):
     # At start, how long to keep trying a store that does not answer yet (with backoff).
     startup_wait_seconds: float = Field(60.0, ge=0)
 
-    # Limits on what one client can make a worker hold (README "Limits").
-    max_body_bytes: int = Field(64 * 1024, ge=1)
+    # Limits on what one client can make a worker hold (docs/OPERATING.md, "Hostile clients").
+    max_body_bytes: int = Field(64 * 1024, ge=1)  # a larger body is refused with 413
     body_timeout_seconds: float = Field(10.0, gt=0)  # to receive a whole body: 408 after
     max_header_bytes: int = Field(8190, ge=256)  # the request line, and each header
-    max_headers: int = Field(64, ge=1)
-    max_json_depth: int = Field(32, ge=2)
+    max_headers: int = Field(64, ge=1)  # headers in one request; past it 400
+    max_json_depth: int = Field(32, ge=2)  # deeper nesting anywhere in a body is 400
     # Requests in progress per process; past it a request gets 503 at once instead of
     # queueing for a store connection behind thousands of others.
     max_concurrent_requests: int = Field(1024, ge=1)
@@ -107,7 +110,7 @@ class Settings(BaseSettings):
     # then stop listening and give requests in progress this long to finish.
     shutdown_drain_seconds: float = Field(2.0, ge=0)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
-    saga_retention_seconds: int = Field(7 * 24 * 3600, ge=60)
+    saga_retention_seconds: int = Field(7 * 24 * 3600, ge=60)  # finished sagas, in the log
     # A saga refused before it changed anything (unknown coupon, duplicate, no stock) keeps
     # only its record, this long: an anonymous client cannot fill Redis with them.
     saga_refused_retention_seconds: int = Field(60, ge=1)
@@ -121,7 +124,8 @@ class Settings(BaseSettings):
     # A saga whose driver has not written for this long is stuck: a recoverer takes it
     # over. Longer than the retries at a step, so no live driver loses it (_TIMING_RULES).
     saga_lease_seconds: float = Field(60.0, gt=0)
-    recovery_interval_seconds: float = Field(5.0, gt=0)
+    recovery_interval_seconds: float = Field(5.0, gt=0)  # how often to look for stuck sagas
+    # Takeovers of one saga whose drivers died or stalled on it before it is parked failed.
     saga_max_recoveries: int = Field(5, ge=1)
     # A unit held this long whose saga record is gone (Redis lost data) is settled from
     # the facts. Longer than a lease and the retries, so no live driver is overtaken
@@ -173,7 +177,7 @@ class Settings(BaseSettings):
 # timeouts of +0.5 s and +0.75 s cut PyMongo in those waits and wedged a client; +1 s did not.
 DRIVER_OVERRUN_SECONDS = 1.0
 
-# The rules between timing settings, each with what breaks without it (README "Settings").
+# The rules between timing settings, each with what breaks without it (docs/CONFIGURATION.md).
 _TIMING_RULES: tuple[tuple[Callable[[Settings], bool], str], ...] = (
     (
         lambda s: s.saga_lease_seconds > s.saga_retry_seconds,

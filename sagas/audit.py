@@ -1,4 +1,4 @@
-"""The cross-store audit of the claim saga: DESIGN.md's invariants 1-4, checked and repaired.
+"""The cross-store audit of the claim saga: docs/DESIGN.md's invariants 1-4, checked and repaired.
 
 Each coupon is read in bulk to find suspects. Every suspect saga is then read again, one
 store at a time in the order a saga moves through them (saga log, PostgreSQL, MongoDB), so

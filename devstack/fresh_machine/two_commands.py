@@ -18,7 +18,7 @@ from typing import Protocol
 from devstack.fresh_machine.claim import claim_one
 from devstack.fresh_machine.timings import Timings
 
-# `make run` prints this once, when the gateway listens (README, "Without Docker").
+# `make run` prints this once, when the gateway listens (README, "Run it").
 _LISTENING = re.compile(rb"coupon-service: API on (http://\S+)")
 _STOP_SECONDS = 120  # the gateway, then the stores, after a Ctrl-C
 

@@ -1,5 +1,5 @@
 """What one client may make a worker hold: a body (size, time, nesting), a request slot,
-and the right to create coupons. Each limit is a setting (README "Limits")."""
+and the right to create coupons. Each limit is a setting (docs/OPERATING.md, "Hostile clients")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Request and response models at the HTTP edge, exactly as CONTRACT.md states them."""
+"""Request and response models at the HTTP edge, exactly as docs/CONTRACT.md states them."""
 
 from __future__ import annotations
 

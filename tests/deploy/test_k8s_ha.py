@@ -3,8 +3,8 @@ the gateway pointed at each store the way its operator publishes it, and the gat
 own availability (PDB, spread, probes) kept from deploy/k8s/base.
 
 No cluster runs here: these read the manifests. What the operators and the Redis start
-scripts do with them is checked on a real cluster only (README "Kubernetes with HA
-stores").
+scripts do with them is checked on a real cluster only (docs/OPERATING.md, "Kubernetes
+with HA stores").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every status code and body shape of CONTRACT.md, over HTTP against the real gateway."""
+"""Every status code and body shape of docs/CONTRACT.md, over HTTP against the real gateway."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`make run` without Docker: `coupon-service --dev` in a working tree of its own.
+"""`make run` without Docker: `python -m devstack run` in a working tree of its own.
 
 It starts the stores no URL names, keeps their data in `.run/`, and on SIGTERM stops the
 gateway and then every store it started; a store named by URL is used and left alone.
@@ -66,7 +66,7 @@ def spawn(working_tree: Path, log_path: Path, **env: str) -> LocalRun:
     environ |= {"HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "1", **env}
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "--dev"],
+            [sys.executable, "-m", "devstack", "run"],
             cwd=working_tree,
             env=environ,
             stdout=log,

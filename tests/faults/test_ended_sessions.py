@@ -1,5 +1,5 @@
 """PostgreSQL ending the pool's sessions while they sit idle: pg_terminate_backend (as in
-README's failed-saga walkthrough), a fast shutdown, idle_session_timeout.
+docs/REPLAY.md's failed-saga walkthrough), a fast shutdown, idle_session_timeout.
 
 The server sends a FATAL error, then closes the connection; the client reads the two
 apart (on loopback, in consecutive turns of its event loop; across a network, as far

@@ -4,7 +4,7 @@ A hung server is worse than a dead one: nothing is refused, every call just wait
 try of a saga step is bounded by STEP_TIMEOUT_SECONDS and a timed-out try counts as "may
 have applied", so the client gets a 503 in bounded time while the unit is still held (the
 claim document might have landed). The driver goes on trying the undo in the background,
-so once the store answers again the unit is back within README's bound, long before a
+so once the store answers again the unit is back within docs/DESIGN.md's bound, long before a
 lease (60 s here) would let recovery do it.
 """
 
@@ -33,8 +33,8 @@ HUNG_STORE = {
     "saga_retry_seconds": 1.0,
 }
 HANG_GUARD_SECONDS = 30.0  # "bounded": far above the ~2 s the retries and undo take
-# README ("The claim saga"): a unit held for a 503 is given back within STEP_TIMEOUT_SECONDS
-# + 3 s of its store answering again.
+# docs/DESIGN.md ("What a 503 promises"): a unit held for a 503 is given back within
+# STEP_TIMEOUT_SECONDS + 3 s of its store answering again.
 GIVEN_BACK_WITHIN = HUNG_STORE["step_timeout_seconds"] + 3.0
 
 

@@ -1,4 +1,4 @@
-"""DESIGN.md's invariants 1-4, checked directly against PostgreSQL and MongoDB.
+"""docs/DESIGN.md's invariants 1-4, checked directly against PostgreSQL and MongoDB.
 
 This reads the stores with its own queries rather than through the service, so a bug in
 an adapter cannot hide itself.
@@ -62,8 +62,8 @@ async def assert_invariants(
     """Invariants 1-4 for a coupon whose claims have all been answered. Returns the facts
     for more checks.
 
-    A claim is answered at its pivot and its confirm follows (README, "When the 200
-    comes"), so invariant 4 holds once the sagas have ended: this first waits, within
+    A claim is answered at its pivot and its confirm follows (docs/DESIGN.md, "When the
+    200 comes"), so invariant 4 holds once the sagas have ended: this first waits, within
     bounds, for no unit of the coupon to be held."""
     await eventually(lambda: none_held(pg, coupon))
     facts = await read_facts(pg, mongo, coupon)

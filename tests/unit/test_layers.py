@@ -1,7 +1,8 @@
 """The layers point inward: the domain (`sagas/`) imports neither the wiring
-(`orchestrator/`) nor the adapters (`services/`), the adapters do not import the wiring, and
-no module imports itself back through others. The source is read, not imported, so an
-import inside a function or under TYPE_CHECKING counts too."""
+(`orchestrator/`) nor the adapters (`services/`), the adapters do not import the wiring,
+the service imports none of the development tools (`devstack/`, `bench/`; they may use
+it, never the reverse), and no module imports itself back through others. The source is
+read, not imported, so an import inside a function or under TYPE_CHECKING counts too."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("orchestrator", "sagas", "services")
-OUTWARD = {"sagas": ("orchestrator", "services"), "services": ("orchestrator",)}
+DEVTOOLS = ("devstack", "bench", "tests")
+OUTWARD = {
+    "sagas": ("orchestrator", "services", *DEVTOOLS),
+    "services": ("orchestrator", *DEVTOOLS),
+    "orchestrator": DEVTOOLS,
+}
 
 
 def module_name(path: Path) -> str:
@@ -31,9 +37,9 @@ def imported(path: Path) -> Iterator[str]:
             yield from (f"{node.module}.{alias.name}" for alias in node.names)
 
 
-def modules() -> dict[str, Path]:
+def modules(packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
     return {
-        module_name(path): path for package in PACKAGES for path in (ROOT / package).rglob("*.py")
+        module_name(path): path for package in packages for path in (ROOT / package).rglob("*.py")
     }
 
 
@@ -70,3 +76,16 @@ def test_no_module_imports_itself_back() -> None:
     for name in sorted(graph):
         visit(name, [])
     assert cycles == []
+
+
+def test_the_production_entry_points_import_no_development_tool() -> None:
+    """What `coupon-service` and `coupon-saga` can reach, however deep: the service alone."""
+    found = modules(PACKAGES + DEVTOOLS)
+    entry_points = ("orchestrator.main", "orchestrator.cli")
+    reached, queue = set(entry_points), list(entry_points)
+    while queue:
+        for other in imported(found[queue.pop()]):
+            if other in found and other not in reached:
+                reached.add(other)
+                queue.append(other)
+    assert sorted(name for name in reached if name.split(".")[0] in DEVTOOLS) == []

@@ -1,4 +1,4 @@
-"""CONTRACT.md's field rules, as the request models enforce them."""
+"""docs/CONTRACT.md's field rules, as the request models enforce them."""
 
 from __future__ import annotations
 
