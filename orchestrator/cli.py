@@ -21,10 +21,10 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from sagas.errors import SagaConflict
+from sagas.operations import LIST_FILTERS
 from sagas.ports import SagaLog
 from sagas.replay_output import print_error
 from sagas.replay_verbs import (
-    LIST_FILTERS,
     Exit,
     ToolError,
     audit_stores,

@@ -1,19 +1,28 @@
-"""The verbs of `coupon-saga` (orchestrator/cli.py), on the ports: what each finds and does,
-and the exit code it ends with."""
+"""The verbs of `coupon-saga` (orchestrator/cli.py): what each prints and the exit code it
+ends with. What they find and do is sagas/operations.py, which the console uses too."""
 
 from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from sagas.definition import SagaDefinition, plan
-from sagas.errors import CouponNotFound
+from sagas.definition import plan
+from sagas.operations import (
+    Refused,
+    audit,
+    carry_out,
+    check_drive,
+    matching,
+    page_of_sagas,
+    select,
+    view_saga,
+)
 from sagas.ports import SagaDriver, SagaLog
-from sagas.records import SagaRecord, SagaStatus
+from sagas.records import SagaRecord
 from sagas.replay_output import (
-    lease_json,
     list_table,
     listed,
     print_audit,
@@ -24,7 +33,6 @@ from sagas.replay_output import (
     show_text,
     shown,
 )
-from sagas.timestamps import rfc3339_at
 
 if TYPE_CHECKING:
     from sagas.audit import Auditor
@@ -45,102 +53,42 @@ class ToolError(Exception):
         self.code, self.kind, self.message, self.details = code, kind, message, details
 
 
-LIST_FILTERS = ["in-flight", "stuck", *(status.value for status in SagaStatus)]
-Where = Callable[[SagaRecord], bool]
+@asynccontextmanager
+async def _problems() -> AsyncIterator[None]:
+    """An operation refused (no such saga, a live lease, past the pivot) ends with exit 1."""
+    try:
+        yield
+    except Refused as refused:
+        raise ToolError(Exit.PROBLEMS, refused.kind, refused.message, **refused.details) from None
 
 
 # --- list and show: the saga log only ---------------------------------------------------
 
 
-async def _select(
-    saga_log: SagaLog, which: str | None, limit: int | None, where: Where | None = None
-) -> list[SagaRecord]:
-    """The first `limit` (None: all) sagas the filter `which` lists, for which `where` holds."""
-    if which == "stuck":
-        saga_ids = await saga_log.stuck(limit if where is None else None)
-        found = [await saga_log.load(saga_id) for saga_id in saga_ids]
-        return [r for r in found if r is not None and (where is None or where(r))][:limit]
-    if which == "in-flight":
-        running = await saga_log.find(SagaStatus.RUNNING, limit, where=where)
-        compensating = await saga_log.find(SagaStatus.COMPENSATING, limit, where=where)
-        newest_first = sorted(running + compensating, key=lambda r: r.updated_at, reverse=True)
-        return newest_first[:limit]
-    return await saga_log.find(SagaStatus(which) if which else None, limit, where=where)
-
-
-def _of_coupon(coupon: str | None) -> Where | None:
-    return None if coupon is None else lambda record: record.payload.get("coupon_name") == coupon
-
-
 async def list_sagas(
     saga_log: SagaLog, which: str | None, coupon: str | None, limit: int, *, json_out: bool
 ) -> Exit:
-    # One more than asked for, to tell whether the answer was cut.
-    records = await _select(saga_log, which, limit + 1, _of_coupon(coupon))
-    cut, records = len(records) > limit, records[:limit]
+    page = await page_of_sagas(saga_log, which, limit, matching(coupon=coupon))
     if json_out:
-        print_json([listed(r) for r in records])
+        print_json([listed(r) for r in page.records])
     else:
-        print(list_table(records))
-    if cut:
+        print(list_table(page.records))
+    if page.more:
         print_note(f"showing {limit} sagas; more match (raise --limit to see them)")
-    return Exit.PROBLEMS if which in ("failed", "stuck") and records else Exit.OK
-
-
-async def _existing(saga_log: SagaLog, saga_id: str) -> SagaRecord:
-    record = await saga_log.load(saga_id)
-    if record is None:
-        raise ToolError(
-            Exit.PROBLEMS,
-            "not_found",
-            f"no saga {saga_id} in the log (finished sagas expire after the retention period)",
-        )
-    return record
+    return Exit.PROBLEMS if which in ("failed", "stuck") and page.records else Exit.OK
 
 
 async def show_saga(saga_log: SagaLog, saga_id: str, *, json_out: bool) -> Exit:
-    record = await _existing(saga_log, saga_id)
-    events = await saga_log.history(saga_id)
-    lease = await saga_log.lease(saga_id)
+    async with _problems():
+        view = await view_saga(saga_log, saga_id)
     if json_out:
-        print_json(shown(record, events, lease))
+        print_json(shown(view.record, view.events, view.lease))
     else:
-        print(show_text(record, events, lease))
+        print(show_text(view.record, view.events, view.lease))
     return Exit.OK
 
 
 # --- resume, compensate, recover: re-driving sagas --------------------------------------
-
-
-def _refuse_compensation(definition: SagaDefinition[Any], record: SagaRecord) -> None:
-    """Only a saga short of its pivot can be undone."""
-    if record.status is SagaStatus.COMPLETED:
-        raise ToolError(
-            Exit.PROBLEMS,
-            "refused",
-            f"saga {record.saga_id} is completed: its claim stands and cannot be compensated",
-        )
-    if definition.past_pivot(record):
-        raise ToolError(
-            Exit.PROBLEMS,
-            "refused",
-            f"saga {record.saga_id} is past its pivot; use resume to finish it",
-        )
-
-
-async def _refuse_if_driven(saga_log: SagaLog, saga_id: str, *, dry_run: bool) -> None:
-    """A saga under a live lease belongs to its driver: the log refuses a takeover."""
-    lease = await saga_log.lease(saga_id)
-    if lease is None or not lease.live:
-        return
-    refused = "would be refused" if dry_run else "refused"
-    raise ToolError(
-        Exit.PROBLEMS,
-        "refused",
-        f"{refused}: saga {saga_id} is being driven by {lease.owner or 'another process'}; "
-        f"its lease ends at {rfc3339_at(lease.expires_at)}, try after that",
-        lease=lease_json(lease),
-    )
 
 
 async def drive_one(
@@ -152,34 +100,22 @@ async def drive_one(
     dry_run: bool,
     json_out: bool,
 ) -> Exit:
-    record = await _existing(saga_log, saga_id)
-    definition = recoverer.definitions[record.name]
-    if verb == "compensate":
-        _refuse_compensation(definition, record)
-    if record.status.finished:
-        print_pairs(
-            {"saga_id": saga_id, "status": record.status.value, "did": "nothing"}, json_out=json_out
-        )
-        return Exit.OK
-    await _refuse_if_driven(saga_log, saga_id, dry_run=dry_run)
-    if dry_run:
-        would = plan(definition, record) if verb == "resume" else "compensate: undo what is done"
-        print_pairs(
-            {"saga_id": saga_id, "status": record.status.value, "would": would}, json_out=json_out
-        )
-        return Exit.OK
-    if verb == "resume":
-        result = await recoverer.recover(saga_id, parked=True)
-    else:
-        result = await recoverer.compensate(saga_id)
-    if result.skipped:  # taken between our look and our takeover
-        await _refuse_if_driven(saga_log, saga_id, dry_run=False)
-        raise ToolError(Exit.PROBLEMS, "refused", f"saga {saga_id} was taken by another process")
+    async with _problems():
+        drive = await check_drive(saga_log, recoverer, verb, saga_id, dry_run=dry_run)
+        status = drive.record.status.value
+        if drive.nothing:
+            print_pairs({"saga_id": saga_id, "status": status, "did": "nothing"}, json_out=json_out)
+            return Exit.OK
+        if dry_run:
+            print_pairs(
+                {"saga_id": saga_id, "status": status, "would": drive.would}, json_out=json_out
+            )
+            return Exit.OK
+        driven = await carry_out(saga_log, recoverer, drive)
     print_pairs(
-        {"saga_id": saga_id, "status": result.shown_status, "error": result.error},
-        json_out=json_out,
+        {"saga_id": saga_id, "status": driven.status, "error": driven.error}, json_out=json_out
     )
-    return Exit.OK if result.ended_well else Exit.PROBLEMS
+    return Exit.OK if driven.ended_well else Exit.PROBLEMS
 
 
 def _origin(record: SagaRecord) -> dict[str, str]:
@@ -202,7 +138,7 @@ async def recover_all(
     """Each stuck saga, what it was and what became of it ("skipped": another process
     took it first)."""
     cutoff = time.time() - older_than
-    records = [r for r in await _select(saga_log, "stuck", None) if r.updated_at <= cutoff]
+    records = [r for r in await select(saga_log, "stuck", None) if r.updated_at <= cutoff]
     results: list[dict[str, str]] = []
     unfinished = 0
     for record in records:
@@ -223,9 +159,7 @@ async def recover_all(
 async def audit_stores(
     auditor: Auditor, coupon: str | None, *, repair: bool, json_out: bool
 ) -> Exit:
-    try:
-        report = await auditor.audit(coupon, repair=repair)
-    except CouponNotFound:
-        raise ToolError(Exit.PROBLEMS, "not_found", f"no coupon {coupon}") from None
+    async with _problems():
+        report = await audit(auditor, coupon, repair=repair)
     print_audit(report, json_out=json_out)
     return Exit.PROBLEMS if report.outstanding else Exit.OK
