@@ -42,6 +42,15 @@ class Hold:
 
 
 @dataclass(frozen=True)
+class CouponTally:
+    """A coupon's stock and its live units: held by sagas in flight, or confirmed."""
+
+    stock: CouponStock
+    held: int
+    confirmed: int
+
+
+@dataclass(frozen=True)
 class StockSnapshot:
     """A coupon's stock and its holds, read at one instant."""
 
@@ -99,6 +108,10 @@ class Inventory(Protocol):
 
     async def coupon_names(self) -> list[str]: ...
 
+    async def tallies(self, limit: int, name: str | None = None) -> list[CouponTally]:
+        """The newest `limit` coupons (or the one named), newest first, each with its
+        units held and confirmed."""
+
     async def lineage(self) -> Lineage:
         """The history the server writes now."""
 
@@ -139,6 +152,12 @@ class ClaimLedger(Protocol):
         """Saga id -> user id of each claim of the coupon, oldest claim first."""
 
     async def claims(self, coupon_name: str) -> list[Claimed]: ...
+
+    async def claim_of(self, saga_id: str) -> Claimed | None:
+        """The claim document this saga wrote, if it stands (not erased)."""
+
+    async def count(self, coupon_name: str) -> int:
+        """The claim documents of the coupon."""
 
 
 Where = Callable[[SagaRecord], bool]  # which sagas a listing keeps

@@ -204,6 +204,22 @@ class MongoClaims:
         return found is not None
 
     @_to_its_end
+    async def claim_of(self, saga_id: str) -> Claimed | None:
+        with unavailable_on_failure("mongodb"):
+            doc = await self._claims.find_one(
+                {"saga_id": saga_id, "erased": {"$exists": False}},
+                {"_id": 0, "saga_id": 1, "user_id": 1, "coupon_name": 1, "claimed_at": 1},
+            )
+        if doc is None:
+            return None
+        return Claimed(doc["saga_id"], doc["user_id"], doc["coupon_name"], _utc(doc["claimed_at"]))
+
+    @_to_its_end
+    async def count(self, coupon_name: str) -> int:
+        with unavailable_on_failure("mongodb"):
+            return await self._claims.count_documents({"coupon_name": coupon_name})
+
+    @_to_its_end
     async def claimants(self, coupon_name: str) -> dict[str, str]:
         """Saga id -> user id of each claim of the coupon, oldest claim first."""
         cursor = self._claims.find(

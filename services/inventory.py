@@ -19,7 +19,7 @@ from sagas.errors import (
     OutOfStock,
     SagaConflict,
 )
-from sagas.ports import CouponStock, Hold, HoldStatus, Lineage, LostHold, StockSnapshot
+from sagas.ports import CouponStock, CouponTally, Hold, HoldStatus, Lineage, LostHold, StockSnapshot
 from services.failures import unavailable_on_failure
 from services.live_connections import LiveConnections
 
@@ -75,6 +75,20 @@ SET remaining_amount = amount - (
 )
 WHERE name = $1
 RETURNING remaining_amount
+"""
+
+
+# The live holds of each coupon are read through the one-live-hold-per-user index.
+_TALLIES = """
+SELECT c.name, c.amount, c.remaining_amount,
+       count(*) FILTER (WHERE h.status = 'held') AS held,
+       count(*) FILTER (WHERE h.status = 'confirmed') AS confirmed
+FROM (SELECT name, amount, remaining_amount, created_at FROM coupons
+      WHERE $2::text IS NULL OR name = $2
+      ORDER BY created_at DESC, name LIMIT $1) AS c
+LEFT JOIN holds h ON h.coupon_name = c.name AND h.status <> 'released'
+GROUP BY c.name, c.amount, c.remaining_amount, c.created_at
+ORDER BY c.created_at DESC, c.name
 """
 
 
@@ -295,6 +309,11 @@ class PostgresInventory:
         with unavailable_on_failure("postgresql"):
             rows = await self._connections.fetch("SELECT name FROM coupons ORDER BY name")
         return [row["name"] for row in rows]
+
+    async def tallies(self, limit: int, name: str | None = None) -> list[CouponTally]:
+        with unavailable_on_failure("postgresql"):
+            rows = await self._connections.fetch(_TALLIES, limit, name)
+        return [CouponTally(_stock(row), row["held"], row["confirmed"]) for row in rows]
 
     async def snapshot(self, coupon_name: str) -> StockSnapshot | None:
         """The stock row and its holds from one REPEATABLE READ snapshot: never torn."""
