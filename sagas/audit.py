@@ -31,6 +31,11 @@ class Drift(enum.StrEnum):
     ORPHAN_CLAIM = "orphan_claim"  # 4: a claim document whose unit is not taken
     FAILED_SAGA = "failed_saga"  # 6: parked for an operator (repair does not touch it)
 
+    @property
+    def repairable(self) -> bool:
+        """Whether `--repair` settles it from the facts; the rest need an operator."""
+        return self not in (Drift.OVERSOLD, Drift.DOUBLE_CLAIM, Drift.FAILED_SAGA)
+
 
 @dataclass(frozen=True)
 class Finding:

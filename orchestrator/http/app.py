@@ -10,9 +10,11 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator import bootstrap, metrics
+from orchestrator.console.reads import Console
 from orchestrator.http.errors import error_middleware
 from orchestrator.http.keys import (
     AUDITOR,
+    CONSOLE,
     COUPONS,
     MONGO_CLIENT,
     PG_POOL,
@@ -63,6 +65,14 @@ def _service(
         app[COUPONS] = components.coupons
         app[RECOVERER] = components.recoverer
         app[AUDITOR] = components.auditor
+        app[CONSOLE] = Console(
+            components.saga_log,
+            components.recoverer,
+            components.auditor,
+            components.inventory,
+            components.claims,
+            claim_totals=metrics.claim_totals,
+        )
         # A failover may come with no claim to ask for the reconciliation (no reserve or
         # confirm refused for it): each recovery interval looks too, for one query's cost.
         watching = components.reconciler.watch(app[SETTINGS].recovery_interval_seconds)

@@ -12,9 +12,11 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     import asyncpg
+    import jinja2
     import redis.asyncio as aioredis
 
     from orchestrator.claims.coupons import CouponService
+    from orchestrator.console.reads import Console
     from orchestrator.saga.recovery import Recoverer
     from orchestrator.settings import Settings
     from orchestrator.store_watch import StoreStates
@@ -29,3 +31,5 @@ COUPONS: web.AppKey[CouponService] = web.AppKey("coupons")
 RECOVERER: web.AppKey[Recoverer] = web.AppKey("recoverer")
 AUDITOR: web.AppKey[Auditor] = web.AppKey("auditor")
 STORE_STATES: web.AppKey[StoreStates] = web.AppKey("store_states")
+CONSOLE: web.AppKey[Console] = web.AppKey("console")
+CONSOLE_TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("console_templates")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from orchestrator.console.routes import setup_console
 from orchestrator.http import views
 from orchestrator.http.docs import setup_docs
 from orchestrator.http.limits import expect_continue
@@ -20,3 +21,4 @@ def setup_routes(app: web.Application) -> None:
     get("/metrics", views.metrics, expect_handler=expect_continue)
     get("/openapi.json", views.openapi, expect_handler=expect_continue)
     setup_docs(app)  # a page for people, left out of /openapi.json (it is not the API)
+    setup_console(app)  # the operators' pages (docs/CONSOLE.md), not the API either
