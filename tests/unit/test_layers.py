@@ -89,3 +89,27 @@ def test_the_production_entry_points_import_no_development_tool() -> None:
                 reached.add(other)
                 queue.append(other)
     assert sorted(name for name in reached if name.split(".")[0] in DEVTOOLS) == []
+
+
+# The console renders what sagas/operations.py (the replay tool's code) finds and does: it
+# drives no saga itself, opens no store, and is handed its ports by the app.
+CONSOLE_NEVER = (
+    "orchestrator.saga",
+    "orchestrator.bootstrap",
+    "orchestrator.metrics",
+    "orchestrator.claims",
+    "services",
+    "asyncpg",
+    "redis",
+    "pymongo",
+)
+
+
+def test_the_console_reaches_the_stores_only_through_the_ports() -> None:
+    outward = sorted(
+        f"{module_name(path)} imports {name}"
+        for path in (ROOT / "orchestrator" / "console").rglob("*.py")
+        for name in imported(path)
+        if any(name == never or name.startswith(f"{never}.") for never in CONSOLE_NEVER)
+    )
+    assert outward == []
