@@ -109,6 +109,11 @@ class Lease:
     live: bool  # False: run out, so the saga is stuck and any recoverer may take it
 
 
+def ends_a_try(event: SagaEvent) -> bool:
+    """Whether the event closes tries at a store call (its `tries` of them)."""
+    return event.phase in _TRY_ENDS
+
+
 def tries(events: Sequence[SagaEvent]) -> int:
     """The store calls a saga has tried, over all its steps, drivers and takeovers."""
-    return sum(event.tries for event in events if event.phase in _TRY_ENDS)
+    return sum(event.tries for event in events if ends_a_try(event))

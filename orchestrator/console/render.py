@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from orchestrator.console import access
 from orchestrator.http.keys import CONSOLE_TEMPLATES, SETTINGS
+from sagas.records import ends_a_try
 from sagas.timestamps import rfc3339, rfc3339_at
 
 
@@ -57,6 +58,7 @@ def templates() -> jinja2.Environment:
         said=_said, when=_when, status=_status, saga_url=saga_url, sagas_url=sagas_url
     )
     environment.filters.update(moment=rfc3339_at, rfc3339=_rfc3339)
+    environment.tests.update(a_try=ends_a_try)
     return environment
 
 

@@ -54,3 +54,32 @@ def test_steps_are_drawn_in_order_then_their_undos_with_their_own_events() -> No
     assert (lanes["undo record"].state, lanes["undo record"].tries) == ("compensated", 2)
     assert (lanes["confirm"].state, lanes["confirm"].first_at) == ("not started", None)
     assert [e.phase for e in drawn.saga_events] == [Phase.FINISHED]
+
+
+def test_the_claim_path_passes_no_console_code() -> None:
+    """The console adds routes under /console and nothing else: the same middlewares, and
+    a claim resolves to its view without a console resource being looked at (aiohttp
+    indexes resources by path prefix)."""
+    from orchestrator.http import views
+    from orchestrator.http.app import create_app
+    from orchestrator.http.errors import error_middleware
+    from orchestrator.http.limits import concurrency_limit_middleware
+    from orchestrator.http.observe import observe_middleware
+    from orchestrator.settings import Settings
+
+    app = create_app(Settings(_env_file=None))
+    assert list(app.middlewares) == [
+        observe_middleware,
+        concurrency_limit_middleware,
+        error_middleware,
+    ]
+    (claim,) = [
+        route
+        for route in app.router.routes()
+        if route.resource is not None and route.resource.canonical == "/api/coupons/claim"
+    ]
+    assert claim.handler is views.claim_coupon
+    console = [
+        r.resource.canonical for r in app.router.routes() if "console" in r.resource.canonical
+    ]
+    assert console and all(path.startswith("/console") for path in console)
