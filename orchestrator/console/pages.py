@@ -21,7 +21,8 @@ from sagas.operations import VERBS, Refused
 from sagas.records import tries
 from sagas.replay_output import audit_findings, audit_summary
 
-PAGE_SIZE = 50
+PAGE_SIZE = 50  # sagas a page, unless the query asks for 1 to MAX_PAGE_SIZE
+MAX_PAGE_SIZE = 500
 REFRESH_SECONDS = 2
 
 
@@ -101,13 +102,17 @@ async def sagas(request: web.Request) -> web.Response:
     if which is not None and which not in operations.LIST_FILTERS:
         raise Refused("not_found", f"no such status: {which!r}")
     coupon, user = _text(request, "coupon"), _text(request, "user")
-    before = _before(request)
+    before, limit = _before(request), _limit(request)
     where = operations.matching(coupon=coupon, user=user, before=before)
-    page = await operations.page_of_sagas(_console(request).saga_log, which, PAGE_SIZE, where)
+    page = await operations.page_of_sagas(_console(request).saga_log, which, limit, where)
     older = None
     if page.more and page.records:
         older = sagas_url(
-            status=which, coupon=coupon, user=user, before=repr(page.records[-1].updated_at)
+            status=which,
+            coupon=coupon,
+            user=user,
+            before=repr(page.records[-1].updated_at),
+            limit=None if limit == PAGE_SIZE else str(limit),
         )
     return render(
         request,
@@ -118,9 +123,18 @@ async def sagas(request: web.Request) -> web.Response:
         coupon=coupon,
         user=user,
         statuses=operations.LIST_FILTERS,
-        limit=PAGE_SIZE,
+        limit=limit,
         older_url=older,
     )
+
+
+def _limit(request: web.Request) -> int:
+    raw = _text(request, "limit")
+    if raw is None:
+        return PAGE_SIZE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise Refused("not_found", f"not a page size from 1 to {MAX_PAGE_SIZE}: {raw!r}")
+    return int(raw)
 
 
 def _before(request: web.Request) -> float | None:
