@@ -14,8 +14,14 @@ from playwright.async_api import Browser, async_playwright
 
 from tests.support.processes import command_name, descendants
 
-# Debian's (scripts/install-deps installs it); CHROMIUM names another build of it.
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# Debian's (scripts/install-deps installs it); CHROMIUM names another build of it. Google
+# Chrome, which Ubuntu's hosted runners carry instead, drives the same way.
+CHROMIUM = (
+    os.environ.get("CHROMIUM")
+    or shutil.which("chromium")
+    or shutil.which("google-chrome")
+    or "/usr/bin/chromium"
+)
 
 
 @pytest.fixture(scope="session")
