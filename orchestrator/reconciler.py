@@ -63,6 +63,12 @@ class Reconciler:
             if str(error) != self._not_set_up:
                 log.error("stock reconciliation cannot run: %s", error)
             self._not_set_up = str(error)
+        except Exception as error:
+            # A PostgreSQL that refuses us otherwise (a database closed to connections)
+            # is neither an outage nor a missing right to the adapters; the watch must
+            # outlive it, as the recovery rounds do, or reconciliation stops for good
+            # and the gateway's stop raises it.
+            log.warning("stock reconciliation failed: %s", describe(error))
         else:
             self._not_set_up = None
 
