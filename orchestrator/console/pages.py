@@ -73,6 +73,7 @@ async def live(request: web.Request) -> web.Response:
         "refused": dict(totals.refused),
         "parked": found.parked_total,
         "stuck": found.stuck,
+        "stores_away": found.unavailable,
         "coupons": _rows(found),
     }
     response = web.json_response(body)

@@ -54,21 +54,35 @@ class CouponRow:
 class Sales:
     coupons: list[CouponRow]
     parked: list[SagaRecord]  # newest first, at most PARKED_SHOWN
-    parked_total: int
-    stuck: int
+    parked_total: int | None  # None, as `stuck`: Redis did not answer
+    stuck: int | None
+    unavailable: dict[str, str]  # what could not be read, by store: why
 
 
 async def sales(console: Console, name: str | None = None) -> Sales:
-    tallies = await console.inventory.tallies(COUPONS_SHOWN, name)
-    counts = await asyncio.gather(*(_count_or_none(console.claims, t.stock.name) for t in tallies))
-    parked = await console.saga_log.find(SagaStatus.FAILED, None)
-    by_coupon = Counter(str(r.payload.get("coupon_name", "")) for r in parked)
-    stuck = await console.saga_log.stuck(None)
+    """Each store read apart: the page shows what the others said when one is away."""
+    tallies, parked, stuck = await asyncio.gather(
+        fact(lambda: console.inventory.tallies(COUPONS_SHOWN, name)),
+        fact(lambda: console.saga_log.find(SagaStatus.FAILED, None)),
+        fact(lambda: console.saga_log.stuck(None)),
+    )
+    unavailable = {}
+    if tallies.unavailable:
+        unavailable["postgresql"] = tallies.unavailable
+    if parked.unavailable or stuck.unavailable:
+        unavailable["redis"] = parked.unavailable or stuck.unavailable
+    coupons = tallies.value or []
+    counts = await asyncio.gather(*(_count_or_none(console.claims, t.stock.name) for t in coupons))
+    if any(count is None for count in counts):
+        unavailable["mongodb"] = "claim documents could not be counted"
+    by_coupon = Counter(str(r.payload.get("coupon_name", "")) for r in parked.value or [])
     rows = [
         CouponRow(tally, count, by_coupon[tally.stock.name])
-        for tally, count in zip(tallies, counts, strict=True)
+        for tally, count in zip(coupons, counts, strict=True)
     ]
-    return Sales(rows, parked[:PARKED_SHOWN], len(parked), len(stuck))
+    parked_total = None if parked.value is None else len(parked.value)
+    stuck_total = None if stuck.value is None else len(stuck.value)
+    return Sales(rows, (parked.value or [])[:PARKED_SHOWN], parked_total, stuck_total, unavailable)
 
 
 async def _count_or_none(claims: ClaimLedger, coupon: str) -> int | None:
@@ -89,6 +103,11 @@ async def fact(read: Callable[[], Awaitable[T]]) -> Fact[T]:
         return Fact(await read())
     except (StoreUnavailable, StoreNotSetUp) as error:
         return Fact(None, str(error) or type(error).__name__)
+    except Exception as error:
+        # A store that refuses us fails with whatever its driver raises (a database
+        # closed to connections is no outage to the adapters, and is not classified):
+        # the page shows it by name, beside what the other stores said.
+        return Fact(None, f"{type(error).__name__}: {error}")
 
 
 @dataclass(frozen=True)

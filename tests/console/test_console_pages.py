@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from tests.support.apart import saga_log_apart
 from tests.support.api import claim
+from tests.support.proxy import CuttableProxy, through
 from tests.support.servers import app_in_process
 from tests.support.settings import changed
 from tests.support.waiting import eventually
@@ -24,6 +25,7 @@ SAGA_LINK = re.compile(r'class="saga-link" href="/console/sagas/([0-9a-f-]{36})"
 
 @asynccontextmanager
 async def logged_in(settings) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
+    """A gateway with the console on, and a client logged in to it."""
     async with saga_log_apart(settings) as apart:
         guarded = changed(apart.settings, {"admin_token": SecretStr(TOKEN)})
         jar = aiohttp.CookieJar(unsafe=True)  # the gateway is 127.0.0.1
@@ -107,3 +109,23 @@ async def test_the_audit_is_the_repairs_dry_run(settings, mongo, name) -> None:
         assert await mongo.claims.count_documents({"coupon_name": name}) == 0
         async with http.get(f"{base}/console/audit", params={"coupon": name, "run": "1"}) as r:
             assert "No drift." in await r.text()
+
+
+async def test_the_front_page_shows_what_answers_while_postgresql_is_away(settings, name) -> None:
+    proxy = CuttableProxy.for_url(settings.database_url)
+    await proxy.start()
+    try:
+        async with logged_in(through(settings, database_url=proxy)) as (base, http):
+            await create(http, base, name, 3)
+            await proxy.cut()
+            async with http.get(f"{base}/console") as response:
+                assert response.status == 200
+                page = await response.text()
+            assert "Stores away" in page and "<strong>postgresql</strong>" in page
+            assert 'id="parked-total">0<' in page  # Redis answered
+            async with http.get(f"{base}/console/live.json") as response:
+                reading = await response.json()
+            assert list(reading["stores_away"]) == ["postgresql"]
+            assert reading["parked"] == 0 and reading["coupons"] == []
+    finally:
+        await proxy.close()

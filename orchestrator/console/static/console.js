@@ -43,8 +43,8 @@
     for (const reason of Object.keys(reading.refused)) {
       show("refused-" + reason, reading.refused[reason]);
     }
-    show("parked-total", reading.parked);
-    show("stuck-total", reading.stuck);
+    show("parked-total", reading.parked === null ? "?" : reading.parked);
+    show("stuck-total", reading.stuck === null ? "?" : reading.stuck);
     const rows = new Map();
     for (const row of document.querySelectorAll("#coupons tbody tr[data-name]")) {
       rows.set(row.dataset.name, row);
@@ -61,7 +61,9 @@
         target.textContent = text;
       }
     }
-    show("live-state", "read at " + new Date(reading.at * 1000).toISOString());
+    const away = Object.keys(reading.stores_away);
+    const state = "read at " + new Date(reading.at * 1000).toISOString();
+    show("live-state", away.length ? state + "; not answering: " + away.join(", ") : state);
     last = reading;
   }
 
