@@ -1,51 +1,31 @@
-"""The console's pages and actions. Each reads through sagas/operations.py (the replay
-tool's code) or reads.py, and renders a template; refusals and stores away are the
-console's answers (routes.py), not the API's JSON."""
+"""The console's pages: each reads through sagas/operations.py (the replay tool's code)
+or reads.py, and renders a template; refusals and stores away are the console's answers
+(routes.py), not the API's JSON. The buttons' pages are actions.py."""
 
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from aiohttp import web
 
 from orchestrator.console import access
+from orchestrator.console.params import console_of, saga_id_in, text_in
 from orchestrator.console.reads import COUPONS_SHOWN, Console, Sales, sales, store_facts
 from orchestrator.console.render import render, saga_url, sagas_url, see_other
 from orchestrator.console.timeline import timeline
-from orchestrator.http.keys import CONSOLE
 from sagas import operations
-from sagas.audit import AuditReport
 from sagas.operations import VERBS, Refused
 from sagas.records import tries
-from sagas.replay_output import audit_findings, audit_summary
 
 PAGE_SIZE = 50  # sagas a page, unless the query asks for 1 to MAX_PAGE_SIZE
 MAX_PAGE_SIZE = 500
 REFRESH_SECONDS = 2
 
 
-def _console(request: web.Request) -> Console:
-    return request.app[CONSOLE]
-
-
-def _text(request: web.Request, name: str) -> str | None:
-    """A filter from the query string: None when absent or blank."""
-    value = request.query.get(name, "")
-    return value if value.strip() else None
-
-
-def saga_id_in(raw: str) -> str:
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise Refused("not_found", f"not a saga id (a UUID): {raw!r}") from None
-
-
 async def front(request: web.Request) -> web.Response:
-    coupon = _text(request, "coupon")
-    found = await sales(_console(request), coupon)
+    coupon = text_in(request, "coupon")
+    found = await sales(console_of(request), coupon)
     live_url = "/console/live.json" + (f"?{request.query_string}" if coupon else "")
     return render(
         request,
@@ -54,7 +34,7 @@ async def front(request: web.Request) -> web.Response:
         sales=found,
         coupon=coupon,
         shown=COUPONS_SHOWN,
-        totals=_console(request).claim_totals(),
+        totals=console_of(request).claim_totals(),
         live_url=live_url,
         refresh_seconds=REFRESH_SECONDS,
     )
@@ -63,8 +43,8 @@ async def front(request: web.Request) -> web.Response:
 async def live(request: web.Request) -> web.Response:
     """The live view's reading: the claim counters and the coupons' rows, as JSON; the
     page's script turns two readings into rates."""
-    console = _console(request)
-    found = await sales(console, _text(request, "coupon"))
+    console = console_of(request)
+    found = await sales(console, text_in(request, "coupon"))
     totals = console.claim_totals()
     body = {
         "at": time.time(),
@@ -97,15 +77,15 @@ def _rows(found: Sales) -> list[dict[str, Any]]:
 
 
 async def sagas(request: web.Request) -> web.Response:
-    if saga := _text(request, "saga"):
+    if saga := text_in(request, "saga"):
         return see_other(saga_url(saga_id_in(saga.strip())))
-    which = _text(request, "status")
+    which = text_in(request, "status")
     if which is not None and which not in operations.LIST_FILTERS:
         raise Refused("not_found", f"no such status: {which!r}")
-    coupon, user = _text(request, "coupon"), _text(request, "user")
+    coupon, user = text_in(request, "coupon"), text_in(request, "user")
     before, limit = _before(request), _limit(request)
     where = operations.matching(coupon=coupon, user=user, before=before)
-    page = await operations.page_of_sagas(_console(request).saga_log, which, limit, where)
+    page = await operations.page_of_sagas(console_of(request).saga_log, which, limit, where)
     older = None
     if page.more and page.records:
         older = sagas_url(
@@ -130,7 +110,7 @@ async def sagas(request: web.Request) -> web.Response:
 
 
 def _limit(request: web.Request) -> int:
-    raw = _text(request, "limit")
+    raw = text_in(request, "limit")
     if raw is None:
         return PAGE_SIZE
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
@@ -139,7 +119,7 @@ def _limit(request: web.Request) -> int:
 
 
 def _before(request: web.Request) -> float | None:
-    raw = _text(request, "before")
+    raw = text_in(request, "before")
     try:
         return None if raw is None else float(raw)
     except ValueError:
@@ -147,7 +127,7 @@ def _before(request: web.Request) -> float | None:
 
 
 async def saga(request: web.Request) -> web.Response:
-    console = _console(request)
+    console = console_of(request)
     saga_id = saga_id_in(request.match_info["saga_id"])
     view = await operations.view_saga(console.saga_log, saga_id)
     definition = console.driver.definitions.get(view.record.name)
@@ -175,74 +155,3 @@ async def _dry_run(console: Console, verb: str, saga_id: str) -> str:
     except Refused as refused:
         return refused.message
     return drive.would or f"nothing: the saga is {drive.record.status.value}"
-
-
-async def drive_plan(request: web.Request) -> web.Response:
-    """The dry run of resume or compensate, and the button that confirms it."""
-    console = _console(request)
-    verb, saga_id = request.match_info["verb"], saga_id_in(request.match_info["saga_id"])
-    try:
-        drive = await operations.check_drive(
-            console.saga_log, console.driver, verb, saga_id, dry_run=True
-        )
-    except Refused as refused:
-        if refused.kind == "not_found":
-            raise
-        return render(
-            request,
-            "drive.html",
-            status=409,
-            title=verb,
-            verb=verb,
-            saga_id=saga_id,
-            refused=refused.message,
-            drive=None,
-        )
-    return render(
-        request, "drive.html", title=verb, verb=verb, saga_id=saga_id, refused=None, drive=drive
-    )
-
-
-async def drive(request: web.Request) -> web.Response:
-    """Resume or compensate, confirmed: the replay tool's check, then its drive."""
-    console = _console(request)
-    verb, saga_id = request.match_info["verb"], saga_id_in(request.match_info["saga_id"])
-    checked = await operations.check_drive(
-        console.saga_log, console.driver, verb, saga_id, dry_run=False
-    )
-    if not checked.nothing:
-        await operations.carry_out(console.saga_log, console.driver, checked)
-    return see_other(f"{saga_url(saga_id)}?did={verb}")
-
-
-async def audit_page(request: web.Request) -> web.Response:
-    coupon = _text(request, "coupon")
-    if not request.query.get("run"):
-        return render(request, "audit.html", title="Audit", coupon=coupon, report=None)
-    report = await operations.audit(_console(request).auditor, coupon, repair=False)
-    return _audit_answer(request, coupon, report, repaired=False)
-
-
-async def repair(request: web.Request) -> web.Response:
-    form = await request.post()
-    coupon = str(form.get("coupon", "")).strip() or None
-    report = await operations.audit(_console(request).auditor, coupon, repair=True)
-    return _audit_answer(request, coupon, report, repaired=True)
-
-
-def _audit_answer(
-    request: web.Request, coupon: str | None, report: AuditReport, *, repaired: bool
-) -> web.Response:
-    findings = audit_findings(report)
-    repairable = any(finding.drift.repairable for finding in report.outstanding)
-    return render(
-        request,
-        "audit.html",
-        title="Audit",
-        coupon=coupon,
-        report=report,
-        summary=audit_summary(report),
-        findings=findings,
-        repairable=repairable,
-        repaired=repaired,
-    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from orchestrator.console import access, pages
+from orchestrator.console import access, actions, pages
 from orchestrator.console.render import render, see_other, templates
 from orchestrator.http.keys import CONSOLE_TEMPLATES, SETTINGS
 from orchestrator.http.limits import expect_continue
@@ -100,10 +100,10 @@ def setup_console(app: web.Application) -> None:
         (get, "/console/live.json", _gate(pages.live, json=True)),
         (get, "/console/sagas", _gate(pages.sagas)),
         (get, _SAGA, _gate(pages.saga)),
-        (get, _SAGA + "/{verb:resume|compensate}", _gate(pages.drive_plan)),
-        (post, _SAGA + "/{verb:resume|compensate}", _gate(pages.drive)),
-        (get, "/console/audit", _gate(pages.audit_page)),
-        (post, "/console/audit/repair", _gate(pages.repair)),
+        (get, _SAGA + "/{verb:resume|compensate}", _gate(actions.drive_plan)),
+        (post, _SAGA + "/{verb:resume|compensate}", _gate(actions.drive)),
+        (get, "/console/audit", _gate(actions.audit_page)),
+        (post, "/console/audit/repair", _gate(actions.repair)),
         (get, "/console/login", _gate(login_page, open_door=True)),
         (post, "/console/login", _gate(log_in, open_door=True)),
         (post, "/console/logout", _gate(log_out)),

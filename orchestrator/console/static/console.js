@@ -9,7 +9,7 @@
     return;
   }
   const source = live.dataset.source;
-  const every = 2000;
+  const every = 1000 * Number(live.dataset.refreshSeconds || 2);
   let last = null;
 
   function show(id, value) {
