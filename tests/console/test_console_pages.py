@@ -10,12 +10,14 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import aiohttp
+import pytest
 from pydantic import SecretStr
 
 from tests.support.apart import saga_log_apart
-from tests.support.api import claim
+from tests.support.api import claim, details
+from tests.support.faulty_gateway import Fault
 from tests.support.proxy import CuttableProxy, through
-from tests.support.servers import app_in_process
+from tests.support.servers import app_in_process, gateway_process
 from tests.support.settings import changed
 from tests.support.waiting import eventually
 
@@ -25,14 +27,19 @@ SAGA_LINK = re.compile(r'class="saga-link" href="/console/sagas/([0-9a-f-]{36})"
 
 @asynccontextmanager
 async def logged_in(settings) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
-    """A gateway with the console on, and a client logged in to it."""
-    async with saga_log_apart(settings) as apart:
-        guarded = changed(apart.settings, {"admin_token": SecretStr(TOKEN)})
-        jar = aiohttp.CookieJar(unsafe=True)  # the gateway is 127.0.0.1
-        async with app_in_process(guarded) as base, aiohttp.ClientSession(cookie_jar=jar) as http:
-            async with http.post(f"{base}/console/login", data={"token": TOKEN}) as response:
-                assert response.status == 200  # the front page, after the redirect
-            yield base, http
+    """A gateway with the console on, a saga log of its own, and a client logged in."""
+    async with saga_log_apart(settings) as apart, console_client(apart.settings) as client:
+        yield client
+
+
+@asynccontextmanager
+async def console_client(settings) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
+    guarded = changed(settings, {"admin_token": SecretStr(TOKEN)})
+    jar = aiohttp.CookieJar(unsafe=True)  # the gateway is 127.0.0.1
+    async with app_in_process(guarded) as base, aiohttp.ClientSession(cookie_jar=jar) as http:
+        async with http.post(f"{base}/console/login", data={"token": TOKEN}) as response:
+            assert response.status == 200  # the front page, after the redirect
+        yield base, http
 
 
 async def create(http: aiohttp.ClientSession, base: str, name: str, amount: int) -> None:
@@ -129,3 +136,46 @@ async def test_the_front_page_shows_what_answers_while_postgresql_is_away(settin
             assert reading["parked"] == 0 and reading["coupons"] == []
     finally:
         await proxy.close()
+
+
+async def test_a_stuck_saga_is_compensated_after_its_dry_run(settings, tmp_path, name) -> None:
+    """Its gateway died right after reserve: the saga is stuck short of its pivot, and
+    nobody recovers it (recovery runs hourly here) but the operator."""
+    async with saga_log_apart(settings) as apart:
+        nobody_recovers = changed(
+            apart.settings, {"saga_lease_seconds": 11.0, "recovery_interval_seconds": 3600.0}
+        )
+        dies = Fault.kill_after("reserve")
+        # The console's gateway first: a gateway recovers what is stuck when it starts.
+        async with console_client(nobody_recovers) as (base, http):
+            with gateway_process(nobody_recovers, tmp_path / "dies.log", 1, fault=dies) as dead:
+                await create_open(http, dead, name, 5)
+                with pytest.raises(aiohttp.ClientError):
+                    await claim(http, dead, "dan", name)
+
+            async def stuck() -> bool:
+                return len(await apart.saga_log.stuck(None)) == 1
+
+            await eventually(stuck)
+            (saga_id,) = await apart.saga_log.stuck(None)
+            async with http.get(f"{base}/console/sagas", params={"status": "stuck"}) as r:
+                assert SAGA_LINK.findall(await r.text()) == [saga_id]
+            async with http.get(f"{base}/console/sagas/{saga_id}/compensate") as r:
+                plan = await r.text()
+            assert "It would: compensate: undo what is done" in plan
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', plan)
+            assert csrf is not None
+            async with http.post(
+                f"{base}/console/sagas/{saga_id}/compensate",
+                data={"csrf": csrf[1]},
+                headers={"Origin": base},
+            ) as r:
+                assert "compensate: the saga is now compensated" in await r.text()
+            coupon = await details(http, base, name)
+            assert (coupon["remaining_amount"], coupon["claimed_by"]) == (5, [])
+
+
+async def create_open(http: aiohttp.ClientSession, base: str, name: str, amount: int) -> None:
+    """On a gateway without the admin token."""
+    async with http.post(f"{base}/api/coupons", json={"name": name, "amount": amount}) as r:
+        assert r.status == 201
