@@ -29,6 +29,10 @@ class GatewayHost:
     def url(self) -> str:
         return f"http://{self.net.address}:{GATEWAY_PORT}"
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def start(self, env: dict[str, str], workers: int = 1) -> None:
         """Start the gateway with `env` (its settings), bound to the host's address."""
         self._env = {

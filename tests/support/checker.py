@@ -100,17 +100,14 @@ class Availability:
 
 
 def availability(history: History) -> list[Availability]:
-    """The share answered 200/409 among requests invoked during each fault, and outside
-    every fault."""
+    """The share answered 200/409 among requests in flight at some moment of each fault
+    (sent before it began and cut by it counts as during), and among all the others."""
 
     def counted(name: str, ops: list[Op]) -> Availability:
         return Availability(name, len(ops), sum(op.status in ANSWERED for op in ops))
 
-    rows = [
-        counted(w.name, [op for op in history.ops if w.holds(op.invoked_at)])
-        for w in history.windows
-    ]
-    outside = [op for op in history.ops if not any(w.holds(op.invoked_at) for w in history.windows)]
+    rows = [counted(w.name, [op for op in history.ops if w.overlaps(op)]) for w in history.windows]
+    outside = [op for op in history.ops if not any(w.overlaps(op) for w in history.windows)]
     return [*rows, counted("outside faults", outside)]
 
 

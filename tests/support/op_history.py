@@ -45,9 +45,15 @@ class Op:
         if self.status in NO_ANSWER:
             return Answer(self.user_id, CUT, "", self.saga_id, "", None, False, self.completed_at)
         return Answer(
-            self.user_id, self.status, self.error, self.saga_id, "", self.outcome, False,
+            self.user_id,
+            self.status,
+            self.error,
+            self.saga_id,
+            "",
+            self.outcome,
+            False,
             self.completed_at,
-        )  # fmt: skip
+        )
 
 
 def kind_of(status: int, error: str, outcome: str | None, json_body: bool) -> Kind:
@@ -66,8 +72,9 @@ class Window:
     began: float
     healed: float
 
-    def holds(self, at: float) -> bool:
-        return self.began <= at <= self.healed
+    def overlaps(self, op: Op) -> bool:
+        """Whether `op` was in flight at some moment of the fault."""
+        return op.invoked_at <= self.healed and self.began <= op.completed_at
 
 
 @dataclass
@@ -113,15 +120,30 @@ async def run_sale(
     *,
     concurrency: int,
     per_second: float,
+    held_back: int = 0,
+    healed: asyncio.Event | None = None,
 ) -> None:
     """Claim for each of `users` in order, at most `per_second` sent a second and
-    `concurrency` in flight, every one recorded in `history`."""
+    `concurrency` in flight, every one recorded in `history`. The last `held_back` wait
+    for `healed`, then go at the same pace: the sale goes on after its fault, however
+    long the fault lasted."""
     slots = asyncio.Semaphore(concurrency)
-    started = time.monotonic()
+    first = len(users) - held_back
 
-    async def one(number: int, user: str) -> None:
-        await asyncio.sleep(started + number / per_second - time.monotonic())  # the pace
-        async with slots:
-            await history.claim(http, url, coupon, user)
+    async def paced(users: list[str]) -> None:
+        started = time.monotonic()
 
-    await asyncio.gather(*(one(n, user) for n, user in enumerate(users)))
+        async def one(number: int, user: str) -> None:
+            await asyncio.sleep(started + number / per_second - time.monotonic())  # the pace
+            async with slots:
+                await history.claim(http, url, coupon, user)
+
+        await asyncio.gather(*(one(n, user) for n, user in enumerate(users)))
+
+    async def after_heal() -> None:
+        if held_back:
+            assert healed is not None, "held-back claims wait for `healed`"
+            await healed.wait()
+            await paced(users[first:])
+
+    await asyncio.gather(paced(users[:first]), after_heal())

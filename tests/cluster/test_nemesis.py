@@ -1,0 +1,111 @@
+"""A sale through HAProxy onto three gateway hosts, one fault on one host during it,
+every claim recorded and the history checked against the stores once sagas end.
+
+The sale runs at concurrency 100; the claims past the first part wait for the heal, so
+every fault has claims before, during and after it. Each test prints its row of the
+nemesis table: requests, violations, the fault's window and availability.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import pytest
+
+from devstack.cluster.cluster import Cluster
+from orchestrator.settings import Settings
+from services.saga_log import RedisSagaLog
+from tests.cluster.nemesis import FAULTS, Fault
+from tests.support.api import create, details
+from tests.support.checker import availability, check
+from tests.support.history import effects
+from tests.support.op_history import History, Window, run_sale
+from tests.support.sale import claimants
+from tests.support.waiting import all_ended, eventually, sagas_in_flight
+
+USERS, STOCK, CONCURRENCY, RATE = 900, 600, 100, 300
+HELD_BACK = 300  # claims sent once the fault is healed
+FAULT_AT = 150  # answers before the fault begins
+
+
+async def _taken_out_and_settled(
+    cluster: Cluster, victim: str, saga_log: RedisSagaLog, in_flight: set[str]
+) -> None:
+    """Until HAProxy sends the victim nothing and the sagas in flight at the fault's start
+    have all ended."""
+
+    async def done() -> bool:
+        if victim in cluster.in_rotation():
+            return False
+        return not in_flight & await sagas_in_flight(saga_log)
+
+    await eventually(done)
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[fault.name for fault in FAULTS])
+async def test_a_sale_through_one_fault_breaks_no_promise(
+    http,
+    cluster: Cluster,
+    cluster_settings: Settings,
+    saga_log: RedisSagaLog,
+    pg: asyncpg.Pool,
+    mongo,
+    name: str,
+    fault: Fault,
+) -> None:
+    await create(http, cluster.lb_url, name, STOCK)
+    history, healed = History(), asyncio.Event()
+    selling = asyncio.ensure_future(
+        run_sale(
+            http,
+            cluster.lb_url,
+            name,
+            claimants(USERS),
+            history,
+            concurrency=CONCURRENCY,
+            per_second=RATE,
+            held_back=HELD_BACK,
+            healed=healed,
+        )
+    )
+    await eventually(lambda: _answered(history, FAULT_AT))
+    victim = cluster.gateways[0]
+    in_flight = await sagas_in_flight(saga_log)
+    began = time.monotonic()
+    fault.begin(cluster, victim, cluster_settings)
+    await _taken_out_and_settled(cluster, victim.name, saga_log, in_flight)
+    fault.heal(victim)
+    await asyncio.to_thread(victim.wait_healthy)
+    await asyncio.to_thread(cluster.wait_in_rotation, victim)
+    history.windows.append(Window(fault.name, began, time.monotonic()))
+    healed.set()
+    await selling
+
+    await eventually(lambda: all_ended(pg, saga_log, name), tries=2400)
+    claimed_by = (await details(http, cluster.lb_url, name))["claimed_by"]
+    found = await check(pg, mongo, cluster_settings, name, history, claimed_by)
+    found += await _effects_twice(saga_log)
+    rows = availability(history)
+    window = history.windows[0]
+    print(
+        f"{fault.name}: {len(history.ops)} requests, {len(found)} violations, "
+        f"window {window.healed - window.began:.1f}s; " + "; ".join(map(str, rows))
+    )
+    assert found == []
+    assert rows[-1].share >= 0.99, rows[-1]
+
+
+async def _answered(history: History, count: int) -> bool:
+    return len(history.ops) >= count
+
+
+async def _effects_twice(saga_log: RedisSagaLog) -> list[str]:
+    """Sagas some effect of which was made twice: a driver that lost its saga and went on."""
+    found = []
+    for record in await saga_log.find(None, None):
+        counted = effects(await saga_log.history(record.saga_id))
+        if max(counted.values(), default=0) > 1:
+            found.append(f"saga {record.saga_id} did an effect twice: {dict(counted)}")
+    return found
