@@ -66,11 +66,11 @@ class Cluster:
         self.root = root = leftovers.new_root()
         subnet = network.free_subnet()
         self.bridge = bridge = network.Bridge.create(self.prefix, subnet)
-        bounded = self._cpus is not None and cgroups.available()
+        cpus = self._cpus if cgroups.available() else None
         for n in range(1, self._hosts + 1):
             name = f"g{n}"
             net = network.NetHost.create(self.prefix, name, f"{subnet}.{10 + n}", bridge)
-            group = cgroups.create(f"{self.prefix}-{name}", self._cpus) if bounded else None
+            group = None if cpus is None else cgroups.create(f"{self.prefix}-{name}", cpus)
             self.gateways.append(GatewayHost(name, net, root / f"{name}.log", group))
         self.fronts = {port: free_port() for port in self._store_ports}
         forwards = [

@@ -57,7 +57,7 @@ def config(lb_port: int, gateways: list[str], forwards: list[Forward], socket_pa
         "  option httpchk GET /ready",
     ]
     lines += [
-        f"  server g{n} {address}:{GATEWAY_PORT} check inter 300 fall 2 rise 2"
+        f"  server g{n} {address}:{GATEWAY_PORT} check inter 300 fall 2 rise 2 slowstart 3s"
         for n, address in enumerate(gateways, start=1)
     ]
     for forward in forwards:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
+import redis.asyncio as aioredis
 
 from devstack.cluster.cluster import Cluster
 from devstack.cluster.network import why_not_allowed
 from orchestrator.bootstrap import redis_client, redis_saga_log
 from orchestrator.settings import Settings
+from services.redis_keys import RedisKeys
 from services.saga_log import RedisSagaLog
 from tests.support.apart import own_keys
 from tests.support.servers import settings_env
@@ -81,7 +84,27 @@ async def cluster(cluster_module: Cluster) -> Cluster:
     return cluster_module
 
 
+@dataclass(frozen=True)
+class SagaLogView:
+    """The cluster's saga log, and who drives each saga in it."""
+
+    log: RedisSagaLog
+    redis: aioredis.Redis
+    keys: RedisKeys
+
+    async def in_flight_driven_by(self, pids: set[int]) -> set[str]:
+        """The sagas in flight whose driver is one of these processes (owner host:pid)."""
+        found = set()
+        for record in await self.log.find(None, None):
+            if record.status.in_flight:
+                owner = await self.redis.hget(self.keys.saga(record.saga_id), "owner")
+                if owner and int(str(owner).rpartition(":")[2]) in pids:
+                    found.add(record.saga_id)
+        return found
+
+
 @pytest.fixture
-async def saga_log(cluster_settings: Settings) -> AsyncIterator[RedisSagaLog]:
+async def saga_log(cluster_settings: Settings) -> AsyncIterator[SagaLogView]:
     async with redis_client(cluster_settings) as client:
-        yield redis_saga_log(cluster_settings, client)
+        keys = RedisKeys(cluster_settings.redis_key_prefix)
+        yield SagaLogView(redis_saga_log(cluster_settings, client), client, keys)
