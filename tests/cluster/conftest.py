@@ -92,14 +92,17 @@ class SagaLogView:
     redis: aioredis.Redis
     keys: RedisKeys
 
+    async def in_flight(self) -> set[str]:
+        """The sagas in flight, from their index: one read, however long the log."""
+        return {str(saga_id) for saga_id in await self.redis.zrange(self.keys.in_flight, 0, -1)}
+
     async def in_flight_driven_by(self, pids: set[int]) -> set[str]:
         """The sagas in flight whose driver is one of these processes (owner host:pid)."""
         found = set()
-        for record in await self.log.find(None, None):
-            if record.status.in_flight:
-                owner = await self.redis.hget(self.keys.saga(record.saga_id), "owner")
-                if owner and int(str(owner).rpartition(":")[2]) in pids:
-                    found.add(record.saga_id)
+        for saga_id in await self.in_flight():
+            owner = await self.redis.hget(self.keys.saga(saga_id), "owner")
+            if owner and int(str(owner).rpartition(":")[2]) in pids:
+                found.add(saga_id)
         return found
 
 

@@ -50,10 +50,12 @@ FAULTS = [
     # retransmission backoff. Refusals that took nothing, but 3-10% of the requests.
     Fault("cut from PostgreSQL", _cut_from(lambda s: s.database_url), _heal_network, 0.85),
     Fault("cut from MongoDB", _cut_from(lambda s: s.mongo_url), _heal_network),
+    # Cut from PostgreSQL too: the same short second after the heal, on fewer connections.
     Fault(
         "cut from everything",
         lambda c, victim, s: victim.net.isolate(),
         _heal_network,
+        outside_availability=0.95,
         takes_over=True,
     ),
     Fault(

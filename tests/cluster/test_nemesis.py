@@ -25,7 +25,7 @@ from tests.support.checker import availability, check
 from tests.support.history import effects
 from tests.support.op_history import History, Window, run_sale
 from tests.support.sale import claimants
-from tests.support.waiting import all_ended, eventually, sagas_in_flight
+from tests.support.waiting import all_ended, eventually
 
 # The claims before the heal go as fast as 100 at a time are answered (RATE is only a
 # cap), so each gateway has sagas in flight whenever a fault begins.
@@ -44,7 +44,7 @@ async def _taken_out_and_settled(
     async def done() -> bool:
         if victim in cluster.in_rotation():
             return False
-        return not driven & await sagas_in_flight(saga_log.log)
+        return not driven & await saga_log.in_flight()
 
     await eventually(done)
 
