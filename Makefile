@@ -6,7 +6,7 @@ PINS := requirements.lock pyproject.toml
 RUNTIME := $(VENV)/.installed-runtime
 EVERYTHING := $(VENV)/.installed-everything
 
-.PHONY: help deps test test-busy test-named-stores test-ha test-fresh lint stack stack-ha run lock docs
+.PHONY: help deps test test-busy test-named-stores test-ha test-cluster test-fresh lint stack stack-ha run lock docs
 
 help: ## this list
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -16,6 +16,9 @@ run: $(RUNTIME) ## the gateway on :8080, starting the local stores no *_URL name
 
 test: lint ## everything: lint, then the whole suite on throw-away stores
 	$(PY) -m pytest
+
+test-cluster: $(EVERYTHING) ## the cluster tier alone: 3 gateway hosts in namespaces, a fault each (root)
+	$(PY) -m pytest tests/cluster -s
 
 test-busy: $(EVERYTHING) ## the fault and end-to-end tiers while stress-ng keeps one core busy
 	stress-ng --cpu 1 --timeout 3600 --quiet & trap 'kill $$!' EXIT; $(PY) -m pytest tests/faults tests/e2e

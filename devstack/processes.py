@@ -83,6 +83,7 @@ def spawn(
     *,
     user: str | None = None,
     stop_signal: signal.Signals = signal.SIGTERM,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     log = log_path.open("ab")
     try:
@@ -91,6 +92,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=env,
             user=user,
             group=pwd.getpwnam(user).pw_gid if user else None,
             extra_groups=[] if user else None,

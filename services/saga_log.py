@@ -9,9 +9,10 @@ Redis's own clock, so hosts whose clocks disagree still agree on which sagas are
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import orjson
@@ -30,15 +31,25 @@ from services.replica_wait import ReplicaWait
 # KEYS: saga, events, in-flight, failed, finished, refused
 # ARGV: saga id, mode (create|save), epoch, lease seconds, retention seconds, index
 #       (in_flight|failed|finished|refused), updated_at, fields (JSON [k, v, ...]),
-#       events (JSON [[...]])
+#       events (JSON [[...]]), the write's sequence number
+# A write the saga already has (this one, landed before: a round trip that timed out
+# and was sent again), or a later one of the same driver, is answered done and changes
+# nothing: its events are not appended twice, nor an older record written over a newer.
 _SAVE = """
 local stored = redis.call('HGET', KEYS[1], 'epoch')
+if stored == ARGV[3] then
+    local wrote = redis.call('HMGET', KEYS[1], 'write_epoch', 'write_sequence')
+    if wrote[1] == ARGV[3] and wrote[2] and tonumber(wrote[2]) >= tonumber(ARGV[10]) then
+        return 1
+    end
+end
 if ARGV[2] == 'create' then
     if stored then return 0 end
 elseif stored ~= ARGV[3] then
     return 0
 end
 redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[8])))
+redis.call('HSET', KEYS[1], 'write_epoch', ARGV[3], 'write_sequence', ARGV[10])
 -- Capped, so a saga that keeps retrying cannot grow its history without bound.
 for _, event in ipairs(cjson.decode(ARGV[9])) do
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', 200, '*', unpack(event))
@@ -218,6 +229,7 @@ class RedisSagaLog:
             repr(record.updated_at),
             orjson.dumps([*_encode(record), *write.more_fields]),
             orjson.dumps([_encode_event(event) for event in write.events]),
+            write.sequence,
         ]
 
     async def acquire(self, saga_id: str, owner: str, *, parked: bool) -> SagaRecord | None:
@@ -389,6 +401,9 @@ class _ScriptCall:
     args: list[EncodableT]
 
 
+_WRITES = itertools.count(1)
+
+
 @dataclass(frozen=True)
 class LogWrite:
     """One fenced write of a saga's record and new events (the _SAVE script's call)."""
@@ -401,6 +416,10 @@ class LogWrite:
     more_fields: tuple[str, ...] = ()
     lost: str = ""  # LeaseLost's message when the fence refuses it
     lease: float | None = None  # seconds; None: the log's own
+    # Rises with every write this process makes, so a saga's writes under one epoch (one
+    # driver, one process) are ordered: Redis keeps the highest it applied and takes a
+    # write again, or an older one, as done already.
+    sequence: int = field(default_factory=lambda: next(_WRITES))
 
     def __post_init__(self) -> None:
         if not self.lost:
