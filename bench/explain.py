@@ -3,10 +3,10 @@
 Most figures come from counters something already keeps, so reading them adds nothing
 to the claim path:
 - the stores' own: Redis `INFO stats` and `INFO commandstats` (commands by name, those
-  a Lua script runs among them, and `total_reads_processed`: the reads its event loop
-  did, one per round trip that arrived alone); PostgreSQL's `pg_stat_statements`
-  (statements by database: the service's, and FerretDB's, whose SQL is MongoDB's cost),
-  when the server preloads it;
+  a Lua script runs among them, `total_reads_processed`: the reads its event loop did,
+  one per round trip that arrived alone, and `total_net_input_bytes`); PostgreSQL's
+  `pg_stat_statements` (statements by database: the service's, and FerretDB's, whose SQL
+  is MongoDB's cost), when the server preloads it;
 - the gateway's Prometheus metrics (/metrics, every worker added up): `store_batch_size`
   gives each batcher's batches and their mean size;
 - the kernel's: the gateway processes' read and write system calls (/proc/PID/io), which
@@ -105,6 +105,7 @@ class Explainer:
         finally:
             await client.aclose()
         snap.counts["redis.reads"] = info["total_reads_processed"]
+        snap.counts["redis.bytes_in"] = info["total_net_input_bytes"]
         for key, stats in info.items():
             if key.startswith("cmdstat_") and key != "cmdstat_info":  # bench's own INFO
                 snap.counts[f"redis.commands.{key.removeprefix('cmdstat_')}"] = stats["calls"]
@@ -175,6 +176,8 @@ def explain(before: Snapshot, after: Snapshot, claims: int) -> dict[str, Any]:
         per["redis_commands_by_name"] = commands
         # Less bench's own INFO (one read before the load's snapshot was taken).
         per["redis_round_trips"] = _per(max(0, delta.get("redis.reads", 0) - 1), claims)
+        # What the gateway sent Redis (and bench's INFO, some 30 bytes): the log's size.
+        per["redis_bytes_received"] = _per(delta.get("redis.bytes_in", 0), claims)
     per["round_trips"] = {
         "postgresql": per.get("postgresql_statements"),
         "mongodb": None

@@ -21,6 +21,7 @@ COUNTERS = (
     "redis_script_calls",
     "redis_commands_by_name",
     "redis_round_trips",
+    "redis_bytes_received",
     "store_batches",
     "mean_batch_size",
     "gateway_syscalls",
@@ -50,6 +51,7 @@ async def test_explain_counts_what_one_successful_claim_costs(capsys):
     assert 0 < trips["postgresql"] <= 3  # reserve and confirm, and nothing else per claim
     assert 0 < trips["mongodb"] <= 1  # record
     assert 0 < trips["redis"] <= per["redis_script_calls"]
+    assert 100 < per["redis_bytes_received"] < 10_000  # two log writes' arguments
     if "PostgreSQL backends" in report["cpu"]["roles"]["mongodb"]:  # FerretDB, not mongod
         assert per["ferretdb_sql_statements"] > 0  # its SQL for the claim documents
     for batcher in BATCHERS:
