@@ -27,6 +27,8 @@ from bench.ceilings import (
     hold_tx_rate,
     hot_row_rate,
 )
+from bench.counting_gateway import COUNTS_DIR
+from bench.explain import Explainer, ferretdb_database
 from bench.measure import Measured, measure
 from bench.report import build, not_measured, print_table
 from bench.roles import gateway_at, gateway_started, stack_roles
@@ -86,14 +88,29 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="for the servers started here")
     parser.add_argument("--ceiling-seconds", type=float, default=3.0)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="count what a successful claim costs (store statements and commands, batches, "
+        "system calls; and, in a gateway bench starts, log lines, metric updates, JSON, "
+        "validations, tasks, futures): counts, not a run to time",
+    )
     return parser
 
 
 @contextlib.contextmanager
-def _local_gateway(workers: int) -> Iterator[tuple[str, StoreUrls, subprocess.Popen[bytes]]]:
+def _local_gateway(
+    workers: int, counting: bool
+) -> Iterator[tuple[str, StoreUrls, subprocess.Popen[bytes], Path | None]]:
+    """`counting`: the gateway that counts its own calls (bench/counting_gateway.py), on
+    a PostgreSQL that keeps statement statistics."""
     from devstack.stack import running_stack
 
-    with running_stack() as urls:
+    entry = "bench.counting_gateway" if counting else "orchestrator"
+    with (
+        running_stack(statement_stats=counting) as urls,
+        tempfile.TemporaryDirectory(prefix="bench-counts-") as counts,
+    ):
         port = free_port()
         log = Path(tempfile.mkdtemp(prefix="bench-")) / "gateway.log"
         env = {
@@ -103,15 +120,17 @@ def _local_gateway(workers: int) -> Iterator[tuple[str, StoreUrls, subprocess.Po
             "PORT": str(port),
             "WORKERS": str(workers),
             "LOG_LEVEL": "warning",
+            COUNTS_DIR: counts,
         }
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "orchestrator"], env=env, stdout=out, stderr=out
+                [sys.executable, "-m", entry], env=env, stdout=out, stderr=out
             )
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_healthy(base, process)
-            yield base, StoreUrls(urls.database_url, urls.mongo_url, urls.redis_url), process
+            stores = StoreUrls(urls.database_url, urls.mongo_url, urls.redis_url)
+            yield base, stores, process, Path(counts) if counting else None
         finally:
             process.terminate()
             process.wait(timeout=60)
@@ -148,6 +167,7 @@ async def run(
     base: str,
     urls: StoreUrls,
     gateway: subprocess.Popen[bytes] | None,
+    counts_dir: Path | None = None,
 ) -> int:
     scenario = SCENARIOS[args.scenario]
     default = scenario.default
@@ -160,7 +180,18 @@ async def run(
     database_url, redis_url = urls.database_url, urls.redis_url
     found = gateway_started(gateway.pid) if gateway else gateway_at(base)
     roles = stack_roles(found, database_url, urls.mongo_url, redis_url)
-    ours = await measure(base, scenario, shape, coupon_name(scenario.name), roles)
+    explainer = None
+    if args.explain:
+        by_name = {role.name: role for role in roles}
+        explainer = Explainer(
+            base,
+            by_name["gateway"],
+            database_url,
+            redis_url,
+            ferretdb_database(by_name["mongodb"]),
+            counts_dir,
+        )
+    ours = await measure(base, scenario, shape, coupon_name(scenario.name), roles, explainer)
     rss = _worker_rss_mib(gateway)
     hot_row = (
         await hot_row_rate(database_url, shape.concurrency, args.ceiling_seconds)
@@ -216,8 +247,8 @@ def main() -> None:
         urls = StoreUrls(args.database_url, args.mongo_url, args.redis_url)
         code = asyncio.run(run(args, args.base_url, urls, None))
     else:
-        with _local_gateway(args.workers) as (base, urls, process):
-            code = asyncio.run(run(args, base, urls, process))
+        with _local_gateway(args.workers, args.explain) as (base, urls, process, counts):
+            code = asyncio.run(run(args, base, urls, process, counts))
     sys.exit(code)
 
 

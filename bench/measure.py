@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 
 from bench.cpu import Role, load_average, sample, usage
+from bench.explain import Explainer, explain
 from bench.load import LoadResult, fire
 from bench.scenarios import Scenario, Shape
 
@@ -22,6 +23,7 @@ class Measured:
     roles: list[Role]
     problems: list[str]
     load_average: tuple[float, float, float]  # the machine's, as the load began
+    explained: dict[str, Any] | None = None  # --explain: the counters per successful claim
 
     @property
     def claims(self) -> int:
@@ -36,8 +38,15 @@ async def api(base: str, method: str, path: str, body: Any = None) -> Any:
 
 
 async def measure(
-    base: str, scenario: Scenario, shape: Shape, coupon: str, roles: list[Role]
+    base: str,
+    scenario: Scenario,
+    shape: Shape,
+    coupon: str,
+    roles: list[Role],
+    explainer: Explainer | None = None,
 ) -> Measured:
+    """`explainer`: read the counters just outside the CPU samples (so reading them is
+    not in the CPU figures) and give them per successful claim."""
     await api(base, "POST", "/api/coupons", {"name": coupon, "amount": shape.stock})
     problems = []
     if scenario.setup is not None:
@@ -48,6 +57,7 @@ async def measure(
             problems.append(f"the setup's claims answered {dict(sorted(setup.statuses.items()))}")
     requests = scenario.requests(coupon, shape)
     busy = load_average()
+    counted = await explainer.snapshot() if explainer else None
     before = sample(roles)
     load = await fire(
         base,
@@ -57,8 +67,12 @@ async def measure(
         keep_bodies=scenario.claims,
     )
     after = sample(roles)
+    explained = None
+    if explainer and counted:
+        claims = load.statuses.get(200, 0) if scenario.claims else 0
+        explained = explain(counted, await explainer.snapshot(), claims)
     if load.requests != len(requests):
         problems.append(f"{load.requests} answers to {len(requests)} requests")
     state = await api(base, "GET", f"/api/coupons/{coupon}")
     problems += scenario.check(shape, load, state)
-    return Measured(load, usage(roles, before, after), roles, problems, busy)
+    return Measured(load, usage(roles, before, after), roles, problems, busy, explained)

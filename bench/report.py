@@ -110,6 +110,7 @@ def build(
             "cpu_per_claim_to_single_store": _ratio(cpu_per_claim(mine), cpu_per_claim(theirs)),
         },
         "worker_rss_mib": rss,
+        "explain": ours.explained,
         "correct": not ours.problems,
         "problems": ours.problems,
     }
@@ -162,6 +163,8 @@ def not_measured(
         reasons["cpu_per_claim_to_single_store"] = single or "no successful claims"
     if single:
         reasons["p99_to_single_store_p99"] = single
+    if report["explain"] is None:
+        reasons["explain"] = "no --explain"
     if report["cpu"]["ms_per_successful_claim"] is None:
         reasons["cpu_ms_per_successful_claim"] = "no successful claims"
     return reasons
@@ -261,6 +264,23 @@ def print_table(report: dict[str, Any]) -> None:
         if name and value is None:
             value = f"not measured ({report['not_measured'].get(name, 'not available')})"
         print(f"{label:<{width}}  {value}")
+    if report["explain"] is not None:
+        print_explained(report["explain"])
+
+
+def print_explained(explained: dict[str, Any]) -> None:
+    """--explain's counters, one a line: `  redis_commands  6.02` and, under a counter
+    given by kind, each kind indented once more."""
+    print(f"\nper successful claim (of {explained['successful_claims']}), counts:")
+    for name, value in (explained["per_successful_claim"] or {}).items():
+        if isinstance(value, dict):
+            print(f"  {name}:")
+            for kind, count in value.items():
+                print(f"    {kind:<40}  {count}")
+        else:
+            print(f"  {name:<42}  {value}")
+    for name, why in explained["not_measured"].items():
+        print(f"  {name:<42}  not measured ({why})")
 
 
 def _slashed(values: list[float]) -> str:

@@ -86,6 +86,7 @@ def start_postgres(
     durable: bool = False,
     max_connections: int = 400,
     password: str | None = None,
+    statement_stats: bool = False,
 ) -> Server:
     """PostgreSQL with trust auth on loopback only, and `databases` created if missing.
     With `password`, the user postgres must give it (scram-sha-256), as on most servers.
@@ -96,6 +97,7 @@ def start_postgres(
     production, for the tests that crash a store and count on committed data surviving.
     `keep`: data found in `root` is used as it is (initdb only into an empty folder), and
     kept durably. `max_connections`: 100 is the stock images' (a test of the budget).
+    `statement_stats`: preload pg_stat_statements (bench --explain counts statements).
     """
     durable = durable or keep
     initdb = find("initdb", *_postgres_bin_dirs())
@@ -123,6 +125,8 @@ def start_postgres(
         "full_page_writes": "on" if durable else "off",
         "shared_buffers": "256MB",
     }
+    if statement_stats:
+        settings["shared_preload_libraries"] = "pg_stat_statements"
     argv = [postgres, "-D", str(data)] + [f"-c{key}={value}" for key, value in settings.items()]
     # SIGINT is PostgreSQL's fast shutdown: it does not wait for clients to hang up.
     process = spawn("postgres", argv, log_path, user=user, stop_signal=signal.SIGINT)

@@ -52,13 +52,15 @@ def running_stack(
     *,
     durable: bool = False,
     password: str | None = None,
+    statement_stats: bool = False,
 ) -> Iterator[StackUrls]:
     """Yield store URLs: those given in `environ`, the rest started here and stopped after.
 
     `home` (default: a temp dir, deleted after) holds the started servers' data and ports.
     `durable`: a PostgreSQL started here keeps every commit it acknowledged through a
     crash (see `start_postgres`); by default it does not, for speed. `password`: a
-    PostgreSQL started here asks for it (the URLs carry it).
+    PostgreSQL started here asks for it (the URLs carry it). `statement_stats`: a
+    PostgreSQL started here preloads pg_stat_statements.
     """
     env = os.environ if environ is None else environ
     home = home or ThrowAwayHome()
@@ -76,6 +78,7 @@ def running_stack(
                 keep=home.keep,
                 durable=durable,
                 password=password,
+                statement_stats=statement_stats,
             )
             servers.append(postgres)
         if not database_url:

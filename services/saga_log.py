@@ -227,7 +227,7 @@ class RedisSagaLog:
             write.retention_seconds,
             write.index,
             repr(record.updated_at),
-            orjson.dumps([*_encode(record), *write.more_fields]),
+            orjson.dumps([*_encode(record, created=write.mode == "create"), *write.more_fields]),
             orjson.dumps([_encode_event(event) for event in write.events]),
             write.sequence,
         ]
@@ -457,13 +457,16 @@ def _saga_keys(keys: RedisKeys, saga_id: str) -> list[str]:
     ]
 
 
-def _encode(record: SagaRecord) -> list[str]:
+def _encode(record: SagaRecord, *, created: bool) -> list[str]:
+    """The record's fields as HSET takes them; those a saga is created with and that never
+    change (name, payload, created_at) on its creation only. A save is fenced by the
+    record's epoch, which the creation's one HSET wrote with them (a takeover only raises
+    it on a record that exists): a record a save reaches has them already, and sending
+    them again cost each outcome write an encode and a longer script call."""
     fields = {
-        "name": record.name,
-        "payload": orjson.dumps(record.payload).decode(),
+        **(_creation_fields(record) if created else {}),
         "status": record.status.value,
         "step": record.step,
-        "created_at": repr(record.created_at),
         "updated_at": repr(record.updated_at),
         "attempts": str(record.attempts),
         "error": record.error,
@@ -473,6 +476,14 @@ def _encode(record: SagaRecord) -> list[str]:
         "deferrals": str(record.deferrals),
     }
     return [part for pair in fields.items() for part in pair]
+
+
+def _creation_fields(record: SagaRecord) -> dict[str, str]:
+    return {
+        "name": record.name,
+        "payload": orjson.dumps(record.payload).decode(),
+        "created_at": repr(record.created_at),
+    }
 
 
 def _decode(saga_id: str, fields: dict[str, str]) -> SagaRecord:

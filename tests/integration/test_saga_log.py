@@ -7,6 +7,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import pytest
@@ -94,6 +95,23 @@ async def test_record_with_defaults_loads_back_equal(saga_log, new_saga_id):
     await write(saga_log, record, [])
 
     assert await saga_log.load(record.saga_id) == record
+
+
+async def test_a_save_writes_what_moves_and_the_record_keeps_what_its_creation_wrote(
+    saga_log, new_saga_id
+):
+    """What recovery loads after the outcome write: the saga as created (name, payload,
+    start), and where it got to. A save no longer sends the fields that never change, so
+    a save carrying other values for them (none does) leaves them as created."""
+    at = time.time()
+    created = saga(new_saga_id(), at)
+    await saga_log.create(created, [])
+    moved = created.moved(at + 1, step="confirm", done=("reserve", "record"))
+    await saga_log.save(
+        replace(moved, name="other", payload={"user_id": "mallory"}, created_at=at + 5), []
+    )
+
+    assert await saga_log.load(created.saga_id) == moved
 
 
 async def test_history_returns_events_in_the_order_they_were_saved(saga_log, new_saga_id):
