@@ -27,6 +27,8 @@ RUN_BY = [
     (r"make test$", ".ci/run", "make test"),
     (r"make run$", "devstack/fresh_machine/two_commands.py", "make run"),
     (r"make stack-ha$", "tests/failover/test_devstack_ha.py", '"--ha"'),
+    (r"make test-cluster$", "Makefile", "tests/cluster"),
+    (r"python -m devstack\.cluster --hosts", "tests/cluster/test_cli.py", '"devstack.cluster"'),
     (r"make deps$", ".github/workflows/ci.yml", "run: scripts/install-deps"),
     (r"curl .*localhost:(8080|\$PORT)/api/coupons", "tests/e2e/test_contract.py", "/api/coupons"),
     (r"scripts/smoke (http://localhost:8080)$", ".github/workflows/ci.yml", "scripts/smoke {1}"),
@@ -43,7 +45,7 @@ RUN_BY = [
         "TEST_FAULT_STALL_AFTER",
     ),
 ]
-SHELL_ONLY = re.compile(r"export \w+=\S+$")  # sets a variable for the lines after it
+SHELL_ONLY = re.compile(r"export \w+=\S+$|for \w+ in [^;]+; do$|done$")  # the shell's own
 # Commands no test runs as written, and why.
 NOT_RUN = {
     "psql": "REPLAY.md's walkthrough closes the database by hand; "
