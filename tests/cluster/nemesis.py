@@ -3,8 +3,8 @@ waited on until it has done what it does, then healed.
 
 A fault has done its work once HAProxy has taken the host out of rotation. Where the host
 can drive none of its sagas on (cut from everything, paused, killed), the fault is begun
-again until it catches the host with sagas in flight, and is healed only once each of
-them has ended by another gateway's takeover.
+while the host has sagas in flight, and is healed only once each of them has ended by
+another gateway's takeover.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ class Fault:
     # The host can drive none of its sagas on: begun only while it has some in flight,
     # which other gateways must take over.
     takes_over: bool = False
+    # The fault is the host paused (SIGSTOP), kept so until the heal.
+    pauses: bool = False
 
 
 def _cut_from(*urls: Callable[[Settings], str]) -> Callable[[Cluster, GatewayHost, Settings], None]:
@@ -63,6 +65,7 @@ FAULTS = [
         lambda c, victim, s: victim.pause(),
         GatewayHost.resume,
         takes_over=True,
+        pauses=True,
     ),
     # Restarted from the test's thread: the gateway dies with the thread that spawns it.
     Fault(
