@@ -72,7 +72,7 @@ class Reconciliation:
             if was == now:
                 return None
             not_restored: list[str] = []
-            in_flight = await self._in_flight()
+            in_flight = await self._in_flight(not_restored)
             claims = await self._claims_to_mend({hold.saga_id for hold in in_flight})
             mended = await self._restore(claims, HoldStatus.CONFIRMED, not_restored)
             in_flight_mended = await self._restore(in_flight, HoldStatus.HELD, not_restored)
@@ -102,14 +102,23 @@ class Reconciliation:
                     to_mend.append(LostHold(saga_id, coupon, user))
         return to_mend
 
-    async def _in_flight(self) -> list[LostHold]:
-        """Sagas going forward whose reserve may have landed on the old primary."""
+    async def _in_flight(self, not_restored: list[str]) -> list[LostHold]:
+        """Sagas going forward whose reserve may have landed on the old primary. One whose
+        payload cannot be read (written by another version, or by hand) is reported, not
+        allowed to stop the reconciliation: every reserve waits for it."""
         found = []
         for record in await self._log.find(SagaStatus.RUNNING, None):
             definition = self._definitions.get(record.name)
             if definition is None or record.compensating:
                 continue
-            payload = definition.bind(record).arguments
+            try:
+                payload = definition.bind(record).arguments
+            except (KeyError, TypeError, ValueError) as error:
+                not_restored.append(
+                    f"saga {record.saga_id}: its payload cannot be read "
+                    f"({type(error).__name__}: {error}); its hold, if lost, is not restored"
+                )
+                continue
             found.append(LostHold(record.saga_id, payload.coupon_name, payload.user_id))
         return found
 

@@ -146,3 +146,30 @@ async def test_units_a_failover_lost_are_not_sold_twice(components, apart, pair,
         saga: "confirmed" for saga in facts.claims
     }
     assert await reconcile() is None  # once per history
+
+
+async def test_a_saga_whose_payload_cannot_be_read_is_reported_not_fatal(
+    components, apart, pool, name
+):
+    """A claim saga in flight whose payload another version wrote (no claimed_at): the
+    reconciliation of a new database goes on without it, and says so."""
+    inventory = PostgresInventory(pool)
+    definition = claim_saga(inventory, components.claims)
+    now = datetime.now(UTC).timestamp()
+    unreadable = SagaRecord(
+        str(uuid.uuid4()),
+        "claim",
+        {"user_id": "ann", "coupon_name": name},
+        SagaStatus.RUNNING,
+        "reserve",
+        now,
+        now,
+    )
+    await apart.saga_log.create(unreadable, [SagaEvent(now, "reserve", Phase.STARTED)])
+    reconcile = Reconciliation(inventory, components.claims, apart.saga_log, {"claim": definition})
+
+    reconciled = await reconcile()
+
+    assert reconciled is not None and reconciled.was is None
+    assert [line for line in reconciled.not_restored if unreadable.saga_id in line], reconciled
+    assert await reconcile() is None  # the history is reconciled all the same
