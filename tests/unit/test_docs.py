@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
 OUTSIDE = "../" + "shared"  # spelt apart, so this file does not name it
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
@@ -30,6 +30,8 @@ RUN_BY = [
     (r"make test-cluster$", "Makefile", "tests/cluster"),
     (r"python -m devstack\.cluster --hosts", "tests/cluster/test_cli.py", '"devstack.cluster"'),
     (r"make deps$", ".github/workflows/ci.yml", "run: scripts/install-deps"),
+    (r"make lint$", ".github/workflows/ci.yml", "run: make lint"),
+    (r"\.venv/bin/python -m pytest (tests/\w+)$", ".github/workflows/ci.yml", "pytest {1}"),
     (r"curl .*localhost:(8080|\$PORT)/api/coupons", "tests/e2e/test_contract.py", "/api/coupons"),
     (r"scripts/smoke (http://localhost:8080)$", ".github/workflows/ci.yml", "scripts/smoke {1}"),
     (
