@@ -9,9 +9,11 @@ EVERYTHING := $(VENV)/.installed-everything
 .PHONY: help deps test test-busy test-named-stores test-ha test-cluster test-fresh lint stack stack-ha run lock docs
 
 help: ## this list
-	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / {name[++n] = $$1; text[n] = $$2; \
+	  if (length($$1) > width) width = length($$1)} \
+	  END {for (i = 1; i <= n; i++) printf "  make %-" width "s  %s\n", name[i], text[i]}' $(MAKEFILE_LIST)
 
-run: $(RUNTIME) ## the gateway on :8080, starting the local stores no *_URL names (data in .run/)
+run: $(RUNTIME) ## the gateway on 127.0.0.1:8080 (HOST to widen), starting the local stores no *_URL names (data in .run/)
 	$(PY) -m devstack run
 
 test: lint ## everything: lint, then the whole suite on throw-away stores
@@ -50,7 +52,7 @@ deps: ## install now: PostgreSQL + Redis (apt), FerretDB (Go, cached), the virtu
 	scripts/install-deps
 	touch $(EVERYTHING) $(RUNTIME)
 
-docs: $(RUNTIME) ## write docs/CONFIGURATION.md from Settings (a unit test checks it)
+docs: $(RUNTIME) ## write docs/CONFIGURATION.md and .env.example from Settings (a unit test checks them)
 	$(PY) scripts/settings_doc.py
 
 lock: ## re-pin the whole dependency tree after changing pyproject.toml

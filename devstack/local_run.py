@@ -6,6 +6,9 @@ working directory, so a restart finds the coupons it had. On Ctrl-C or SIGTERM t
 gateway stops first (gracefully: a claim in progress finishes), then the stores started
 here. A second Ctrl-C stops the gateway at once.
 
+The gateway listens on loopback unless HOST (environment or .env) says otherwise: a
+development gateway, with no ADMIN_TOKEN as a rule, is not for the network to reach.
+
 The gateway runs as its own process (`python -m orchestrator`): the service imports
 nothing of this package, so development tooling never ships inside the production entry
 point.
@@ -14,6 +17,7 @@ point.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from orchestrator.settings import Settings
 
 RUN_DIR = ".run"
+DEV_HOST = "127.0.0.1"  # unless HOST says otherwise
 _URL_SETTINGS = ("database_url", "mongo_url", "redis_url")
 
 
@@ -63,6 +68,8 @@ def main(argv: list[str]) -> int:
 
 def run_on_local_stores(settings: Settings, run_dir: Path = Path(RUN_DIR)) -> int:
     """Run the gateway until it stops or is told to; its exit code (0 when told to stop)."""
+    if "host" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"host": DEV_HOST})
     try:  # before any store starts: the gateway's port taken is the likeliest failure
         check_can_listen(settings.host, settings.port, reuse_port=settings.workers != 1)
     except CannotListen as error:
@@ -87,7 +94,7 @@ def run_on_local_stores(settings: Settings, run_dir: Path = Path(RUN_DIR)) -> in
 def _run_gateway(settings: Settings, urls: StackUrls, run_dir: Path, stop: _StopRequests) -> int:
     gateway = subprocess.Popen(
         [sys.executable, "-m", "orchestrator"],
-        env={**os.environ, **urls.as_env()},
+        env={**os.environ, **urls.as_env(), "HOST": settings.host},
         start_new_session=True,  # Ctrl-C reaches it through us, as a graceful SIGTERM
         preexec_fn=dies_with_parent(signal.SIGTERM),
     )
@@ -112,6 +119,11 @@ def _reachable_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
+def _wider(host: str) -> str:
+    reachable = _reachable_host(host)
+    return "" if reachable == host else f" (HOST={host}: listening on every address)"
+
+
 def _accepts(host: str, port: int) -> bool:
     try:
         with socket.create_connection((_reachable_host(host), port), timeout=0.5):
@@ -122,10 +134,19 @@ def _accepts(host: str, port: int) -> bool:
 
 def _announce(settings: Settings, urls: StackUrls, run_dir: Path) -> None:
     started = ", ".join(urls.started) or "none"
-    env = " ".join(f"{name}={value}" for name, value in urls.as_env().items())
+    env = " ".join(f"{name}={shlex.quote(value)}" for name, value in urls.as_env().items())
     for line in (
-        f"API on http://{_reachable_host(settings.host)}:{settings.port}",
+        f"API on http://{_reachable_host(settings.host)}:{settings.port}{_wider(settings.host)}",
         f"stores started here: {started} (data in {run_dir.resolve()})",
-        f"coupon-saga on these stores: env {env} coupon-saga list",
+        f"coupon-saga on these stores: env {env} {shlex.quote(_coupon_saga())} list",
     ):
         print(f"coupon-service: {line}", file=sys.stderr, flush=True)
+
+
+def _coupon_saga() -> str:
+    """The venv's `coupon-saga` as a path a shell here runs with no venv on PATH."""
+    beside = Path(sys.executable).with_name("coupon-saga")  # not resolved: the venv's own
+    if not beside.is_file():
+        return "coupon-saga"
+    here = Path.cwd()
+    return str(beside.relative_to(here) if beside.is_relative_to(here) else beside)

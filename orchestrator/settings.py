@@ -34,14 +34,15 @@ ENV_FILE = ".env"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", frozen=True)
 
-    host: str = "0.0.0.0"  # the address the gateway listens on
+    host: str = "0.0.0.0"  # the address the gateway listens on (`make run`: 127.0.0.1 unless set)
     port: int = Field(8080, ge=0, le=65535)  # the port it listens on
     # Gateway processes sharing the port; 0: one per CPU the process may use (at most 8).
     workers: int = Field(1, ge=0)
-    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"  # JSON lines
+    # The least level a line must have to be logged; the logs are JSON lines on stdout.
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 
-    # Several hosts (a primary and its standbys) with target_session_attrs=read-write:
-    # each connection is made to the one that is the primary then.
+    # The stock's PostgreSQL. Several hosts (a primary and its standbys) with
+    # target_session_attrs=read-write: each connection is made to the one that is the primary.
     database_url: str = "postgresql://postgres@127.0.0.1:5432/coupons"
     mongo_url: str = "mongodb://127.0.0.1:27017"  # a replica set's URL as it is
     mongo_db: str = "coupons"  # the database that holds the claim documents

@@ -1,7 +1,8 @@
-"""Write docs/CONFIGURATION.md from `Settings`: each setting's name, type, default and comment.
+"""Write docs/CONFIGURATION.md from `Settings`: each setting's name, type, default and comment;
+and .env.example: the common settings, commented out at their defaults.
 
-    .venv/bin/python scripts/settings_doc.py           # write it (`make docs`)
-    .venv/bin/python scripts/settings_doc.py --check   # exit 1 when it differs from Settings
+    .venv/bin/python scripts/settings_doc.py           # write both (`make docs`)
+    .venv/bin/python scripts/settings_doc.py --check   # exit 1 when either differs from Settings
 
 The comment is the one the field carries in orchestrator/settings.py: the comment at the
 end of its line, else the comment lines right above it; a field that follows such a
@@ -28,6 +29,26 @@ from orchestrator.settings import _TIMING_RULES, Settings  # noqa: E402
 
 SOURCE = ROOT / "orchestrator" / "settings.py"
 TARGET = ROOT / "docs" / "CONFIGURATION.md"
+ENV_EXAMPLE = ROOT / ".env.example"
+# What a newcomer sets first; the rest are in docs/CONFIGURATION.md.
+COMMON = (
+    "host",
+    "port",
+    "workers",
+    "log_level",
+    "database_url",
+    "mongo_url",
+    "mongo_db",
+    "redis_url",
+    "admin_token",
+)
+ENV_HEADER = """\
+# The settings most often changed, at their defaults. Generated from `Settings`
+# (orchestrator/settings.py) by scripts/settings_doc.py (`make docs`); every setting is in
+# docs/CONFIGURATION.md. Copy to .env in the working directory and uncomment what you
+# change: the environment, then .env, then the default. A *_URL set here is used as it
+# is, and `make run` starts no store of its own for it.
+"""
 BOUNDS = {  # each constraint's attribute, and how it reads
     annotated_types.Ge: ("ge", "≥"),
     annotated_types.Gt: ("gt", ">"),
@@ -151,17 +172,34 @@ def render() -> str:
     )
 
 
+def env_default(info: FieldInfo) -> str:
+    return "" if info.default is None else _value(info.default)
+
+
+def render_env_example() -> str:
+    described = field_comments(SOURCE.read_text())
+    blocks = [
+        textwrap.fill(described[name], width=92, initial_indent="# ", subsequent_indent="# ")
+        + f"\n# {name.upper()}={env_default(Settings.model_fields[name])}"
+        for name in COMMON
+    ]
+    return ENV_HEADER + "\n" + "\n\n".join(blocks) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file differs")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file differs")
     args = parser.parse_args()
-    wanted = render()
+    wanted = {TARGET: render(), ENV_EXAMPLE: render_env_example()}
     if args.check:
-        if not TARGET.is_file() or TARGET.read_text() != wanted:
-            print(f"{TARGET.relative_to(ROOT)} differs from Settings: run {__file__}")
-            return 1
-        return 0
-    TARGET.write_text(wanted)
+        differ = [
+            path for path, text in wanted.items() if not path.is_file() or path.read_text() != text
+        ]
+        for path in differ:
+            print(f"{path.relative_to(ROOT)} differs from Settings: run {__file__}")
+        return 1 if differ else 0
+    for path, text in wanted.items():
+        path.write_text(text)
     return 0
 
 

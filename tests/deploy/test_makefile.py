@@ -28,6 +28,13 @@ def test_help_lists_every_target():
     assert listed == set(phony.group(1).split())
 
 
+def test_help_aligns_every_description_however_long_the_target():
+    lines = make("help").splitlines()
+    columns = {len(line) - len(line.split(maxsplit=2)[2]) for line in lines}
+    longest = max(len(line.split()[1]) for line in lines)
+    assert columns == {len("  make ") + longest + 2}
+
+
 @pytest.mark.parametrize("target", ["run", "stack"])
 def test_running_installs_the_runtime_only_and_only_once(tmp_path, target):
     venv = f"VENV={tmp_path}"

@@ -1,6 +1,7 @@
 """The monitoring files: alert rules promtool accepts, and rules and dashboard that ask only
 for metrics the gateway exports (scraped from the test gateway after some traffic); the
-compose stack starts Prometheus and Grafana on request only."""
+compose stack starts Prometheus and Grafana on request only, with healthchecks that
+`up --wait` waits on."""
 
 from __future__ import annotations
 
@@ -104,17 +105,19 @@ def test_every_metric_the_dashboard_uses_is_exported(exported):
         assert metric_names(expr) <= exported, expr
 
 
-def test_prometheus_and_grafana_start_only_with_the_monitoring_profile():
-    def services(*profile: str) -> dict[str, Any]:
-        compose = Path(sys.executable).with_name("docker-compose")
-        parsed = subprocess.run(
-            [compose, "-f", ROOT / "docker-compose.yml", *profile, "config", "--format", "json"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return json.loads(parsed.stdout)["services"]
+def services(*profile: str) -> dict[str, Any]:
+    """docker-compose.yml's services as the Compose v2 parser reads them."""
+    compose = Path(sys.executable).with_name("docker-compose")
+    parsed = subprocess.run(
+        [compose, "-f", ROOT / "docker-compose.yml", *profile, "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(parsed.stdout)["services"]
 
+
+def test_prometheus_and_grafana_start_only_with_the_monitoring_profile():
     assert {"prometheus", "grafana"}.isdisjoint(services())
     monitoring = services("--profile", "monitoring")
     mounts = {
@@ -126,3 +129,24 @@ def test_prometheus_and_grafana_start_only_with_the_monitoring_profile():
     assert mounts["grafana"] == {"deploy/grafana/provisioning", "deploy/grafana/dashboards"}
     scrape = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]
     assert scrape[0]["static_configs"][0]["targets"] == ["app:8080"]
+
+
+@pytest.mark.parametrize(
+    ("name", "ready"),
+    [
+        ("prometheus", "http://127.0.0.1:9090/-/ready"),
+        ("grafana", "http://127.0.0.1:3000/api/health"),
+    ],
+)
+def test_monitoring_has_healthchecks_so_up_wait_can_wait(name, ready):
+    """`docker compose --profile monitoring up --wait` waits on healthchecks; without one it
+    cannot. No Docker engine runs here: the images' wget and curl are not tried."""
+    service = services("--profile", "monitoring")[name]
+    check = service["healthcheck"]
+    assert check["test"][0] in ("CMD", "CMD-SHELL")
+    assert ready in " ".join(check["test"][1:])
+
+
+def test_grafana_starts_once_prometheus_is_ready():
+    depends_on = services("--profile", "monitoring")["grafana"]["depends_on"]
+    assert depends_on["prometheus"]["condition"] == "service_healthy"

@@ -2,13 +2,14 @@
 
 No Docker engine runs here, so the stack cannot be started; this checks what `docker
 compose up -d --build --wait` relies on: the four services, health-gated start,
-persistent volumes, restart policies, the API on port 8080, Redis's append-only file, and
-PostgreSQL's connection limit with room for the service's budget.
+persistent volumes, restart policies, the API on port 8080 (or APP_PORT), Redis's
+append-only file, and PostgreSQL's connection limit with room for the service's budget.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,17 +26,23 @@ REPLAY_TOOL = 2
 OPERATOR = 1
 
 
-@pytest.fixture(scope="module")
-def stack() -> dict[str, Any]:
+def parsed_stack(**environment: str) -> dict[str, Any]:
+    """docker-compose.yml as `docker compose` reads it with `environment` (else no APP_PORT)."""
     compose = Path(sys.executable).with_name("docker-compose")
     parsed = subprocess.run(
         [compose, "-f", ROOT / "docker-compose.yml", "config", "--format", "json"],
         capture_output=True,
         text=True,
         check=True,
+        env={k: v for k, v in os.environ.items() if k != "APP_PORT"} | environment,
     )
     assert parsed.stderr == ""
     return json.loads(parsed.stdout)
+
+
+@pytest.fixture(scope="module")
+def stack() -> dict[str, Any]:
+    return parsed_stack()
 
 
 def test_four_services(stack):
@@ -62,6 +69,11 @@ def test_the_api_is_published_on_8080(stack):
     app = stack["services"]["app"]
     assert app["build"]["dockerfile"] == "Dockerfile"
     assert [(p["published"], p["target"]) for p in app["ports"]] == [("8080", 8080)]
+
+
+def test_app_port_picks_another_host_port():
+    (port,) = parsed_stack(APP_PORT="8081")["services"]["app"]["ports"]
+    assert (port["published"], port["target"]) == ("8081", 8080)
 
 
 def test_the_app_reaches_the_stores_by_service_name(stack):

@@ -1,15 +1,19 @@
 """`make run` without Docker: `python -m devstack run` in a working tree of its own.
 
 It starts the stores no URL names, keeps their data in `.run/`, and on SIGTERM stops the
-gateway and then every store it started; a store named by URL is used and left alone.
+gateway and then every store it started; a store named by URL is used and left alone. The
+gateway listens on loopback unless HOST says otherwise, and the `coupon-saga` line it prints
+runs as pasted, with no virtualenv on PATH.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +41,7 @@ from tests.support.processes import (
 from tests.support.servers import wait_healthy
 
 URL_SETTINGS = ("DATABASE_URL", "MONGO_URL", "REDIS_URL")
+PRINTED_SAGA_COMMAND = re.compile(r"coupon-service: coupon-saga on these stores: (.+)$", re.M)
 
 
 @dataclass
@@ -62,8 +67,9 @@ def working_tree() -> Iterator[Path]:
 
 def spawn(working_tree: Path, log_path: Path, **env: str) -> LocalRun:
     port = free_port()
-    environ = {k: v for k, v in os.environ.items() if k not in URL_SETTINGS}
-    environ |= {"HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "1", **env}
+    # No HOST: where it listens unless told is part of what is tested.
+    environ = {k: v for k, v in os.environ.items() if k not in (*URL_SETTINGS, "HOST")}
+    environ |= {"PORT": str(port), "WORKERS": "1", **env}
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "devstack", "run"],
@@ -101,6 +107,41 @@ def started_processes(run: LocalRun) -> dict[int, str]:
     return {pid: command_name(pid) for pid in descendants(run.process.pid)}
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The addresses a TCP socket listens on at `port`, from /proc/net/tcp and tcp6."""
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for row in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            local, state = row.split()[1], row.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                # The kernel prints each 32-bit word in host (little-endian) order.
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(
+                    socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, words)
+                )
+    return found
+
+
+def run_as_pasted(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A shell in the working tree with no virtualenv on PATH, as a newcomer's terminal is."""
+    bare = os.pathsep.join(
+        part
+        for part in os.environ["PATH"].split(os.pathsep)
+        if Path(part) != Path(sys.executable).parent
+    )
+    environ = {k: v for k, v in os.environ.items() if k not in (*URL_SETTINGS, "VIRTUAL_ENV")}
+    return subprocess.run(
+        ["/bin/sh", "-c", command],
+        cwd=cwd,
+        env=environ | {"PATH": bare},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 async def test_make_run_serves_stops_everything_and_keeps_its_data(http, working_tree, tmp_path):
     name, user = f"PROMO_{uuid.uuid4().hex[:12]}", f"user_{uuid.uuid4().hex[:8]}"
     log_path = tmp_path / "run.log"
@@ -109,13 +150,20 @@ async def test_make_run_serves_stops_everything_and_keeps_its_data(http, working
         status, _ = await claim(http, run.base_url, user, name)
         assert status == 200
         assert (await details(http, run.base_url, name))["claimed_by"] == [user]
+        # No HOST given: loopback only, where the banner says (a dev gateway has no token).
+        assert listening_addresses(int(run.base_url.rsplit(":", 1)[1])) == {"127.0.0.1"}
+        printed = PRINTED_SAGA_COMMAND.search(log_path.read_text())
+        assert printed is not None, log_path.read_text()[-3000:]
+        listed = run_as_pasted(printed.group(1), working_tree)
+        assert listed.returncode == 0, (printed.group(1), listed.stderr)
+        assert name in listed.stdout  # the claim just made: the same stores
         started = started_processes(run)
         assert {"postgres", "redis-server"} <= set(started.values()), started
         assert {"ferretdb", "mongod"} & set(started.values()), started
         assert run.stop() == 0, log_path.read_text()[-3000:]
     assert [pid for pid in started if running(pid)] == []
     output = log_path.read_text()
-    assert output.count(f"coupon-service: API on {run.base_url}") == 1
+    assert output.count(f"coupon-service: API on {run.base_url}\n") == 1
     assert "coupon-saga on these stores: env DATABASE_URL=" in output
 
     with local_run(working_tree, tmp_path / "again.log") as again:

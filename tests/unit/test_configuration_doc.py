@@ -1,8 +1,10 @@
-"""docs/CONFIGURATION.md is generated from `Settings`: it must say what the code says."""
+"""docs/CONFIGURATION.md and .env.example are generated from `Settings`: they must say what
+the code says."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -24,6 +26,25 @@ def test_the_reference_is_what_settings_say_now():
     assert (ROOT / "docs/CONFIGURATION.md").read_text() == wanted, (
         "docs/CONFIGURATION.md differs from Settings: run `make docs`"
     )
+
+
+def test_the_env_example_is_what_settings_say_now():
+    assert (ROOT / ".env.example").read_text() == generator().render_env_example(), (
+        ".env.example differs from Settings: run `make docs`"
+    )
+
+
+def test_the_env_example_names_real_settings_at_their_defaults():
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    given = dict(
+        line.removeprefix("# ").split("=", 1) for line in lines if re.match(r"# [A-Z_]+=", line)
+    )
+    assert given, "no setting in .env.example"
+    for name, value in given.items():
+        assert name.lower() in Settings.model_fields, name
+        if value:  # uncommented as it is, it changes nothing
+            built = Settings(_env_file=None, **{name.lower(): value})
+            assert getattr(built, name.lower()) == Settings.model_fields[name.lower()].default
 
 
 def test_every_setting_is_explained_in_its_comment():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
 OUTSIDE = "../" + "shared"  # spelt apart, so this file does not name it
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
@@ -30,6 +30,8 @@ RUN_BY = [
     (r"make test-cluster$", "Makefile", "tests/cluster"),
     (r"python -m devstack\.cluster --hosts", "tests/cluster/test_cli.py", '"devstack.cluster"'),
     (r"make deps$", ".github/workflows/ci.yml", "run: scripts/install-deps"),
+    (r"make lint$", ".github/workflows/ci.yml", "run: make lint"),
+    (r"\.venv/bin/python -m pytest (tests/\w+)$", ".github/workflows/ci.yml", "pytest {1}"),
     (r"curl .*localhost:(8080|\$PORT)/api/coupons", "tests/e2e/test_contract.py", "/api/coupons"),
     (r"scripts/smoke (http://localhost:8080)$", ".github/workflows/ci.yml", "scripts/smoke {1}"),
     (
@@ -115,6 +117,43 @@ def test_every_link_leads_to_a_file_in_the_repository(path: Path):
         if not found.is_relative_to(ROOT) or not found.exists():
             broken.append(target)
     assert broken == []
+
+
+# A section named after a link (`[DESIGN.md](DESIGN.md), "Locking and isolation"`) or by
+# `see "Failover"` in the same document; a name may stop at the heading's colon.
+SECTION_AFTER_LINK = re.compile(r"\[[^\]]*\]\(([^)#\s]+\.md)\),? \"([^\"]+)\"")
+SECTION_SEEN = re.compile(r"\bsee \"([A-Z][^\"]*)\"")
+# "~350 tests", "812 collected": true the day they were written, stale the next.
+TEST_COUNT = re.compile(r"\b\d[\d,]* (?:tests|collected|test cases)\b")
+
+
+def headings(path: Path) -> list[str]:
+    return [
+        line.lstrip("#").strip() for line in path.read_text().splitlines() if line.startswith("#")
+    ]
+
+
+def names_a_heading(name: str, path: Path) -> bool:
+    return any(h == name or h.startswith(f"{name}:") for h in headings(path))
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda path: path.name)
+def test_every_section_a_document_points_to_exists(path: Path):
+    text = " ".join(line.strip() for _, line in prose_lines(path))  # a reference may wrap
+    dangling = [
+        f"{target}, {name!r}"
+        for target, name in SECTION_AFTER_LINK.findall(text)
+        if not names_a_heading(name, (path.parent / target).resolve())
+    ]
+    dangling += [
+        repr(name) for name in SECTION_SEEN.findall(text) if not names_a_heading(name, path)
+    ]
+    assert dangling == []
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda path: path.name)
+def test_no_document_counts_the_tests(path: Path):
+    assert TEST_COUNT.findall(path.read_text()) == []
 
 
 def test_readme_is_a_front_door():
