@@ -67,6 +67,9 @@ class Answer:
     after_restart: bool
 
 
+RETRY_AFTER_SECONDS = 1.0  # what the gateway's 503s say
+
+
 class Burst:
     """The claims of a sale, IN_FLIGHT at a time, and the answers as they come.
 
@@ -109,6 +112,13 @@ class Burst:
         async with self._slots:
             answer = await self.post(user_id)
         self.answers.append(answer)
+        # After the restart a client told 503 comes back once, after its Retry-After, as
+        # clients do: a gateway refuses claims for a moment after its store returns (its
+        # probe's next round), and a burst sent at once can fall wholly in that moment.
+        if answer.after_restart and answer.status == 503 and answer.error == "unavailable":
+            await asyncio.sleep(RETRY_AFTER_SECONDS)
+            async with self._slots:
+                self.answers.append(await self.post(user_id))
 
     async def post(self, user_id: str) -> Answer:
         """One claim, answered within the hang guard."""
