@@ -97,6 +97,19 @@ def url_port(url: str, default: int) -> int | None:
     return None
 
 
+def url_ports(url: str, default: int) -> list[int]:
+    """Every port the URL names: one, or one per host of a multi-host PostgreSQL URL
+    (`postgresql://h1:5432,h2:5433/db`, where urlsplit finds no single port)."""
+    single = url_port(url, default)
+    if single is not None:
+        return [single]
+    ports = []
+    for host in urlsplit(url).netloc.rpartition("@")[2].split(","):
+        _, _, port = host.rpartition(":")
+        ports.append(int(port) if port.isdigit() else default)
+    return ports
+
+
 @dataclass(frozen=True)
 class Part:
     """Processes `roots` and their descendants; only PostgreSQL backends of

@@ -12,7 +12,16 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from bench.cpu import Part, Role, command_line, listeners, not_found, processes, url_port
+from bench.cpu import (
+    Part,
+    Role,
+    command_line,
+    listeners,
+    not_found,
+    processes,
+    url_port,
+    url_ports,
+)
 
 ROLE_NAMES = ("load_generator", "gateway", "mongodb", "postgresql", "redis")
 
@@ -47,16 +56,17 @@ def gateway_at(base_url: str) -> Role:
 def _store(name: str, url: str | None, default_port: int, option: str) -> tuple[Role, set[int]]:
     if not url:
         return not_found(name, f"no {option}"), set()
-    port = url_port(url, default_port)
-    if port is None:
-        return not_found(name, f"no port in {option}"), set()
-    found = listeners(port)
+    # Every host's server, where the URL names several (a primary and its standbys: the
+    # standbys' replay is the stores' cost too).
+    ports = url_ports(url, default_port)
+    found = {pid for port in ports for pid in listeners(port)}
+    shown = ", ".join(map(str, ports))
     if not found:
-        return not_found(name, f"nothing of this user listens on port {port}"), set()
-    return Role(name, (Part(frozenset(found)),), _described(found, port)), found
+        return not_found(name, f"nothing of this user listens on port {shown}"), set()
+    return Role(name, (Part(frozenset(found)),), _described(found, shown)), found
 
 
-def _described(pids: set[int], port: int) -> str:
+def _described(pids: set[int], port: int | str) -> str:
     table = processes()
     names = sorted({table[pid].name for pid in pids if pid in table})
     return f"{', '.join(names)} listening on port {port} (pids {sorted(pids)}) and its children"
@@ -68,8 +78,8 @@ def _ferretdb_postgres(pids: set[int]) -> Part | None:
         for argument in command_line(pid):
             if argument.startswith("--postgresql-url="):
                 url = argument.split("=", 1)[1]
-                port, database = url_port(url, 5432), urlsplit(url).path.strip("/")
-                postmasters = listeners(port) if port else set()
+                database = urlsplit(url).path.strip("/")
+                postmasters = {pid for port in url_ports(url, 5432) for pid in listeners(port)}
                 if postmasters and database:
                     return Part(frozenset(postmasters), backend_database=database)
     return None

@@ -65,6 +65,8 @@ def config(
                 # Shared memory segments in the data dir, not /dev/shm: a node killed with
                 # -9 leaves them behind, and the folder's removal takes them along.
                 "dynamic_shared_memory_type": "mmap",
+                # bench --explain counts statements (make test-ha runs it here too).
+                "shared_preload_libraries": "pg_stat_statements",
             },
             "pg_hba": [
                 "host all all 127.0.0.1/32 trust",

@@ -231,7 +231,9 @@ async def test_with_json_errors_are_json_on_stdout(settings):
 
 
 def redis_nowhere(settings):
-    return changed(settings, {"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    # No Sentinels either: they would name the master that answers.
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    return changed(settings, {"redis_url": nowhere, "redis_sentinels": ""})
 
 
 async def test_a_store_that_does_not_answer_exits_3(settings):

@@ -8,16 +8,15 @@ import uuid
 import asyncpg
 
 from tests.support.cli import coupon_saga
-from tests.support.settings import changed
+from tests.support.settings import changed, on_database
 
 
 async def test_the_replay_tool_names_a_missing_schema_and_makes_none(settings):
-    server = settings.database_url.rsplit("/", 1)[0]
     database = f"empty_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(f"{server}/postgres")
+    admin = await asyncpg.connect(on_database(settings.database_url, "postgres"))
     await admin.execute(f'CREATE DATABASE "{database}"')
     try:
-        empty = changed(settings, {"database_url": f"{server}/{database}"})
+        empty = changed(settings, {"database_url": on_database(settings.database_url, database)})
 
         code, out, err = await coupon_saga(empty, "audit")
 
