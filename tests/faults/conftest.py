@@ -3,11 +3,14 @@ stores that keep what they acknowledged through a crash, for tests that count on
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
-from devstack.servers import Server, start_redis
+from devstack.servers import Server, start_postgres, start_redis
 from devstack.stack import StackUrls, running_stack
 from orchestrator.settings import Settings
 from tests.support.proxy import CuttableProxy
@@ -55,3 +58,17 @@ def own_redis(tmp_path) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[Server]:
+    """A PostgreSQL of the test's own: for a test that restarts it, or whose gateway
+    settles abandoned holds and must not take other tests' holds (in other saga logs)."""
+    root = Path(tempfile.mkdtemp(prefix="coupon-pg-own-"))
+    root.chmod(0o755)  # the postgres user must reach its data dir inside
+    server = start_postgres(root, databases=("coupons",))
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

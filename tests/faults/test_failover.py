@@ -10,16 +10,12 @@ where the failover lost a saga-log write) the invariants hold and the audit is c
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from devstack.servers import Server, start_postgres
 from orchestrator.settings import Settings
 from tests.faults.test_postgres_restart import RESTART, SaleAcrossTheRestart
 from tests.faults.test_store_outage import STOCK, Answer, assert_answers_tell_the_truth
@@ -89,20 +85,6 @@ async def test_postgresql_failover_mid_sale(http, settings, mongo, pair, tmp_pat
 
     code, out, _ = await coupon_saga(gateway_settings, "audit", "--coupon", name)
     assert code == 0, out
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[Server]:
-    """The Redis test's own PostgreSQL: its gateway settles the holds whose saga record a
-    failover lost, and must not take other tests' holds (in another saga log) for such."""
-    root = Path(tempfile.mkdtemp(prefix="coupon-pg-sentinel-"))
-    root.chmod(0o755)  # the postgres user must reach its data dir inside
-    server = start_postgres(root, databases=("coupons",))
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -10,17 +10,14 @@ lost. The PostgreSQL is the test's own: nothing else in the session is restarted
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import aiohttp
 import asyncpg
 import pytest
 
-from devstack.servers import Server, restart_postgres, start_postgres
+from devstack.servers import Server, restart_postgres
 from tests.faults.test_store_outage import STOCK, Burst, assert_answers_tell_the_truth
 from tests.support.apart import saga_log_apart
 from tests.support.api import create, metric
@@ -49,18 +46,6 @@ class SaleAcrossTheRestart(Burst):
 
     def __init__(self, http: aiohttp.ClientSession, base: str, coupon: str) -> None:
         super().__init__(http, base, coupon, before_restart=STOCK * 2 // 3)
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[Server]:
-    root = Path(tempfile.mkdtemp(prefix="coupon-pg-restart-"))
-    root.chmod(0o755)  # the postgres user must reach its data dir inside
-    server = start_postgres(root, databases=("coupons",))
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
