@@ -122,7 +122,13 @@ async def test_a_claim_past_its_pivot_stands_when_redis_fills_up_and_is_logged_l
             assert (status, fillers != []) == (200, True), body
             facts = await read_facts(pg, mongo, name)
             (saga_id,) = facts.claims
-            assert facts.holds[saga_id] == ("lucky", "confirmed")
+
+            # Answered at its pivot: the confirm comes after the 200.
+            async def confirmed() -> bool:
+                facts = await read_facts(pg, mongo, name)
+                return facts.holds[saga_id] == ("lucky", "confirmed")
+
+            await eventually(confirmed)
 
             saga_key = RedisKeys(full.redis_key_prefix).saga(saga_id)
             logged = await full_redis.hget(saga_key, "status")
